@@ -1,0 +1,5 @@
+"""``python -m darkhalo`` runs the command line."""
+
+from darkhalo.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""The ``darkhalo`` command line.
+
+Exit codes: 0 success, 1 a contract or audit failure, 2 unusable input (a bad spec, a missing
+file, a stage run out of order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from darkhalo import __version__
+from darkhalo.spec import GenerationSpec, SpecError, load_spec
+from darkhalo.stages import STAGE_NAMES, STAGES
+
+app = typer.Typer(
+    name="darkhalo",
+    help="Strong-lens finder for the DESI Legacy Imaging Surveys: run, audit and inspect generations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+spec_app = typer.Typer(help="Check and show generation specs.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+SpecPath = Annotated[Path, typer.Argument(help="generation spec (YAML)", show_default=False)]
+
+
+def _load(path: Path) -> GenerationSpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    spec: SpecPath,
+    out_dir: Annotated[Path, typer.Option("--out", help="folder that holds runs/<generation>")] = Path("runs"),
+    start: Annotated[str | None, typer.Option("--from", help=f"first stage ({', '.join(STAGE_NAMES)})")] = None,
+    stop: Annotated[str | None, typer.Option("--to", help="last stage")] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-run stages even when up to date")] = False,
+) -> None:
+    """Run a generation's stages in order; stages whose lineage matches are skipped."""
+    from darkhalo.runner import RunError, StageFailed, run_generation
+
+    generation = _load(spec)
+    try:
+        run_generation(generation, out_dir, start=start, stop=stop, force=force, console=err)
+    except StageFailed as exc:
+        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except RunError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"run folder: {out_dir / generation.generation}")
+
+
+@app.command()
+def stages() -> None:
+    """List the stages of a generation in the order they run."""
+    table = Table("stage", "reads", "depends on spec sections", "what it makes")
+    for stage in STAGES:
+        table.add_row(stage.name, ", ".join(stage.inputs) or "-", ", ".join(stage.sections), stage.description)
+    out.print(table)
+
+
+@spec_app.command("check")
+def spec_check(specs: Annotated[list[Path], typer.Argument(help="spec files", show_default=False)]) -> None:
+    """Validate spec files; prints a one-line summary of each, exit 2 if any is invalid."""
+    failed = False
+    for path in specs:
+        try:
+            generation = load_spec(path)
+        except SpecError as exc:
+            err.print(f"[red]invalid:[/] {exc}", highlight=False)
+            failed = True
+            continue
+        out.print(
+            f"[green]ok[/] {path}: generation {generation.generation}, "
+            f"{generation.grid.n_configs} grid configs, controls {generation.controls.mode}, "
+            f"PSF {generation.psf.model}, {generation.train.arch}"
+        )
+    if failed:
+        raise typer.Exit(2)
+
+
+@spec_app.command("show")
+def spec_show(spec: SpecPath) -> None:
+    """Print a spec with every default filled in (as frozen into a run)."""
+    typer.echo(_load(spec).to_yaml(), nl=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"darkhalo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """darkhalo: every stage behind a data contract, the lessons of Gen 1 enforced as invariants."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,539 @@
+"""Generation specs as code: one pydantic model per section, loaded from YAML with ``safe_load``.
+
+A spec is everything that defines a generation (survey, cuts, grid, controls, splits, stamps, PSF,
+source population, injection, training, evaluation, invariant thresholds, engine). Unknown keys
+fail naming the key, its path and the allowed keys with a did-you-mean; out-of-range values fail
+naming the field. Units: angles in arcsec, magnitudes AB, fluxes in nanomaggies.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from data_contracts.thresholds import InvariantThresholds
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file and every offending key or field."""
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors and a loaded spec is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(Section):
+    """A closed interval [min, max] a nuisance parameter is drawn from (min == max fixes it)."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+# --- survey -------------------------------------------------------------------------------------
+
+
+class MockSurvey(Section):
+    """The embedded, seeded Legacy-Surveys-like sky (DESIGN §4)."""
+
+    kind: Literal["mock"]
+    n_objects: int = Field(100_000, gt=0, le=100_000_000, description="catalog rows (all types)")
+    ra_range: tuple[float, float] = Field((150.0, 160.0), description="deg, [min, max)")
+    dec_range: tuple[float, float] = Field((0.0, 5.0), description="deg, [min, max)")
+    release: int = Field(10000, ge=0, le=32767, description="RELEASE written to every row (DR10 south: 10000)")
+
+    @field_validator("ra_range")
+    @classmethod
+    def _ra(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1] <= 360:
+            raise ValueError("need 0 <= ra_min < ra_max <= 360 (deg)")
+        return v
+
+    @field_validator("dec_range")
+    @classmethod
+    def _dec(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not -90 <= v[0] < v[1] <= 90:
+            raise ValueError("need -90 <= dec_min < dec_max <= 90 (deg)")
+        return v
+
+
+class CutoutSource(Section):
+    """Where real cutouts come from: a local folder of cutout-service FITS and/or the service."""
+
+    dir: Path | None = Field(None, description="folder of cutout-service FITS files")
+    url: str | None = Field(None, description="cutout service base URL (fetched with caching)")
+    cache_dir: Path = Path("cache/cutouts")
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    retries: int = Field(3, ge=0, le=20)
+    max_bytes: int = Field(50_000_000, gt=0, description="largest response body accepted")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CutoutSource:
+        if self.dir is None and self.url is None:
+            raise ValueError("give a cutout 'dir', a service 'url', or both")
+        return self
+
+
+class LegacySurvey(Section):
+    """Real DR8/DR9/DR10 files: sweep/tractor FITS or parquet, cutouts, PSF per host."""
+
+    kind: Literal["legacy"]
+    catalogs: list[str] = Field(min_length=1, description="sweep/tractor FITS or parquet paths or globs")
+    cutouts: CutoutSource | None = None
+    psf: Literal["psfsize", "psfex"] = "psfsize"
+    psfex_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _psfex_needs_dir(self) -> LegacySurvey:
+        if self.psf == "psfex" and self.psfex_dir is None:
+            raise ValueError("psf: psfex needs psfex_dir")
+        return self
+
+
+SurveySpec = Annotated[Union[MockSurvey, LegacySurvey], Field(discriminator="kind")]  # noqa: UP007
+
+
+# --- selection ----------------------------------------------------------------------------------
+
+
+class _SelectionBase(Section):
+    quarantine_bad_rows: bool = Field(
+        False, description="rows failing edge validation go to a quarantine file instead of failing the stage"
+    )
+    known_lenses: str = Field("bundled", description="'bundled' (lenscat copy) or a CSV path")
+    known_lens_radius_arcsec: float = Field(5.0, gt=0, le=60)
+
+
+class V3ColorRelaxed(_SelectionBase):
+    """Gen 1's cuts: TYPE != PSF, positive r, z, W1 flux, z < z_mag_max, r - z and z - W1 colour cuts."""
+
+    variant: Literal["v3_color_relaxed"]
+    extinction_corrected: bool = Field(False, description="Gen 1 used raw (not de-reddened) magnitudes")
+    z_mag_max: float = Field(20.4, gt=10, lt=30)
+    r_minus_z_min: float = Field(0.4, gt=-5, lt=5)
+    z_minus_w1_min: float = Field(0.8, gt=-5, lt=5)
+
+
+class DesiLrg(_SelectionBase):
+    """The DESI main-survey LRG target selection (desitarget), south or north photometry."""
+
+    variant: Literal["desi_lrg_south", "desi_lrg_north"]
+    extinction_corrected: Literal[True] = True
+
+
+SelectionSpec = Annotated[Union[V3ColorRelaxed, DesiLrg], Field(discriminator="variant")]  # noqa: UP007
+
+
+# --- grid, controls, splits, stamps -------------------------------------------------------------
+
+PositiveArcsec = Annotated[float, Field(gt=0, le=10)]
+
+
+def _unique(values: list[float], name: str) -> list[float]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} repeats a value: {values}")
+    return values
+
+
+class GridSpec(Section):
+    """The injection grid: every combination of its axes is one config."""
+
+    theta_e_arcsec: list[PositiveArcsec] = Field(min_length=1, description="Einstein radius, arcsec")
+    src_reff_arcsec: list[PositiveArcsec] = Field(min_length=1, description="source half-light radius, arcsec")
+    src_e: list[Annotated[float, Field(ge=0, lt=1)]] = Field(min_length=1, description="source |e| = (1-q)/(1+q)")
+    shear: list[Annotated[float, Field(ge=0, le=0.3)]] = Field(min_length=1, description="external shear modulus")
+    src_dmag: list[Annotated[float, Field(ge=-5, le=10)]] | None = Field(
+        None, description="Gen 1 only: unlensed source r = host r (raw) + src_dmag"
+    )
+    configs_per_host: int | None = Field(
+        None, gt=0, description="configs drawn per positive host; None = every config for every host"
+    )
+
+    @field_validator("theta_e_arcsec", "src_reff_arcsec", "src_e", "shear", "src_dmag")
+    @classmethod
+    def _no_repeats(cls, v: list[float] | None, info: Any) -> list[float] | None:
+        return None if v is None else _unique(v, info.field_name)
+
+    @property
+    def axes(self) -> dict[str, list[float]]:
+        """The grid's axes by name, in a fixed order (src_dmag only when present)."""
+        axes = {
+            "theta_e_arcsec": self.theta_e_arcsec,
+            "src_reff_arcsec": self.src_reff_arcsec,
+            "src_e": self.src_e,
+            "shear": self.shear,
+        }
+        if self.src_dmag is not None:
+            axes["src_dmag"] = self.src_dmag
+        return axes
+
+    @property
+    def n_configs(self) -> int:
+        """Number of grid configs (product of the axis lengths)."""
+        n = 1
+        for values in self.axes.values():
+            n *= len(values)
+        return n
+
+
+class ControlsSpec(Section):
+    """Negatives: ``paired`` (Gen 1: the same galaxy, uninjected) or ``unpaired`` (disjoint hosts)."""
+
+    mode: Literal["paired", "unpaired"]
+    fraction: float = Field(gt=0, lt=1, description="share of stamps that are controls")
+    match_hosts: bool = Field(True, description="draw controls to match positive hosts' properties (L6)")
+
+
+class SplitFractions(Section):
+    train: float = Field(0.8, gt=0, lt=1)
+    val: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.val + self.test
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+class SplitsSpec(Section):
+    """Sky-disjoint splits: each HEALPix pixel of the hosts is hashed to one split (L5)."""
+
+    scheme: Literal["healpix"] = "healpix"
+    nside: int = Field(32, ge=1, le=8192, description="HEALPix nside (a power of 2)")
+    fractions: SplitFractions = SplitFractions()
+
+    @field_validator("nside")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"nside must be a power of 2, got {v}")
+        return v
+
+
+class StampsSpec(Section):
+    """Stamp geometry: (band, y, x) float32 nanomaggies centred on the host."""
+
+    size: int = Field(64, ge=16, le=256, description="pixels per side (even)")
+    bands: Literal["grz"] = "grz"
+    pixel_scale: float = Field(0.262, gt=0, le=2, description="arcsec per pixel")
+
+    @field_validator("size")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"size must be even, got {v}")
+        return v
+
+
+# --- PSF, source, injection ---------------------------------------------------------------------
+
+
+class PsfSpec(Section):
+    """The injection PSF, per host and band (FWHM from the host's PSFSIZE_<band>)."""
+
+    model: Literal["gaussian", "moffat", "survey", "pixelized"]
+    moffat_beta: float = Field(3.5, gt=1, le=20, description="Moffat beta for 'moffat' and the core of 'survey'")
+    kernel_size_pix: int = Field(63, ge=9, le=255, description="kernel side in stamp pixels (odd)")
+    psfex_dir: Path | None = Field(None, description="folder of PSFEx files for 'pixelized'")
+
+    @field_validator("kernel_size_pix")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"kernel_size_pix must be odd, got {v}")
+        return v
+
+
+class MagPrior(Section):
+    """Unlensed source r magnitude: uniform, or number counts dN/dm ∝ 10^(slope m), in [r_min, r_max]."""
+
+    kind: Literal["uniform", "number_counts"] = "number_counts"
+    r_min: float = Field(22.0, gt=15, lt=30)
+    r_max: float = Field(25.5, gt=15, lt=30)
+    slope: float = Field(0.3, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MagPrior:
+        if self.r_max <= self.r_min:
+            raise ValueError(f"r_max ({self.r_max}) must exceed r_min ({self.r_min})")
+        return self
+
+
+class SourceSpec(Section):
+    """The background-source population and the lens nuisance parameters."""
+
+    brightness: Literal["host_relative", "prior"]
+    mag_prior: MagPrior | None = None
+    sersic_n: Range = Range(min=0.5, max=2.0)
+    g_minus_r: Range = Range(min=0.2, max=0.8)
+    r_minus_z: Range = Range(min=0.0, max=0.6)
+    position_max_frac: float = Field(
+        0.5, gt=0, le=2, description="source centre area-uniform within this fraction of theta_E"
+    )
+    lens_q_from: Literal["host_shape", "prior"] = "host_shape"
+    lens_q: Range = Range(min=0.5, max=1.0)
+
+    @model_validator(mode="after")
+    def _prior_when_needed(self) -> SourceSpec:
+        if self.brightness == "prior" and self.mag_prior is None:
+            raise ValueError("brightness: prior needs a mag_prior")
+        if self.brightness == "host_relative" and self.mag_prior is not None:
+            raise ValueError("brightness: host_relative takes src_dmag from the grid, not a mag_prior")
+        return self
+
+
+class InjectionSpec(Section):
+    """How arcs are rendered and stamps written."""
+
+    supersample: int = Field(4, ge=1, le=16, description="sub-pixels per pixel side for ray tracing")
+    poisson_noise: bool = Field(False, description="add the arc's own photon noise")
+    batch_size: int = Field(256, ge=1, le=65536, description="stamps rendered per kernel call")
+    shard_rows: int = Field(4096, ge=1, le=1_000_000, description="stamps per parquet shard")
+
+
+# --- train, evaluate, engine --------------------------------------------------------------------
+
+
+class TrainSpec(Section):
+    """The ResNet18 trainer (torchvision), GPU-first, honest on CPU."""
+
+    arch: Literal["resnet18", "resnet18_64"]
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = Field(gt=0, lt=1)
+    weight_decay: float = Field(ge=0, lt=1)
+    batch_size: int = Field(ge=1, le=65536)
+    epochs: int = Field(ge=1, le=1000)
+    loss: Literal["bce", "focal"] = "bce"
+    focal_gamma: float = Field(2.0, ge=0, le=10)
+    precision: Literal["bf16", "fp32"] = Field("bf16", description="bf16 autocast on CUDA; CPU always fp32")
+    augment: list[Literal["flip", "rot90"]] = ["flip", "rot90"]
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(1.0, gt=0)
+    channels_last: bool = True
+    compile: bool = False
+    select_at_fpr: float = Field(
+        1e-2, gt=0, lt=1, description="best epoch = highest val completeness at this FPR (if resolvable)"
+    )
+
+
+class EvaluateSpec(Section):
+    """Operating points, intervals, inspection budget and shortcut probes."""
+
+    min_expected_false_positives: float = Field(
+        10.0, gt=0, description="an FPR target is resolved only if n_negatives x FPR reaches this"
+    )
+    bootstrap_samples: int = Field(1000, ge=0, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    survey_hosts: int = Field(1_000_000, gt=0, description="hosts in the survey, for the inspection budget")
+    lens_prevalence: float = Field(1e-3, gt=0, lt=1, description="lenses per host, for the inspection budget")
+    probes: bool = Field(True, description="run the shortcut probes (L9)")
+    batch_size: int = Field(1024, ge=1, le=65536)
+
+
+class EngineSpec(Section):
+    """Spark and torch placement. DARKHALO_SPARK_MASTER in the environment overrides ``spark_master``."""
+
+    spark_master: str = Field("local[*]", min_length=1)
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+LessonId = Literal["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10"]
+
+
+class ExpectSpec(Section):
+    """What the audit of this spec must conclude; CI holds every spec in specs/ to it."""
+
+    audit_failures: list[LessonId] = Field(default_factory=list)
+
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class GenerationSpec(Section):
+    """A whole generation: the one input of ``darkhalo run`` and ``darkhalo audit``."""
+
+    generation: Slug = Field(description="name; the run lives in runs/<generation>/")
+    description: str = ""
+    seed: int = Field(ge=0, lt=2**63)
+    survey: SurveySpec
+    selection: SelectionSpec
+    grid: GridSpec
+    controls: ControlsSpec
+    splits: SplitsSpec = SplitsSpec()
+    stamps: StampsSpec = StampsSpec()
+    psf: PsfSpec
+    source: SourceSpec
+    injection: InjectionSpec = InjectionSpec()
+    train: TrainSpec
+    evaluate: EvaluateSpec = EvaluateSpec()
+    invariants: InvariantThresholds = InvariantThresholds()
+    engine: EngineSpec = EngineSpec()
+    expect: ExpectSpec = ExpectSpec()
+
+    @model_validator(mode="after")
+    def _brightness_matches_grid(self) -> GenerationSpec:
+        if self.source.brightness == "host_relative" and self.grid.src_dmag is None:
+            raise ValueError("source.brightness: host_relative needs grid.src_dmag")
+        if self.source.brightness == "prior" and self.grid.src_dmag is not None:
+            raise ValueError("grid.src_dmag is only meaningful with source.brightness: host_relative")
+        return self
+
+    def digest(self, *sections: str) -> str:
+        """sha256 of the canonical JSON of the named sections (all, if none): the lineage key."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {name: data[name] for name in sections}
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The spec as YAML (every default written out), as frozen into a run directory."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path) -> GenerationSpec:
+    """Read and validate a spec file (YAML through ``yaml.safe_load``); raises SpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    return spec_from_dict(data, source=str(path))
+
+
+def spec_from_dict(data: Any, source: str = "<spec>") -> GenerationSpec:
+    """Validate a spec given as plain data; every problem is named in one SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a mapping of sections, got {type(data).__name__}")
+    try:
+        return GenerationSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        raise SpecError(f"{source}: invalid spec:\n" + "\n".join(f"  - {p}" for p in problems)) from None
+
+
+def _describe(err: Any) -> str:
+    """One validation error as a sentence naming its path (and, for a typo, the allowed keys)."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], str(loc[-1])
+        where = _dotted(parent) or "the top level"
+        allowed = sorted(_allowed_keys(parent))
+        text = f"unknown key '{key}' at {where}; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        return text + (f"; did you mean '{close[0]}'?" if close else "")
+    path = _dotted(loc) or "spec"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = err["ctx"]
+        allowed = [t.strip(" '") for t in str(ctx["expected_tags"]).split(",")]
+        text = f"{path}.{ctx['discriminator'].strip(chr(39))} = '{ctx['tag']}' is not one of: {', '.join(allowed)}"
+        close = difflib.get_close_matches(str(ctx["tag"]), allowed, n=1, cutoff=0.6)
+        return text + (f"; did you mean '{close[0]}'?" if close else "")
+    message = err["msg"].removeprefix("Value error, ")
+    if isinstance(err.get("input"), dict | list) or "input" not in err:
+        return f"{path}: {message}"
+    return f"{path} = {err['input']!r}: {message}"
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
+    """Follow ``loc`` through the spec models: (displayable path parts, the model class reached).
+
+    Discriminated unions put their tag in ``loc``; it is skipped in the path and used to pick the
+    member model.
+    """
+    parts: list[str] = []
+    current: Any = GenerationSpec
+    items = list(loc)
+    while items:
+        part = items.pop(0)
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+            current = _element_type(current)
+            continue
+        part = str(part)
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            field = current.model_fields[part]
+            parts.append(part)
+            current = field.annotation
+            if field.discriminator and items:
+                tag = str(items.pop(0))
+                current = _union_member(current, field.discriminator, tag)
+            continue
+        parts.append(part)
+        current = None
+    return parts, current
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(_walk(loc)[0])
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_in(_walk(loc)[1])
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``Model | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        model = _model_in(arg)
+        if model:
+            return model
+    return None
+
+
+def _element_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            if typing.get_origin(arg) in (list, tuple):
+                return _element_type(arg)
+        return None
+    return args[0] if args else None
+
+
+def _union_member(annotation: Any, discriminator: str, tag: str) -> Any:
+    for member in typing.get_args(annotation):
+        field = getattr(member, "model_fields", {}).get(discriminator)
+        if field is not None and tag in typing.get_args(field.annotation):
+            return member
+    return annotation

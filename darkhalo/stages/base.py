@@ -1,0 +1,89 @@
+"""What a stage is, what it is given and what it gives back.
+
+A stage is a plain function ``run(ctx) -> StageResult`` in its own module: it reads its inputs
+from upstream stage folders, writes its artifacts into ``ctx.out`` (a temporary folder the runner
+renames into place) and returns row counts and the contract findings on what it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from data_contracts.findings import Finding
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from darkhalo.spec import GenerationSpec
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A registered stage: its name, upstream stages, the spec sections it depends on, its module.
+
+    ``module`` names a module with ``run(ctx) -> StageResult`` and, optionally,
+    ``external_inputs(spec) -> list[Path]`` (files outside the run it reads, for lineage).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    sections: tuple[str, ...]
+    module: str
+    description: str
+
+
+@dataclass
+class StageContext:
+    """Everything a stage gets: the spec, where its inputs are, where to write, a console."""
+
+    spec: GenerationSpec
+    run_dir: Path
+    out: Path
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+
+    def input(self, stage: str) -> Path:
+        """The final folder of an upstream stage's outputs."""
+        return self.run_dir / stage
+
+    def spark(self) -> SparkSession:
+        """The process's Spark session for this spec's engine (started on first use)."""
+        from darkhalo.spark import get_spark
+
+        return get_spark(self.spec.engine)
+
+    def progress(self) -> Progress:
+        """A progress display for long loops: ``with ctx.progress() as p: task = p.add_task(...)``."""
+        return Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+
+
+@dataclass
+class StageResult:
+    """What a stage reports: rows per artifact, contract findings, extra measured values."""
+
+    rows: dict[str, int]
+    findings: list[Finding] = field(default_factory=list)
+    measured: dict[str, Any] = field(default_factory=dict)
+
+
+StageFunction = Callable[[StageContext], StageResult]

@@ -1,0 +1,85 @@
+"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L10).
+
+This table is the one place a lesson is written down; each invariant's check lives in
+``data_contracts.invariants`` under the same id and cites this text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson: its id, a short title and what the invariant checks."""
+
+    id: str
+    title: str
+    checks: str
+
+
+LESSONS: dict[str, Lesson] = {
+    lesson.id: lesson
+    for lesson in (
+        Lesson(
+            "L1",
+            "unpaired controls",
+            "no host galaxy is both a positive host and a control (per split and across splits)",
+        ),
+        Lesson(
+            "L2",
+            "resolvable injections",
+            "share of positives with theta_E / PSF_FWHM(host, r) >= 0.5 meets the spec's minimum; "
+            "computed from each host's real PSFSIZE_R, not from the grid alone",
+        ),
+        Lesson(
+            "L3",
+            "realistic PSF wings",
+            "the injection PSF's encircled-energy deficit at large radius matches the survey PSF "
+            "(Moffat core + outer wing); a Gaussian fails",
+        ),
+        Lesson(
+            "L4",
+            "operational reporting",
+            "every evaluation reports FPR at completeness {0.99,0.95,0.90,0.85,0.80,0.70} and "
+            "completeness at FPR {1e-2,1e-3,1e-4,1e-5} with counts and 95 % intervals; an FPR the "
+            "negatives cannot resolve is reported as unresolved; AUROC is never the headline",
+        ),
+        Lesson(
+            "L5",
+            "sky-disjoint splits",
+            "splits assigned by sky region (HEALPix of the host), never re-shuffled; no host or region in two splits",
+        ),
+        Lesson(
+            "L6",
+            "host matching",
+            "positive and control hosts come from the same distribution of magnitude, colour, PSF "
+            "size and depth (two-sample statistics bounded)",
+        ),
+        Lesson(
+            "L7",
+            "realistic, visible arcs",
+            "source brightness from a source-population prior; each stamp records its arc's "
+            "integrated S/N; shares of invisible and of implausibly bright arcs bounded",
+        ),
+        Lesson(
+            "L8",
+            "stamp integrity",
+            "shape, band order, finite pixels; controls bit-identical to their cutouts; positives "
+            "differ from their cutout by exactly the recorded arc; a point source through the PSF "
+            "lands where intended and keeps its flux; no duplicated (host, config) rows",
+        ),
+        Lesson(
+            "L9",
+            "no shortcut",
+            "a classifier on the central core pixels alone cannot separate positives from controls "
+            "(AUC bound); an unlensed blob of the same flux is not flagged at the operating threshold",
+        ),
+        Lesson(
+            "L10",
+            "no label leakage",
+            "model inputs are pixels (and whitelisted observing conditions at most), never "
+            "injection parameters, arc S/N or anything derived from the label",
+        ),
+    )
+}

@@ -1,0 +1,37 @@
+"""Shared fixtures: the repository's paths, the real survey files, one Spark session per process."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "specs"
+REAL = REPO.parent / "shared" / "real"
+
+
+def spec_data(name: str = "embedded") -> dict[str, Any]:
+    """A spec file of specs/ as plain data (a fresh copy, safe to mutate)."""
+    return copy.deepcopy(yaml.safe_load((SPECS / f"{name}.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The process's local Spark session (started once, ~5 s)."""
+    from darkhalo.spark import get_spark, stop_spark
+
+    session = get_spark()
+    yield session
+    stop_spark()
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """../shared/real: small real survey files (see its MANIFEST.txt)."""
+    if not REAL.is_dir():
+        pytest.fail(f"the real survey files are missing: {REAL}")
+    return REAL
