@@ -257,7 +257,9 @@ class PsfSpec(Section):
     """The injection PSF, per host and band (FWHM from the host's PSFSIZE_<band>)."""
 
     model: Literal["gaussian", "moffat", "survey", "pixelized"]
-    moffat_beta: float = Field(3.5, gt=1, le=20, description="Moffat beta for 'moffat' and the core of 'survey'")
+    moffat_beta: float = Field(
+        2.8, gt=1, le=20, description="Moffat beta of the 'moffat' model and of the 'survey' core"
+    )
     kernel_size_pix: int = Field(63, ge=9, le=255, description="kernel side in stamp pixels (odd)")
     psfex_dir: Path | None = Field(None, description="folder of PSFEx files for 'pixelized'")
 

@@ -1,0 +1,54 @@
+"""Pixel grids, FFT convolution and binning: the image-formation steps shared by the arc renderer
+and the mock survey. Stamp convention: the centre (host position) is pixel index ``size // 2``
+on both axes; arrays are (..., y, x)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pixel_offsets(size: int, pixel_scale: float, supersample: int = 1, **like: object) -> torch.Tensor:
+    """1-D coordinates (arcsec) of the (sub-)pixel centres along one axis of a ``size`` stamp.
+
+    Pixel ``i`` is centred at ``(i - size // 2) * pixel_scale``; with ``supersample`` s it is split
+    into s sub-pixels of width ``pixel_scale / s``. Returns ``size * s`` values.
+    """
+    dtype = like.get("dtype", torch.float32)
+    device = like.get("device")
+    centres = (torch.arange(size, dtype=torch.float64) - size // 2) * pixel_scale
+    sub = ((torch.arange(supersample, dtype=torch.float64) + 0.5) / supersample - 0.5) * pixel_scale
+    return (centres[:, None] + sub[None, :]).reshape(-1).to(dtype=dtype, device=device)
+
+
+def pixel_grid(
+    size: int, pixel_scale: float, supersample: int = 1, **like: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """2-D (x, y) coordinates (arcsec) of (sub-)pixel centres, each of shape (size*s, size*s)."""
+    axis = pixel_offsets(size, pixel_scale, supersample, **like)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return x, y
+
+
+def bin_pixels(image: torch.Tensor, supersample: int) -> torch.Tensor:
+    """Sum ``supersample`` x ``supersample`` blocks of the last two axes (flux is conserved)."""
+    if supersample == 1:
+        return image
+    *lead, h, w = image.shape
+    blocks = image.reshape(*lead, h // supersample, supersample, w // supersample, supersample)
+    return blocks.sum(dim=(-3, -1))
+
+
+def fft_convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Linear (zero-padded, not circular) convolution of images (..., H, W) with kernels (..., K, K).
+
+    The kernel's centre is its pixel ``K // 2`` (odd K): a delta at pixel (i, j) becomes the kernel
+    centred at (i, j). Leading axes broadcast; the output has the images' shape ("same" mode).
+    """
+    h, w = images.shape[-2:]
+    kh, kw = kernels.shape[-2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel sides must be odd to have a centre pixel, got {kh}x{kw}")
+    ph, pw = h + kh - 1, w + kw - 1
+    spectrum = torch.fft.rfft2(images, s=(ph, pw)) * torch.fft.rfft2(kernels, s=(ph, pw))
+    full = torch.fft.irfft2(spectrum, s=(ph, pw))
+    return full[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
