@@ -25,7 +25,7 @@ def encode_images(images: np.ndarray) -> pa.Array:
     if images.ndim != 4 or images.shape[1] != N_BANDS:
         raise ValueError(f"stamps must be (N, {N_BANDS}, H, W), got {images.shape}")
     row_bytes = images[0].nbytes if len(images) else 0
-    flat = images.reshape(len(images), -1).view(np.uint8).reshape(-1)
+    flat = images.reshape(-1).view(np.uint8)
     offsets = np.arange(len(images) + 1, dtype=np.int32) * row_bytes
     return pa.BinaryArray.from_buffers(pa.binary(), len(images), [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
 
