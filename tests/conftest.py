@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
-REAL = REPO.parent / "shared" / "real"
+REAL = REPO / "tests" / "data" / "real"  # a copy of ../shared/real's files the tests use
 
 
 def spec_data(name: str = "embedded") -> dict[str, Any]:
@@ -31,7 +31,5 @@ def spark():
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
-    """../shared/real: small real survey files (see its MANIFEST.txt)."""
-    if not REAL.is_dir():
-        pytest.fail(f"the real survey files are missing: {REAL}")
+    """Small real survey files (tests/data/real, copied from ../shared/real; see its MANIFEST.txt)."""
     return REAL
