@@ -1,0 +1,1 @@
+"""Operating-point metrics for a lens finder: completeness at very low false-positive rates."""
