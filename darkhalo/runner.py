@@ -8,6 +8,7 @@ to ``runs/<generation>/<stage>/``. A stage that fails or is killed leaves nothin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import json
@@ -151,12 +152,13 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
 
     key = lineage_key(stage, spec, run_dir)
     module = importlib.import_module(stage.module)
+    scratch = _scratch(run_dir, stage.name, key, fresh=force)
     tmp = run_dir / f".{stage.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     console.print(f"[bold]▶[/] {stage.name}: {stage.description}")
     started = time.perf_counter()
     try:
-        result: StageResult = module.run(StageContext(spec, run_dir, tmp, console))
+        result: StageResult = module.run(StageContext(spec, run_dir, tmp, scratch, console))
         wall = time.perf_counter() - started
         findings = [f.waived(_waiver(spec, f.id)) for f in result.findings]
         write_json(tmp / "contract.json", _contract_record(stage, findings, result))
@@ -181,11 +183,26 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
             },
         )
         _install(tmp, final)
+        shutil.rmtree(scratch.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scratch.parent.parent.rmdir()  # .scratch itself, once no stage has work in progress
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = ", ".join(f"{k}={v:,}" for k, v in result.rows.items())
     console.print(f"[green]✓[/] {stage.name}: done in {wall:.1f} s ({rows})")
     return StageOutcome(stage.name, "ran", final, result.rows, wall)
+
+
+def _scratch(run_dir: Path, stage: str, key: dict[str, Any], fresh: bool) -> Path:
+    """The stage's resumable work folder for this lineage key (other keys' leftovers removed)."""
+    root = run_dir / ".scratch" / stage
+    folder = root / digest_of({k: json.dumps(v, sort_keys=True) for k, v in key.items()})[:16]
+    if root.exists():
+        for other in root.iterdir():
+            if fresh or other != folder:
+                shutil.rmtree(other, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _install(tmp: Path, final: Path) -> None:

@@ -178,3 +178,28 @@ def test_two_runs_on_one_run_directory_are_refused(spec, tmp_path: Path) -> None
         fcntl.flock(handle, fcntl.LOCK_EX)
         with pytest.raises(RunError, match="another darkhalo run"):
             _run(spec, tmp_path)
+
+
+def test_scratch_survives_a_failed_attempt_and_is_removed_after_install(spec, tmp_path: Path) -> None:
+    from darkhalo.stages import Stage
+
+    stages = (Stage("resumable", (), ("train",), "toy_stages.resumable", "resumable toy"),)
+    with pytest.raises(RuntimeError, match="first attempt fails"):
+        run_generation(spec, tmp_path, stages=stages)
+    run_dir = tmp_path / spec.generation
+    assert list((run_dir / ".scratch" / "resumable").glob("*/attempts.txt"))
+    run_generation(spec, tmp_path, stages=stages)
+    assert (run_dir / "resumable" / "attempts.txt").read_text() == "2"
+    assert not (run_dir / ".scratch" / "resumable").exists()
+
+
+def test_scratch_of_another_spec_is_not_resumed(spec, tmp_path: Path) -> None:
+    from darkhalo.stages import Stage
+
+    stages = (Stage("resumable", (), ("train",), "toy_stages.resumable", "resumable toy"),)
+    with pytest.raises(RuntimeError):
+        run_generation(spec, tmp_path, stages=stages)
+    data = spec_data()
+    data["train"]["epochs"] = 11
+    with pytest.raises(RuntimeError, match="first attempt fails"):
+        run_generation(spec_from_dict(data), tmp_path, stages=stages)

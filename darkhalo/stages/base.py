@@ -47,11 +47,17 @@ class Stage:
 
 @dataclass
 class StageContext:
-    """Everything a stage gets: the spec, where its inputs are, where to write, a console."""
+    """Everything a stage gets: the spec, where its inputs are, where to write, a console.
+
+    ``out`` is the temporary folder the stage writes its artifacts into. ``scratch`` is a folder
+    that survives a failed or killed attempt with the same lineage (for resumable work such as
+    training checkpoints); the runner removes it once the stage's output is installed.
+    """
 
     spec: GenerationSpec
     run_dir: Path
     out: Path
+    scratch: Path
     console: Console = field(default_factory=lambda: Console(stderr=True))
 
     def input(self, stage: str) -> Path:

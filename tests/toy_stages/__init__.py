@@ -38,3 +38,14 @@ TOY_STAGES = (
     Stage("first", (), ("seed",), "toy_stages.first", "first toy stage"),
     Stage("second", ("first",), ("train",), "toy_stages.second", "second toy stage"),
 )
+
+
+def run_counting(ctx: StageContext) -> StageResult:
+    """A resumable toy: counts its attempts in ctx.scratch and fails on the first attempt."""
+    counter = ctx.scratch / "attempts.txt"
+    attempts = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(attempts))
+    if attempts == 1:
+        raise RuntimeError("first attempt fails")
+    (ctx.out / "attempts.txt").write_text(str(attempts))
+    return StageResult(rows={"attempts": attempts})
