@@ -11,9 +11,10 @@ the DESI LRG cuts both keep mostly LRGs, with some blue-galaxy contamination. Un
 DESIGN §3: fluxes in nanomaggies (observed, i.e. dimmed by MW_TRANSMISSION, with noise from
 FLUX_IVAR), sizes in arcsec, depths as inverse variances (1/nanomaggy^2).
 
-Bricks follow a plain version of the Legacy Surveys scheme: rows of 0.25 deg in Dec, each split
-into round(360 cos(dec_centre) / 0.25) equal RA columns; BRICKID counts bricks from the south
-pole (1-based) and BRICKNAME is '%04d' RA_centre*10, 'p'/'m', '%03d' |Dec_centre|*10.
+Bricks follow a plain version of the Legacy Surveys scheme: rows 0.25 deg tall centred on
+multiples of 0.25 deg in Dec, each split into round(360 cos(dec_centre) / 0.25) equal RA columns;
+BRICKID counts bricks from the south pole (1-based) and BRICKNAME is '%04d' of RA_centre x 10
+(truncated), 'p' or 'm', '%03d' of |Dec_centre| x 10 (truncated), as in '1054p567'.
 OBJID is the row's index in the whole catalog, so (RELEASE, BRICKID, OBJID) is unique.
 """
 
@@ -61,8 +62,8 @@ MASK_MEDIUM = 1 << 11
 FIBER_RADIUS = 0.75
 FIBER_SEEING_SIGMA = 1.0 / 2.3548
 
-_BRICK_ROWS = 720  # 0.25 deg rows from Dec -90 to +90
-_ROW_CENTRES = -90 + (np.arange(_BRICK_ROWS) + 0.5) * 0.25
+_BRICK_ROWS = 721  # 0.25 deg rows centred on Dec -90, -89.75, ..., +90
+_ROW_CENTRES = -90 + np.arange(_BRICK_ROWS) * 0.25
 _ROW_COLUMNS = np.maximum(1, np.round(360 * np.cos(np.radians(_ROW_CENTRES)) / 0.25)).astype(np.int64)
 _ROW_OFFSETS = np.concatenate([[0], np.cumsum(_ROW_COLUMNS)[:-1]])
 
@@ -74,14 +75,13 @@ def n_blocks(survey: MockSurvey) -> int:
 
 def brick_of(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BRICKID (int32) and BRICKNAME (str) of positions in deg (the scheme in the module docstring)."""
-    row = np.clip(np.floor((dec + 90) / 0.25).astype(np.int64), 0, _BRICK_ROWS - 1)
+    row = np.clip(np.floor((dec + 90) / 0.25 + 0.5).astype(np.int64), 0, _BRICK_ROWS - 1)
     ncols = _ROW_COLUMNS[row]
     col = np.minimum(np.floor(np.mod(ra, 360) / 360 * ncols).astype(np.int64), ncols - 1)
     ra_c = (col + 0.5) * 360 / ncols
     dec_c = _ROW_CENTRES[row]
     names = [
-        f"{int(r * 10):04d}{'p' if d >= 0 else 'm'}{int(abs(d) * 10 + 0.5):03d}"
-        for r, d in zip(ra_c, dec_c, strict=True)
+        f"{int(r * 10):04d}{'p' if d >= 0 else 'm'}{int(abs(d) * 10):03d}" for r, d in zip(ra_c, dec_c, strict=True)
     ]
     return (1 + _ROW_OFFSETS[row] + col).astype(np.int32), np.array(names, dtype=object)
 
@@ -108,11 +108,11 @@ def sky_fields(survey: MockSurvey, seed: int) -> SkyFields:
 
 
 def ebv_at(fields: SkyFields, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """A smooth E(B-V) (mag) over the sky: 0.01-0.11 with ~20 deg structure (SFD-like range at high latitude)."""
+    """A smooth E(B-V) (mag) over the sky: log-normal-like, 0.015-0.12, with ~5-20 deg structure (high latitude)."""
     p = fields.ebv_phases
     wave = np.sin(np.radians(ra) * 17 + p[0]) * np.cos(np.radians(dec) * 11 + p[1])
     wave2 = np.sin(np.radians(ra + dec) * 7 + p[2])
-    return 0.05 + 0.035 * wave + 0.02 * wave2 + 0.005 * np.cos(np.radians(ra) * 40 + p[3])
+    return 0.045 * np.exp(0.6 * wave + 0.3 * wave2 + 0.1 * np.cos(np.radians(ra) * 40 + p[3]))
 
 
 def mock_catalog(survey: MockSurvey, seed: int, block: int) -> pd.DataFrame:
