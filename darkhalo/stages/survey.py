@@ -84,7 +84,7 @@ def run(ctx: StageContext) -> StageResult:
     findings = [schema_finding({p.name: pq.read_schema(p) for p in parts})]
     repeated = spark.read.parquet(*map(str, parts)).groupBy(*KEY).count().filter("count > 1")
     findings.append(key_finding(repeated.count(), repeated.limit(MAX_EVIDENCE_ROWS).toPandas().to_dict("records")))
-    return StageResult(rows={CATALOG: rows}, measured={"parts": len(parts)})
+    return StageResult(rows={CATALOG: rows}, findings=findings, measured={"parts": len(parts)})
 
 
 def schema_finding(schemas: dict[str, pa.Schema]) -> Finding:
