@@ -2,10 +2,12 @@
 
 Image formation, per host and band (float64 throughout, float32 out):
 
-- Sources are pixel-integrated: each Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC or the TYPE's
-  index) is sampled on a ``supersample``-times finer grid and binned; a point source (TYPE PSF)
-  lands in one pixel. Neighbours are drawn from the mock's own population at the catalog's
-  density, on a canvas padded by half a PSF kernel so that light from just outside reaches in.
+- Sources are pixel-integrated: the host's Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC or the
+  TYPE's index) is sampled on a ``supersample``-times finer grid over the stamp and binned, its
+  steep core integrated analytically (``_integrate_core``); a point source (TYPE PSF) lands in
+  one pixel. Neighbours are drawn from the mock's own population at the catalog's density, at
+  pixel centres of a canvas padded by half a PSF kernel (so light from just outside reaches in),
+  and sampled once per pixel with the same core integration.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + outer wings) with FWHM = the
   host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the real DECam PSFEx
   models' encircled energies need that range). Like a PSFEx model and PSFSIZE, it is the
@@ -89,7 +91,7 @@ class MockCutoutProvider:
         draws = [self._draws(hosts.iloc[i], canvas, size) for i in range(n)]
         beta = np.array([d["beta"] for d in draws]).reshape(n, 3)
         fwhm = np.stack([hosts[f"PSFSIZE_{b.upper()}"].to_numpy(np.float64) for b in BANDS], axis=1)
-        scene = self._scene(hosts, draws, canvas)  # (N, 3, canvas, canvas) before the PSF
+        scene = self._scene(hosts, draws, canvas, size)  # (N, 3, canvas, canvas) before the PSF
         images = np.empty((n, 3, size, size), dtype=np.float32)
         invvar = np.empty_like(images)
         for j, band in enumerate(BANDS):
@@ -112,13 +114,12 @@ class MockCutoutProvider:
         beta = rng.uniform(*BETA_RANGE, 3)
         half = canvas * PIXEL_SCALE / 2
         k = int(rng.poisson(self.density * (2 * half) ** 2))
-        step = PIXEL_SCALE / self.supersample
-        xy = np.round(rng.uniform(-half, half, (k, 2)) / step) * step  # on sub-pixel centres
+        xy = np.round(rng.uniform(-half, half, (k, 2)) / PIXEL_SCALE) * PIXEL_SCALE  # on pixel centres
         population = draw_population(rng, k)
         noise = rng.standard_normal((3, size, size))
         return {"beta": beta, "xy": xy, "population": population, "noise": noise}
 
-    def _scene(self, hosts: pd.DataFrame, draws: list[dict], canvas: int) -> torch.Tensor:
+    def _scene(self, hosts: pd.DataFrame, draws: list[dict], canvas: int, size: int) -> torch.Tensor:
         """Pixel-integrated light of hosts and neighbours (N, 3, canvas, canvas) in nanomaggies."""
         n = len(hosts)
         slots = 1 + max((len(d["xy"]) for d in draws), default=0)
@@ -145,31 +146,40 @@ class MockCutoutProvider:
                 pop["TYPE"], pop["SHAPE_R"], pop["SERSIC"], pop["SHAPE_E1"], pop["SHAPE_E2"]
             )
         p = torch.from_numpy(params)
-        s = self.supersample
-        x, y = pixel_grid(canvas, PIXEL_SCALE, s, dtype=torch.float64)
         scene = torch.zeros(n, 3, canvas, canvas, dtype=torch.float64)
-        for m in range(slots):
-            col = p[:, m]
-            point = col[:, 6] == 0
-            sersic_n = torch.where(point, 1.0, col[:, 6])
-            q, phi = ellipticity_to_q_phi(col[:, 7], col[:, 8])
-            sb = sersic_sb(
-                x - col[:, 0, None, None],
-                y - col[:, 1, None, None],
-                torch.ones(n, 1, 1, dtype=torch.float64),
-                col[:, 5, None, None],
-                sersic_n[:, None, None],
-                q[:, None, None],
-                phi[:, None, None],
-            )
-            sub = _integrate_core(sb * (PIXEL_SCALE / s) ** 2, col[:, 0], col[:, 1], col[:, 5], sersic_n, s)
-            profile = bin_pixels(sub, s)
-            delta = torch.zeros_like(profile)
-            ix, iy = (canvas // 2 + torch.round(col[:, :2] / PIXEL_SCALE)).long().clamp(0, canvas - 1).unbind(1)
-            delta[torch.arange(n), iy, ix] = 1.0
-            profile = torch.where(point[:, None, None], delta, profile)
-            scene += col[:, 2:5, None, None] * profile[:, None]
+        pad = (canvas - size) // 2
+        host = _render(p[:, 0], size, self.supersample)  # supersampled, on the stamp
+        scene[:, :, pad : pad + size, pad : pad + size] += p[:, 0, 2:5, None, None] * host[:, None]
+        for m in range(1, slots):  # neighbours: pixel-sampled on the whole canvas
+            scene += p[:, m, 2:5, None, None] * _render(p[:, m], canvas, 1)[:, None]
         return scene
+
+
+def _render(objects: torch.Tensor, side: int, s: int) -> torch.Tensor:
+    """Unit-flux, pixel-integrated profiles (N, side, side) of objects (N, 9) sampled s x s per pixel.
+
+    Object centres must lie on sub-pixel centres; a point source (n = 0) lands in its pixel.
+    """
+    n = len(objects)
+    x, y = pixel_grid(side, PIXEL_SCALE, s, dtype=torch.float64)
+    point = objects[:, 6] == 0
+    sersic_n = torch.where(point, 1.0, objects[:, 6])
+    q, phi = ellipticity_to_q_phi(objects[:, 7], objects[:, 8])
+    sb = sersic_sb(
+        x - objects[:, 0, None, None],
+        y - objects[:, 1, None, None],
+        torch.ones(n, 1, 1, dtype=torch.float64),
+        objects[:, 5, None, None],
+        sersic_n[:, None, None],
+        q[:, None, None],
+        phi[:, None, None],
+    )
+    sub = _integrate_core(sb * (PIXEL_SCALE / s) ** 2, objects[:, 0], objects[:, 1], objects[:, 5], sersic_n, s)
+    profile = bin_pixels(sub, s)
+    delta = torch.zeros_like(profile)
+    ix, iy = (side // 2 + torch.round(objects[:, :2] / PIXEL_SCALE)).long().clamp(0, side - 1).unbind(1)
+    delta[torch.arange(n), iy, ix] = 1.0
+    return torch.where(point[:, None, None], delta, profile)
 
 
 def _integrate_core(
@@ -182,25 +192,29 @@ def _integrate_core(
     analytic flux between the equal-area radii of its inner and outer edges, L(R) = P(2n, b (R/r_eff)^(1/n)),
     keeping the sampled shape within the ring; total flux is then right to ~5 % down to r_eff = 0.1".
     """
+    k = CORE_RINGS
     step = PIXEL_SCALE / s
     side = sub.shape[-1]
-    index = torch.arange(side)
-    ci = (side // 2 + torch.round(y0 / step)).long()
-    cj = (side // 2 + torch.round(x0 / step)).long()
-    ring = torch.maximum(
-        (index[None, :, None] - ci[:, None, None]).abs(), (index[None, None, :] - cj[:, None, None]).abs()
-    )
+    centre = (side // s // 2) * s + s // 2  # the sub-pixel on the centre of pixel side // 2
+    padded = torch.nn.functional.pad(sub, (k, k, k, k))
+    offsets = torch.arange(-k, k + 1)
+    rows = (centre + torch.round(y0 / step)).long().clamp(0, side - 1)[:, None] + k + offsets
+    cols = (centre + torch.round(x0 / step)).long().clamp(0, side - 1)[:, None] + k + offsets
+    at = (torch.arange(len(sub))[:, None, None], rows[:, :, None], cols[:, None, :])
+    window = padded[at]
+    ring = torch.maximum(offsets.abs()[:, None], offsets.abs()[None, :])
     b = sersic_b(n)
     enclosed = torch.zeros_like(n)
-    for k in range(CORE_RINGS + 1):
-        radius = (2 * k + 1) * step / math.sqrt(math.pi)
+    for ring_k in range(k + 1):
+        radius = (2 * ring_k + 1) * step / math.sqrt(math.pi)
         outer = torch.special.gammainc(2 * n, b * (radius / r_eff) ** (1 / n))
-        inside = ring == k
-        sampled = (sub * inside).sum(dim=(-2, -1))
+        inside = ring == ring_k
+        sampled = (window * inside).sum(dim=(-2, -1))
         scale = (outer - enclosed) / sampled.clamp(min=1e-300)
-        sub = torch.where(inside, sub * scale[:, None, None], sub)
+        window = torch.where(inside, window * scale[:, None, None], window)
         enclosed = outer
-    return sub
+    padded[at] = window
+    return padded[:, k : k + side, k : k + side]
 
 
 def _shapes(types: np.ndarray, r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
