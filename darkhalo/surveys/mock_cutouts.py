@@ -86,7 +86,7 @@ class MockCutoutProvider:
     def _render(self, hosts: pd.DataFrame, size: int) -> Cutouts:
         """Stamps of one chunk of hosts (memory grows with the chunk: ~100 MB for 32 hosts at 64 pixels)."""
         n = len(hosts)
-        pad = KERNEL_SIZE // 2
+        pad = _fast_pad(size)
         canvas = size + 2 * pad
         draws = [self._draws(hosts.iloc[i], canvas, size) for i in range(n)]
         beta = np.array([d["beta"] for d in draws]).reshape(n, 3)
@@ -215,6 +215,21 @@ def _integrate_core(
         enclosed = outer
     padded[at] = window
     return padded[:, k : k + side, k : k + side]
+
+
+def _fast_pad(size: int) -> int:
+    """Canvas margin (pixels) >= half a kernel such that the FFT length canvas + KERNEL_SIZE - 1 is 5-smooth."""
+    pad = KERNEL_SIZE // 2
+    while not _smooth(size + 2 * pad + KERNEL_SIZE - 1):
+        pad += 1
+    return pad
+
+
+def _smooth(n: int) -> bool:
+    for factor in (2, 3, 5):
+        while n % factor == 0:
+            n //= factor
+    return n == 1
 
 
 def _shapes(types: np.ndarray, r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
