@@ -11,7 +11,7 @@ from conftest import REAL
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.spec import LegacySurvey, MockSurvey
 from darkhalo.surveys.mock import mock_catalog
-from darkhalo.surveys.mock_cutouts import BETA_RANGE, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.mock_cutouts import BETA_RANGE, HOST_COLUMNS, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
 from darkhalo.surveys.provider import Cutouts, provider_for
 from darkhalo.surveys.psfex import read_psfex
 
@@ -75,7 +75,7 @@ def test_host_flux_lands_in_the_stamp(hosts) -> None:
 
 def test_a_point_source_is_the_survey_psf_kernel_times_its_flux(hosts) -> None:
     star = hosts.iloc[[0]].copy()
-    star["TYPE"], star["FLUX_R"], star["PSFDEPTH_R"] = "PSF", 1e6, 1e12  # noise 1e-6 of the peak
+    star["SERSIC"], star["FLUX_R"], star["PSFDEPTH_R"] = 0.0, 1e6, 1e12  # SERSIC 0: a point source
     stamp = MockCutoutProvider(SURVEY, SEED).cutouts(star, 64)
     kernel = psf_kernels(
         "survey",
@@ -154,6 +154,16 @@ def test_impossible_host_values_fail_naming_the_field_and_row(hosts, column: str
     with pytest.raises(ValueError, match=message) as info:
         MockCutoutProvider(SURVEY, SEED).cutouts(bad, 32)
     assert "row 2" in str(info.value) and f"OBJID={bad.loc[2, 'OBJID']}" in str(info.value)
+
+
+def test_the_interface_columns_are_enough(stamps, hosts) -> None:
+    """The manifest carries host columns but not TYPE: SERSIC alone sets the profile."""
+    minimal = hosts[[*HOST_COLUMNS, "RA", "DEC"]]
+    assert "TYPE" not in minimal and "MW_TRANSMISSION_R" not in minimal
+    again = MockCutoutProvider(SURVEY, SEED).cutouts(minimal, 64)
+    assert np.array_equal(again.invvar, stamps.invvar)
+    centre = np.s_[:, :, 28:37, 28:37]  # the host, where neighbours (unreddened here) hardly reach
+    assert np.allclose(again.images[centre], stamps.images[centre], rtol=0.01, atol=1e-3)
 
 
 def test_a_missing_column_is_named(hosts) -> None:

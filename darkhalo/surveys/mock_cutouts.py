@@ -2,10 +2,12 @@
 
 Image formation, per host and band (float64 throughout, float32 out):
 
-- Sources are pixel-integrated: the host's Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC or the
-  TYPE's index) is sampled on a ``supersample``-times finer grid over the stamp and binned, its
-  steep core integrated analytically (``_integrate_core``); a point source (TYPE PSF) lands in
-  one pixel. Neighbours are drawn from the mock's own population at the catalog's density, at
+- Sources are pixel-integrated: the host's Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC, which the
+  sweeps set for every TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV) is sampled on a
+  ``supersample``-times finer grid over the stamp and binned, its
+  steep core integrated analytically (``_integrate_core``); a point source (SERSIC 0) lands in
+  one pixel. Neighbours are drawn from the mock's own population at the catalog's density (dimmed
+  by the host's MW_TRANSMISSION when the rows carry it), at
   pixel centres of a canvas padded by half a PSF kernel (so light from just outside reaches in),
   and sampled once per pixel with the same core integration.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + outer wings) with FWHM = the
@@ -46,16 +48,14 @@ SUPERSAMPLE = 3  # odd, so a sub-pixel sits on each pixel centre
 CHUNK = 32  # hosts rendered together
 CORE_RINGS = 4  # sub-pixel rings around a Sersic centre integrated analytically
 MIN_REFF = 0.02  # arcsec: smaller half-light radii are rendered at this size
-SERSIC_N = {"REX": 1.0, "EXP": 1.0, "DEV": 4.0}
 
 HOST_COLUMNS = (
     *KEY,
-    "TYPE",
     "SHAPE_R",
     "SHAPE_E1",
     "SHAPE_E2",
     "SERSIC",
-    *(f"{prefix}_{b.upper()}" for prefix in ("FLUX", "MW_TRANSMISSION", "PSFSIZE", "PSFDEPTH") for b in BANDS),
+    *(f"{prefix}_{b.upper()}" for prefix in ("FLUX", "PSFSIZE", "PSFDEPTH") for b in BANDS),
 )
 
 
@@ -125,11 +125,16 @@ class MockCutoutProvider:
         slots = 1 + max((len(d["xy"]) for d in draws), default=0)
         params = np.zeros((n, slots, 9))  # x, y, flux g, r, z, r_eff, sersic n (0 = point), e1, e2
         params[:, :, 5:7] = 1.0
-        transmission = np.stack([hosts[f"MW_TRANSMISSION_{b.upper()}"].to_numpy(np.float64) for b in BANDS], axis=1)
+        transmission = np.stack(
+            [
+                hosts.get(f"MW_TRANSMISSION_{b.upper()}", pd.Series(1.0, hosts.index)).to_numpy(np.float64)
+                for b in BANDS
+            ],
+            axis=1,
+        )
         for j, band in enumerate(BANDS):
             params[:, 0, 2 + j] = np.clip(hosts[f"FLUX_{band.upper()}"].to_numpy(np.float64), 0, None)
         params[:, 0, 5:9] = _shapes(
-            hosts["TYPE"].to_numpy(),
             hosts["SHAPE_R"].to_numpy(np.float64),
             hosts["SERSIC"].to_numpy(np.float64),
             hosts["SHAPE_E1"].to_numpy(np.float64),
@@ -142,9 +147,7 @@ class MockCutoutProvider:
             params[i, 1 : 1 + k, 0:2] = d["xy"]
             for j, band in enumerate(BANDS):
                 params[i, 1 : 1 + k, 2 + j] = pop[f"flux_{band.upper()}"] * transmission[i, j]
-            params[i, 1 : 1 + k, 5:9] = _shapes(
-                pop["TYPE"], pop["SHAPE_R"], pop["SERSIC"], pop["SHAPE_E1"], pop["SHAPE_E2"]
-            )
+            params[i, 1 : 1 + k, 5:9] = _shapes(pop["SHAPE_R"], pop["SERSIC"], pop["SHAPE_E1"], pop["SHAPE_E2"])
         p = torch.from_numpy(params)
         scene = torch.zeros(n, 3, canvas, canvas, dtype=torch.float64)
         pad = (canvas - size) // 2
@@ -232,11 +235,9 @@ def _smooth(n: int) -> bool:
     return n == 1
 
 
-def _shapes(types: np.ndarray, r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-    """(r_eff, n, e1, e2) per object; n = 0 marks a point source."""
-    n = np.array([SERSIC_N.get(t, 0.0) for t in types])
-    ser = types == "SER"
-    n[ser] = np.clip(sersic[ser], 0.5, 6.0)
+def _shapes(r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """(r_eff, n, e1, e2) per object; n = 0 (SERSIC <= 0) marks a point source."""
+    n = np.where(sersic <= 0, 0.0, np.clip(sersic, 0.5, 6.0))
     return np.stack([np.maximum(r_eff, MIN_REFF), n, e1, e2], axis=1)
 
 
@@ -245,9 +246,9 @@ def check_hosts(hosts: pd.DataFrame) -> None:
     missing = [c for c in HOST_COLUMNS if c not in hosts.columns]
     if missing:
         raise ValueError(f"hosts lack the column(s) {', '.join(missing)}")
-    positive = [c for c in HOST_COLUMNS if c.startswith(("PSFSIZE", "PSFDEPTH", "MW_TRANSMISSION"))]
+    positive = [c for c in HOST_COLUMNS if c.startswith(("PSFSIZE", "PSFDEPTH"))]
     for column in HOST_COLUMNS:
-        if column in (*KEY, "TYPE"):
+        if column in KEY:
             continue
         values = hosts[column].to_numpy(np.float64)
         bad = ~np.isfinite(values) | ((values <= 0) if column in positive else np.zeros(len(values), bool))
