@@ -2,20 +2,18 @@
 
 Image formation, per host and band (float64 throughout, float32 out):
 
-- Sources are pixel-integrated: the host's Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC, which the
-  sweeps set for every TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV) is sampled on a
-  ``supersample``-times finer grid over the stamp and binned, its
-  steep core integrated analytically (``_integrate_core``); a point source (SERSIC 0) lands in
-  one pixel. Neighbours are drawn from the mock's own population at the catalog's density (dimmed
-  by the host's MW_TRANSMISSION when the rows carry it), at
-  pixel centres of a canvas padded by half a PSF kernel (so light from just outside reaches in),
-  and sampled once per pixel with the same core integration.
+- Sources: the host's Sersic (SHAPE_R, SHAPE_E1/E2 and SERSIC, which the sweeps set for every
+  TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV) is sampled ``supersample`` x ``supersample`` per
+  pixel over the stamp and binned, its steep core integrated analytically (``_integrate_core``);
+  a point source (SERSIC 0) lands in its pixel. Neighbours are drawn from the mock's own
+  population at the catalog's density (dimmed by the host's MW_TRANSMISSION when the rows carry
+  it) at pixel centres of a canvas padded by half a PSF kernel, so light from just outside the
+  stamp reaches in; they are sampled once per pixel with the same core integration.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + outer wings) with FWHM = the
-  host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the real DECam PSFEx
-  models' encircled energies need that range). Like a PSFEx model and PSFSIZE, it is the
-  effective (pixel-convolved) PSF sampled at pixel centres, so the pixel-integrated sources are
-  convolved with it directly (FFT, zero padded); only off-centre point sources pick up an extra
-  pixel-box blur, < 2 % of the FWHM at 1.3".
+  host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the range the real
+  DECam PSFEx models' encircled energies at 2", 3", 5" call for). Like a PSFEx model and PSFSIZE,
+  it is the effective (pixel-convolved) PSF sampled at pixel centres, so the pixel-integrated
+  light is convolved with it directly (FFT, zero padded).
 - Noise: PSFDEPTH is the inverse variance of a PSF-weighted flux, 1 / (sigma^2 NEA), with the
   noise-equivalent area NEA = 1 / sum(p_i^2) (pixels) of the unit-sum pixel PSF p. So each pixel
   gets independent Gaussian noise sigma = 1 / sqrt(PSFDEPTH x NEA) and invvar = 1 / sigma^2
