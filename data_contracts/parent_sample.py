@@ -114,10 +114,10 @@ def schema(selection: Mapping[str, Any]) -> pa.DataFrameSchema:
     """The parent sample's pandera schema for this selection."""
     return pa.DataFrameSchema(
         {
-            "RELEASE": pa.Column(int),
-            "BRICKID": pa.Column(int),
-            "OBJID": pa.Column(int),
-            "PSFSIZE_R": pa.Column(float, pa.Check.gt(0), nullable=False),
+            "RELEASE": pa.Column("int16"),
+            "BRICKID": pa.Column("int32"),
+            "OBJID": pa.Column("int32"),
+            "PSFSIZE_R": pa.Column("float32", pa.Check.gt(0), nullable=False),
             "KNOWN_LENS": pa.Column(bool),
             "KNOWN_LENS_NAME": pa.Column(str),
         },
