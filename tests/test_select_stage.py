@@ -12,8 +12,9 @@ from catalogs import synthetic_catalog, write_catalog
 from conftest import spec_data
 from rich.console import Console
 
+from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import V3ColorRelaxed, spec_from_dict
-from darkhalo.stages import StageContext
+from darkhalo.stages import STAGES, Stage, StageContext
 from darkhalo.stages.select import read_catalog_parts, run
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import BUNDLED, load_known_lenses
@@ -157,3 +158,31 @@ def test_catalog_parts_keep_their_file_and_row(tmp_path: Path) -> None:
     assert origin["file"].tolist() == ["part-00000.parquet"] * 5 + ["part-00001.parquet"] * 5
     assert origin["row"].tolist() == [0, 1, 2, 3, 4] * 2
     pd.testing.assert_frame_equal(frame[list(KEY)], catalog[list(KEY)])
+
+
+SURVEY_AND_SELECT = (
+    Stage("survey", (), ("seed", "survey"), "toy_stages.synthetic_survey", "synthetic sweep catalog"),
+    next(s for s in STAGES if s.name == "select"),
+)
+
+
+def test_the_runner_installs_the_select_stage_with_its_contract(tmp_path: Path) -> None:
+    spec = spec_from_dict(spec_data())
+    outcomes = run_generation(spec, tmp_path, stages=SURVEY_AND_SELECT, console=Console(quiet=True))
+    assert [o.status for o in outcomes] == ["ran", "ran"]
+    folder = tmp_path / spec.generation / "select"
+    contract = json.loads((folder / "contract.json").read_text())
+    assert contract["passed"] and contract["measured"]["input"] == 300
+    lineage = json.loads((folder / "lineage.json").read_text())
+    assert any(k.endswith("known_lenses.csv") for k in lineage["external_inputs"])
+    assert "parent_sample/part-00000.parquet" in lineage["outputs"]
+    assert "validation/validation_result.json" in lineage["outputs"]
+
+
+def test_the_runner_keeps_a_failed_edge_validation_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_SURVEY_NAN_ROW", "4")
+    spec = spec_from_dict(spec_data())
+    with pytest.raises(StageFailed, match=r"part-00000\.parquet row 4: FLUX_R") as caught:
+        run_generation(spec, tmp_path, stages=SURVEY_AND_SELECT, console=Console(quiet=True))
+    assert not (tmp_path / spec.generation / "select").exists()
+    assert (caught.value.kept / "validation" / "data_docs" / "index.html").is_file()
