@@ -140,3 +140,13 @@ def test_a_bound_value_is_a_value_even_if_it_looks_like_sql(spark, synthetic) ->
 def test_a_parameter_the_spec_lacks_is_refused() -> None:
     with pytest.raises(ValueError, match="uses parameters the spec lacks: no_such_threshold"):
         sql_parameters("SELECT * FROM catalog WHERE FLUX_R > :no_such_threshold", SELECTIONS["v3_raw"])
+
+
+def test_desi_numbers_default_per_variant_and_a_spec_value_overrides_them() -> None:
+    data = spec_data()
+    data["selection"] = {"variant": "desi_lrg_north", "zfiber_mag_max": 21.0}
+    selection = spec_from_dict(data).selection
+    assert (selection.zfiber_mag_max, selection.sliding_slope, selection.r_minus_w1_highz) == (21.0, 1.83, 3.4)
+    data["selection"] = {"variant": "desi_lrg_south", "zfiber_mag": 21.0}
+    with pytest.raises(SpecError, match=r"unknown key 'zfiber_mag'.*did you mean 'zfiber_mag_max'"):
+        spec_from_dict(data)
