@@ -179,3 +179,41 @@ def inspection_budget(point: dict[str, Any], survey_hosts: int, prevalence: floa
         "expected_candidates": true + false,
         "purity": true / (true + false) if true + false > 0 else 0.0,
     }
+
+
+def evaluation_metrics(
+    scores: pd.DataFrame,
+    *,
+    min_expected_fp: float,
+    confidence: float,
+    bootstrap_samples: int,
+    seed: int,
+    survey_hosts: int,
+    prevalence: float,
+) -> dict[str, Any]:
+    """metrics.json: ``summarise`` of the scores (columns label, score and positives' metadata) plus
+    stratified completeness and the inspection budget at every resolved L4 operating point."""
+    positive = scores["label"].to_numpy() == 1
+    pos_scores = scores["score"].to_numpy(np.float64)[positive]
+    metrics = summarise(
+        pos_scores,
+        scores["score"].to_numpy(np.float64)[~positive],
+        min_expected_fp=min_expected_fp,
+        confidence=confidence,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+    )
+    meta = scores.loc[positive].reset_index(drop=True)
+    points = resolved_points(metrics)
+    metrics["strata_edges"] = {
+        name: [edge if math.isfinite(edge) else None for edge in edges] for name, edges in STRATA.items()
+    }
+    metrics["stratified"] = {
+        name: stratified_completeness(pos_scores, meta, point["threshold"], confidence) for name, point in points
+    }
+    metrics["inspection_budget"] = {
+        name: {"survey_hosts": survey_hosts, "lens_prevalence": prevalence}
+        | inspection_budget(point, survey_hosts, prevalence)
+        for name, point in points
+    }
+    return metrics
