@@ -204,7 +204,12 @@ class ControlsSpec(Section):
 
     mode: Literal["paired", "unpaired"]
     fraction: float = Field(gt=0, lt=1, description="share of stamps that are controls")
-    match_hosts: bool = Field(True, description="draw controls to match positive hosts' properties (L6)")
+
+    @model_validator(mode="after")
+    def _paired_fraction(self) -> ControlsSpec:
+        if self.mode == "paired" and self.fraction > 0.5:
+            raise ValueError(f"paired controls are at most one per positive: fraction <= 0.5, got {self.fraction}")
+        return self
 
 
 class SplitFractions(Section):
