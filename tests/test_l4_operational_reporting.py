@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from darkhalo.metrics.summary import summarise
 from data_contracts.invariants.l4_operational_reporting import check
@@ -78,3 +80,16 @@ def test_a_waiver_is_shown_not_hidden(metrics: dict) -> None:
     _drop_point(broken)
     finding = check(broken, L4Thresholds(waiver="reporting deliberately cut short for a smoke test"))
     assert finding.verdict == "waived" and not finding.passed and not finding.blocking
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pos=st.lists(st.integers(0, 4).map(float), min_size=1, max_size=30),
+    neg=st.lists(st.integers(0, 4).map(float), min_size=1, max_size=3000),
+    min_fp=st.sampled_from([1.0, 10.0]),
+)
+def test_any_summary_of_any_scores_passes_l4(pos: list[float], neg: list[float], min_fp: float) -> None:
+    metrics = summarise(
+        np.array(pos), np.array(neg), min_expected_fp=min_fp, confidence=0.95, bootstrap_samples=3, seed=1
+    )
+    assert check(metrics).passed, check(metrics).evidence
