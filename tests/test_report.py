@@ -60,6 +60,9 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     assert 'href="../select/validation/index.html"' in page
     markdown = (tmp_path / "report.md").read_text()
     assert "| completeness at FPR | 0.001 | unresolved" in markdown
+    small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
+    flagged = int((small["score"] >= metrics["fpr_at_completeness"][0]["threshold"]).sum())
+    assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
 
 

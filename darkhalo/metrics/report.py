@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,34 @@ def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
     ]
 
 
+def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """One table per stratum: a row per bin, a column per resolved operating point ("flagged/n")."""
+    stratified = metrics.get("stratified", {})
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    for stratum in metrics.get("strata_edges", {}):
+        per_point = {
+            name: {(r["low"], r["high"]): r for r in table.get(stratum, [])} for name, table in stratified.items()
+        }
+        bins = sorted(
+            {b for rows in per_point.values() for b in rows}, key=lambda b: -math.inf if b[0] is None else b[0]
+        )
+        if not bins:
+            continue
+        rows = []
+        for low, high in bins:
+            cells = [
+                f"{per_point[name][(low, high)]['n_flagged']}/{per_point[name][(low, high)]['n']}"
+                if (low, high) in per_point[name]
+                else "—"
+                for name in per_point
+            ]
+            rows.append(
+                [f"[{_fmt(low) if low is not None else '-∞'}, {_fmt(high) if high is not None else '∞'})", *cells]
+            )
+        tables[f"Completeness by {stratum}"] = (["bin", *per_point], rows)
+    return tables
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -247,6 +276,7 @@ def write_report(
     tables = {
         "Operating points": (POINT_HEADER, _point_rows(metrics)),
         "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
+        **_strata_tables(metrics),
         "Invariants": (FINDING_HEADER, _finding_rows(findings)),
     }
     summary = (
