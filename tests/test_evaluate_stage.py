@@ -95,7 +95,12 @@ def test_only_test_stamps_are_read_in_stamp_id_order(inject_dir: Path) -> None:
 
 def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir: Path, tmp_path: Path) -> None:
     meta, images = load_test_stamps(inject_dir)
+    docs = inject_dir.parent / "select" / "validation" / "data_docs"
+    (docs / "validations" / "x").mkdir(parents=True, exist_ok=True)
+    for page in (docs / "index.html", docs / "validations" / "x" / "index.html"):
+        page.write_text("<html></html>")
     result = evaluate(_spec(), meta, images, _annulus, tmp_path, inject_dir.parent)
+    assert 'href="../select/validation/data_docs/index.html"' in (tmp_path / "report.html").read_text()
     verdicts = {f.id: f.verdict for f in result.findings}
     assert verdicts == {"schema:scores": "pass", "L4": "pass", "L9": "pass"}, result.findings
     for name in ("scores.parquet", "metrics.json", "report.html", "report.md", "plots/roc.png"):

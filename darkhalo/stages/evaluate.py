@@ -137,6 +137,17 @@ def _galleries(scores: pd.DataFrame, images: np.ndarray, blobs: np.ndarray | Non
     return galleries
 
 
+def _data_docs_links(run_dir: Path) -> list[tuple[str, str]]:
+    """The select stage's Great Expectations Data Docs (its top index.html), relative to evaluate/."""
+    docs = run_dir / "select" / "validation"
+    pages = sorted(docs.rglob("index.html"), key=lambda p: (len(p.parts), p)) if docs.is_dir() else []
+    return (
+        [("Great Expectations Data Docs (select)", f"../select/validation/{pages[0].relative_to(docs)}")]
+        if pages
+        else []
+    )
+
+
 def evaluate(
     spec: GenerationSpec, meta: pd.DataFrame, images: np.ndarray, score: Scorer, out: Path, run_dir: Path
 ) -> StageResult:
@@ -170,22 +181,13 @@ def evaluate(
     findings.insert(
         1, l4_operational_reporting.check(json.loads((out / "metrics.json").read_text()), spec.invariants.L4)
     )
-    docs = run_dir / "select" / "validation"
-    links = (
-        [
-            ("Great Expectations Data Docs (select)", f"../select/validation/{p.relative_to(docs)}")
-            for p in sorted(docs.rglob("index.html"))
-        ]
-        if docs.is_dir()
-        else []
-    )
     write_report(
         out,
         metrics,
         scores,
         _galleries(scores, images, blobs, blob_scores),
         findings,
-        links,
+        _data_docs_links(run_dir),
         title=f"darkhalo evaluation: {spec.generation}",
     )
     n_pos = int((scores["label"] == 1).sum())
