@@ -15,7 +15,8 @@ Bricks follow a plain version of the Legacy Surveys scheme: rows 0.25 deg tall c
 multiples of 0.25 deg in Dec, each split into round(360 cos(dec_centre) / 0.25) equal RA columns;
 BRICKID counts bricks from the south pole (1-based) and BRICKNAME is '%04d' of RA_centre x 10
 (truncated), 'p' or 'm', '%03d' of |Dec_centre| x 10 (truncated), as in '1054p567'.
-OBJID is the row's index in the whole catalog, so (RELEASE, BRICKID, OBJID) is unique.
+OBJID is the row's index in the whole catalog, so (RELEASE, BRICKID, OBJID) is unique. FITBITS is
+0 (no forced or frozen fits); MASKBITS sets BRIGHT and MEDIUM around a few bright stars.
 """
 
 from __future__ import annotations
