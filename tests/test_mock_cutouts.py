@@ -166,6 +166,13 @@ def test_the_interface_columns_are_enough(stamps, hosts) -> None:
     assert np.allclose(again.images[centre], stamps.images[centre], rtol=0.01, atol=1e-3)
 
 
+def test_a_negative_key_is_named(hosts) -> None:
+    bad = hosts.head(2).copy()
+    bad.loc[1, "OBJID"] = -3
+    with pytest.raises(ValueError, match="row 1: OBJID = -3 must be >= 0"):
+        MockCutoutProvider(SURVEY, SEED).cutouts(bad, 32)
+
+
 def test_a_missing_column_is_named(hosts) -> None:
     with pytest.raises(ValueError, match="PSFDEPTH_G"):
         MockCutoutProvider(SURVEY, SEED).cutouts(hosts.drop(columns="PSFDEPTH_G"), 32)

@@ -244,6 +244,10 @@ def check_hosts(hosts: pd.DataFrame) -> None:
     missing = [c for c in HOST_COLUMNS if c not in hosts.columns]
     if missing:
         raise ValueError(f"hosts lack the column(s) {', '.join(missing)}")
+    for column in KEY:  # the key seeds the host's random draws
+        negative = np.flatnonzero(hosts[column].to_numpy() < 0)
+        if len(negative):
+            raise ValueError(f"hosts row {negative[0]}: {column} = {hosts[column].iloc[negative[0]]} must be >= 0")
     positive = [c for c in HOST_COLUMNS if c.startswith(("PSFSIZE", "PSFDEPTH"))]
     for column in HOST_COLUMNS:
         if column in KEY:
