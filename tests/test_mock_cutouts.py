@@ -182,3 +182,19 @@ def test_legacy_survey_without_a_cutout_folder_is_refused() -> None:
     survey = LegacySurvey(kind="legacy", catalogs=["x.fits"])
     with pytest.raises(ValueError, match=r"survey\.cutouts\.dir"):
         provider_for(survey, 0)
+
+
+def test_neighbours_come_at_the_catalog_density(hosts) -> None:
+    """A dense sky (~0.015 objects per arcsec^2) puts light around the hosts; the default sky hardly any."""
+    quiet = hosts.head(8).copy()
+    for band in "GRZ":
+        quiet[f"PSFDEPTH_{band}"] = 1e12
+    dense = MockSurvey(kind="mock", n_objects=2000, ra_range=(150.0, 150.1), dec_range=(0.0, 0.1))
+    outer = np.ones((64, 64), bool)
+    outer[16:48, 16:48] = False  # away from the host
+    light = {
+        name: MockCutoutProvider(survey, SEED).cutouts(quiet, 64).images[:, 1][:, outer].sum(axis=1)
+        for name, survey in (("dense", dense), ("sparse", SURVEY))
+    }
+    assert np.median(light["dense"]) > 3 * np.median(light["sparse"])
+    assert np.mean(light["dense"] > light["sparse"]) >= 0.75
