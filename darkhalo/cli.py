@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Check and show generation specs.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
+survey_app = typer.Typer(help="Make survey data without running a generation.", no_args_is_help=True)
+app.add_typer(survey_app, name="survey")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -144,6 +146,45 @@ def spec_check(specs: Annotated[list[Path], typer.Argument(help="spec files", sh
 def spec_show(spec: SpecPath) -> None:
     """Print a spec with every default filled in (as frozen into a run)."""
     typer.echo(_load(spec).to_yaml(), nl=False)
+
+
+@survey_app.command("mock")
+def survey_mock(
+    n: Annotated[int, typer.Option("--n", help="catalog rows", min=1)],
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed", min=0)],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for catalog/ and cutouts/")],
+    cutouts: Annotated[int, typer.Option("--cutouts", help="cutout FITS files of the first galaxies", min=0)] = 0,
+    size: Annotated[int, typer.Option("--size", help="cutout side (pixels)", min=8)] = 64,
+) -> None:
+    """Write a mock catalog (catalog/part-*.parquet) and, optionally, cutout FITS of its first galaxies."""
+    import pandas as pd
+
+    from darkhalo.spec import MockSurvey
+    from darkhalo.stages.survey import write_block
+    from darkhalo.surveys.cutout_fits import cutout_name, write_cutout_fits
+    from darkhalo.surveys.mock import mock_catalog, n_blocks
+    from darkhalo.surveys.mock_cutouts import MockCutoutProvider
+
+    survey = MockSurvey(kind="mock", n_objects=n)
+    for block in range(n_blocks(survey)):
+        write_block(survey, seed, out_dir / "catalog", block)
+    out.print(f"catalog: {n:,} rows in {out_dir / 'catalog'}")
+    if not cutouts:
+        return
+    hosts = []
+    for block in range(n_blocks(survey)):
+        frame = mock_catalog(survey, seed, block)
+        hosts.append(frame[frame["TYPE"] != "PSF"].head(cutouts - sum(map(len, hosts))))
+        if sum(map(len, hosts)) >= cutouts:
+            break
+    chosen = pd.concat(hosts)
+    stamps = MockCutoutProvider(survey, seed).cutouts(chosen, size)
+    for i in range(len(chosen)):
+        row = chosen.iloc[i]
+        write_cutout_fits(
+            out_dir / "cutouts" / cutout_name(row), stamps.images[i], stamps.invvar[i], ra=row["RA"], dec=row["DEC"]
+        )
+    out.print(f"cutouts: {len(chosen)} FITS files in {out_dir / 'cutouts'}")
 
 
 def _version(value: bool) -> None:
