@@ -1,8 +1,14 @@
-"""L8 stamp integrity (data_contracts.lessons): shape and band order, finite pixels, controls
-bit-identical to their cutouts, positives equal to cutout + the recorded arc, a point source
-through the injection PSF landing where intended with its flux, no duplicated (host, config) rows."""
+"""L8 stamp integrity (data_contracts.lessons): shape, band order and finite pixels; controls
+bit-identical to their cutouts; positives equal to cutout + the recorded arc; a point source sent
+through the injection lands where intended and keeps its flux; no duplicated (host, config) rows.
+
+Each part is a check of its own (the stamp part runs batch by batch where the stamps are made);
+``check`` merges the parts' findings into the one L8 verdict.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,47 +17,120 @@ from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L8Thresholds
 
-#: Largest |stamp - cutout - arc| in float32 ulps of the stamp's brightest pixel.
-MAX_RESIDUAL_ULPS = 4.0
+BANDS = ("g", "r", "z")
+HOST_CONFIG_KEY = ["RELEASE", "BRICKID", "OBJID", "config_id"]
 
 
-def check(
-    stamps: pd.DataFrame,
-    point_source: dict[str, float],
-    thresholds: L8Thresholds,
-    expected_bytes: int,
-    image_bytes: np.ndarray,
-) -> Finding:
-    """``stamps``: stamp_id, host_id, config_id, label, l8_residual per stamp; ``image_bytes`` the
-    stored length of each image; ``point_source``: offset_pix and flux_ratio of the injection test."""
-    rows = []
-    residual = stamps["l8_residual"].to_numpy(dtype=float)
-    control = stamps["label"].to_numpy() == 0
-    for mask, why in (
-        (~np.isfinite(residual), "non-finite pixel"),
-        (control & (residual != 0), "control differs from its cutout"),
-        (~control & (residual > MAX_RESIDUAL_ULPS), "positive differs from cutout + arc"),
-        (np.asarray(image_bytes) != expected_bytes, f"image is not {expected_bytes} bytes (3 x H x W float32)"),
-        (stamps.duplicated(["host_id", "config_id", "label"]).to_numpy(), "duplicated (host, config) row"),
-    ):
-        rows += [{"stamp_id": int(s), "problem": why} for s in stamps.loc[mask, "stamp_id"]]
-    offset, ratio = point_source["offset_pix"], point_source["flux_ratio"]
-    if not offset <= thresholds.position_tolerance_pix:
-        rows.append({"stamp_id": None, "problem": f"point source lands {offset:.3g} pix from its position"})
-    if not abs(ratio - 1) <= thresholds.flux_rel_tolerance:
-        rows.append({"stamp_id": None, "problem": f"point source keeps {ratio:.6f} of its flux"})
-    evidence, n = evidence_rows(rows)
+def _finding(passed: bool, detail: str, rows: list[dict], measured: object = None, threshold: object = None) -> Finding:
+    evidence, count = evidence_rows(rows)
     return Finding(
         id="L8",
         title=LESSONS["L8"].title,
-        passed=n == 0,
-        measured={"offending": n, "point_offset_pix": round(offset, 5), "point_flux_ratio": round(ratio, 6)},
-        threshold={
-            "position_tolerance_pix": thresholds.position_tolerance_pix,
-            "flux_rel_tolerance": thresholds.flux_rel_tolerance,
-            "max_residual_ulps": MAX_RESIDUAL_ULPS,
-        },
-        detail=f"{n} integrity problem(s)" + (f"; first: {rows[0]['problem']}" if rows else ""),
+        passed=passed,
+        measured=measured,
+        threshold=threshold,
+        detail=detail,
         evidence=evidence,
-        n_offending=n,
+        n_offending=count,
+    )
+
+
+def check_stamps(
+    images: np.ndarray,
+    cutouts: np.ndarray,
+    arcs: np.ndarray,
+    labels: np.ndarray,
+    stamp_ids: np.ndarray,
+    bands: Sequence[str],
+    size: int,
+) -> Finding:
+    """Stamps (N, 3, size, size) float32 against the cutouts they were made from and the arcs added.
+
+    Controls (label 0) must be bit-identical to their cutouts; positives must differ from theirs by
+    the arc up to float32 rounding of the sum (|stamp - cutout - arc| <= eps32 (|cutout| + |arc|)).
+    """
+    problems: list[str] = []
+    if tuple(bands) != BANDS:
+        problems.append(f"band order {tuple(bands)} is not {BANDS}")
+    expected = (len(labels), len(BANDS), size, size)
+    for name, array in (("stamps", images), ("cutouts", cutouts), ("arcs", arcs)):
+        if array.shape != expected or array.dtype != np.float32:
+            problems.append(f"{name} are {array.dtype} {array.shape}, expected float32 {expected}")
+    if problems:
+        return _finding(False, "; ".join(problems), [])
+    labels = np.asarray(labels)
+    rows: list[dict] = []
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    for i in np.flatnonzero(~finite):
+        rows.append({"stamp_id": int(stamp_ids[i]), "problem": "non-finite pixels"})
+    controls = labels == 0
+    same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
+    for i in np.flatnonzero(controls & ~same_bits):
+        rows.append({"stamp_id": int(stamp_ids[i]), "problem": "control differs from its cutout"})
+    cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
+    residual = np.abs(images.astype(np.float64) - cut64 - arc64)
+    allowed = np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64))
+    exact = (residual <= allowed).all(axis=(1, 2, 3))
+    for i in np.flatnonzero(~controls & ~exact & finite):  # a non-finite stamp is reported once, above
+        rows.append(
+            {
+                "stamp_id": int(stamp_ids[i]),
+                "problem": "stamp - cutout != arc",
+                "max_residual": float(residual[i].max()),
+            }
+        )
+    return _finding(
+        not rows,
+        f"{len(rows)} problem(s) in {len(labels)} stamps (finite, controls untouched, positives = cutout + arc)",
+        rows,
+    )
+
+
+def check_point_source(offsets_pix: np.ndarray, flux_ratios: np.ndarray, thresholds: L8Thresholds) -> Finding:
+    """Point sources rendered through the injection: centroid offsets from the intended positions
+    (pixels) and recovered / injected flux, against the spec's tolerances."""
+    offsets = np.asarray(offsets_pix, dtype=float)
+    ratios = np.asarray(flux_ratios, dtype=float)
+    if offsets.size == 0 or offsets.shape != ratios.shape:
+        return _finding(False, f"need equal, non-empty offsets and flux ratios, got {offsets.shape} {ratios.shape}", [])
+    bad_pos = ~(offsets <= thresholds.position_tolerance_pix)
+    bad_flux = ~(np.abs(ratios - 1) <= thresholds.flux_rel_tolerance)
+    rows = [
+        {"point_source": int(i), "offset_pix": float(offsets[i]), "flux_ratio": float(ratios[i])}
+        for i in np.flatnonzero(bad_pos | bad_flux)
+    ]
+    return _finding(
+        not rows,
+        f"{len(rows)} of {offsets.size} point sources off by more than {thresholds.position_tolerance_pix} pix "
+        f"or {thresholds.flux_rel_tolerance:.1e} in flux",
+        rows,
+        measured={"max_offset_pix": float(np.nanmax(offsets)), "max_flux_error": float(np.nanmax(np.abs(ratios - 1)))},
+        threshold={"position_pix": thresholds.position_tolerance_pix, "flux_rel": thresholds.flux_rel_tolerance},
+    )
+
+
+def check_unique_rows(stamps: pd.DataFrame) -> Finding:
+    """No (host, config) pair is injected twice: positives' (RELEASE, BRICKID, OBJID, config_id) unique."""
+    positives = stamps[stamps["label"] == 1]
+    duplicated = positives[positives.duplicated(HOST_CONFIG_KEY, keep=False)]
+    rows = duplicated[HOST_CONFIG_KEY].drop_duplicates().astype(object).to_dict("records")
+    return _finding(not rows, f"{len(rows)} (host, config) pairs appear more than once among positives", rows)
+
+
+def check(parts: Sequence[Finding]) -> Finding:
+    """The one L8 finding from its parts' findings (e.g. one per stamp batch, the point-source test)."""
+    if not parts:
+        return _finding(False, "no L8 part was checked", [])
+    rows = [row for part in parts for row in part.evidence]
+    failed = [part.detail for part in parts if not part.passed]
+    evidence, _ = evidence_rows(rows)
+    return Finding(
+        id="L8",
+        title=LESSONS["L8"].title,
+        passed=not failed,
+        measured=next((p.measured for p in parts if p.measured is not None), None),
+        threshold=next((p.threshold for p in parts if p.threshold is not None), None),
+        detail="; ".join(failed) if failed else f"{len(parts)} part(s) passed",
+        evidence=evidence,
+        n_offending=sum(part.n_offending for part in parts),
     )
