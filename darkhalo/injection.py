@@ -6,7 +6,7 @@ host's per-band PSF FWHM from the cutout, and the cutout's own Moffat beta for t
 model); stamp = cutout + arc (+ the arc's photon noise when the spec asks). Controls are the
 cutout, untouched. Each stamp records what the invariants need (DESIGN §5): arc flux per band,
 integrated arc S/N, magnification, the injection PSF's and the survey PSF's wing deficits, and
-the residual |stamp - cutout - arc| (L8).
+what is wrong with the stamp, if anything (L8).
 
 Arc S/N is the matched-filter S/N over the three bands, sqrt(sum arc^2 invvar) (no
 sky-subtraction residuals: the best a detector could do; the L7 shares are judged on it).
@@ -19,12 +19,13 @@ import pandas as pd
 import torch
 
 from darkhalo.hashing import uniform
-from darkhalo.lensing.psf import encircled_energy, psf_kernels
+from darkhalo.lensing.psf import psf_kernels, wing_deficits
 from darkhalo.lensing.render import ArcParams, render_arcs
 from darkhalo.sources import flux_to_mag
 from darkhalo.spec import GenerationSpec
 from darkhalo.stamps import encode_images
 from darkhalo.surveys.provider import CutoutProvider
+from data_contracts.invariants.l8_stamp_integrity import stamp_problems
 
 BANDS = ("g", "r", "z")
 #: Photo-electrons per nanomaggy for the arc's photon noise: DECam zero points (AB mag for
@@ -54,12 +55,13 @@ STAMP_COLUMNS = (
     "arc_snr",
     "magnification",
     "psf_model",
-    "psf_deficit_2fwhm",
-    "psf_deficit_3arcsec",
-    "survey_deficit_2fwhm",
-    "survey_deficit_3arcsec",
-    "l8_residual",
+    "psf_wing_2fwhm",
+    "psf_wing_3as",
+    "survey_wing_2fwhm",
+    "survey_wing_3as",
+    "l8_problem",
 )
+WING_COLUMNS = ("psf_wing_2fwhm", "psf_wing_3as", "survey_wing_2fwhm", "survey_wing_3as")
 
 
 def injection_kernels(model: str, fwhm: np.ndarray, beta: np.ndarray, spec: GenerationSpec) -> torch.Tensor:
@@ -73,15 +75,6 @@ def injection_kernels(model: str, fwhm: np.ndarray, beta: np.ndarray, spec: Gene
         for i, band in enumerate(BANDS)
     ]
     return torch.stack(kernels, dim=1)
-
-
-def wing_deficits(kernels_r: torch.Tensor, fwhm_r: np.ndarray, pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """1 - encircled energy at 2 x FWHM and at 3" of each r-band kernel (N, K, K)."""
-    beyond_2fwhm = np.array(
-        [1 - float(encircled_energy(k, pixel_scale, 2 * f)) for k, f in zip(kernels_r, fwhm_r, strict=True)]
-    )
-    beyond_3 = (1 - encircled_energy(kernels_r, pixel_scale, 3.0)).numpy()
-    return beyond_2fwhm, beyond_3
 
 
 def _arc_params(rows: pd.DataFrame) -> ArcParams:
@@ -113,17 +106,6 @@ def photon_noise(arcs: np.ndarray, stamp_ids: np.ndarray, seed: int) -> np.ndarr
     return noisy
 
 
-def integrity_residual(stamps: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray) -> np.ndarray:
-    """max |stamp - cutout - arc| per stamp in float32 ulps of the stamp's largest pixel (L8).
-
-    0 for an untouched control, a few ulps for cutout + arc, NaN when a pixel is not finite.
-    """
-    ulp = np.finfo(np.float32).eps * np.maximum(np.abs(stamps).max(axis=(1, 2, 3)), np.finfo(np.float32).tiny)
-    residual = np.abs(stamps.astype(np.float64) - cutouts - arcs).max(axis=(1, 2, 3)) / ulp
-    residual[~np.isfinite(stamps).all(axis=(1, 2, 3))] = np.nan
-    return residual
-
-
 def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvider) -> pd.DataFrame:
     """Stamps (STAMP_COLUMNS) for a batch of manifest rows."""
     size, scale = spec.stamps.size, spec.stamps.pixel_scale
@@ -136,25 +118,22 @@ def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvi
 
     n = len(rows)
     arcs = np.zeros_like(cutouts)
-    record = {name: np.full(n, np.nan) for name in ("magnification", *STAMP_COLUMNS[-5:])}
+    magnification = np.full(n, np.nan)
+    wings = np.full((n, 4), np.nan)
     positive = (rows["label"] == 1).to_numpy()
     if positive.any():
         model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
         kernels = injection_kernels(model, fwhm[positive], beta[positive], spec)
         rendered = render_arcs(_arc_params(rows[positive]), kernels, size, scale, spec.injection.supersample)
         arcs[positive] = rendered.images.numpy().astype(np.float32)
-        record["magnification"][positive] = rendered.magnification.numpy()
+        magnification[positive] = rendered.magnification.numpy()
         survey = injection_kernels("survey", fwhm[positive], beta[positive], spec)
-        record["psf_deficit_2fwhm"][positive], record["psf_deficit_3arcsec"][positive] = wing_deficits(
-            kernels[:, 1], fwhm[positive, 1], scale
-        )
-        record["survey_deficit_2fwhm"][positive], record["survey_deficit_3arcsec"][positive] = wing_deficits(
-            survey[:, 1], fwhm[positive, 1], scale
-        )
+        r_fwhm = torch.as_tensor(fwhm[positive, 1])
+        wings[positive, :2] = wing_deficits(kernels[:, 1], scale, r_fwhm).numpy()
+        wings[positive, 2:] = wing_deficits(survey[:, 1], scale, r_fwhm).numpy()
         if spec.injection.poisson_noise:
             arcs[positive] = photon_noise(arcs[positive], rows.loc[positive, "stamp_id"].to_numpy(), spec.seed)
     stamps = cutouts + arcs
-    record["l8_residual"] = integrity_residual(stamps, cut.images[where], arcs)
 
     arc_flux = arcs.sum(axis=(2, 3))
     snr = np.sqrt((arcs.astype(np.float64) ** 2 * invvar).sum(axis=(1, 2, 3)))
@@ -171,9 +150,10 @@ def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvi
             "host_mag_r": flux_to_mag(rows["FLUX_R"].to_numpy()),
             **{f"arc_flux_{b}": np.where(positive, arc_flux[:, i], np.nan) for i, b in enumerate(BANDS)},
             "arc_snr": np.where(positive, snr, np.nan),
-            "magnification": record["magnification"],
+            "magnification": magnification,
             "psf_model": np.where(positive, spec.psf.model, ""),
-            **{k: record[k] for k in STAMP_COLUMNS[-5:]},
+            **{name: wings[:, i] for i, name in enumerate(WING_COLUMNS)},
+            "l8_problem": stamp_problems(stamps, cutouts, arcs, rows["label"].to_numpy()),
         }
     )
     return out.loc[:, list(STAMP_COLUMNS)]

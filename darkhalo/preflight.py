@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from data_contracts.parent_sample import cuts_mask
 
 from darkhalo.expansion import expand_hosts, host_frame
-from darkhalo.lensing.psf import encircled_energy, psf_kernels
+from darkhalo.lensing.psf import psf_kernels, wing_deficits
 from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
 from data_contracts.findings import Finding
 from data_contracts.invariants import l1_unpaired_controls, l2_resolvable_injections, l3_psf_wings
+from data_contracts.parent_sample import cuts_mask
 
 #: Parent hosts the pre-flight expands (enough for a share to +-1 %).
 SAMPLE_HOSTS = 5000
@@ -49,20 +49,23 @@ def _catalog_chunks(spec: GenerationSpec):
             yield mock.mock_catalog(spec.survey, spec.seed, block)
 
 
-def wing_deficits(model: str, fwhm: float, spec: GenerationSpec, band: str = "r") -> dict[str, float]:
-    """1 - encircled energy at 2 x FWHM and at 3" of a PSF model's kernel (the L3 measure)."""
-    kernel = psf_kernels(
-        model,
-        torch.tensor([fwhm], dtype=torch.float64),
-        spec.psf.kernel_size_pix,
-        spec.stamps.pixel_scale,
-        beta=spec.psf.moffat_beta,
-        band=band,
-    )
-    return {
-        "beyond_2fwhm": float(1 - encircled_energy(kernel, spec.stamps.pixel_scale, 2 * fwhm)[0]),
-        "beyond_3arcsec": float(1 - encircled_energy(kernel, spec.stamps.pixel_scale, 3.0)[0]),
-    }
+def psf_wings(spec: GenerationSpec, fwhm: float) -> pd.DataFrame:
+    """The L3 measures (1 - EE at 2 x FWHM and at 3") of the spec's injection PSF and of the survey
+    PSF, r band, at one FWHM (arcsec): one row with l3_psf_wings.NEEDS columns."""
+    model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
+    row = {}
+    for name, kind in (("psf", model), ("survey", "survey")):
+        kernel = psf_kernels(
+            kind,
+            torch.tensor([fwhm], dtype=torch.float64),
+            spec.psf.kernel_size_pix,
+            spec.stamps.pixel_scale,
+            beta=spec.psf.moffat_beta,
+            band="r",
+        )
+        two_fwhm, three = wing_deficits(kernel, spec.stamps.pixel_scale, fwhm)[0].tolist()
+        row |= {f"{name}_wing_2fwhm": two_fwhm, f"{name}_wing_3as": three}
+    return pd.DataFrame([row])
 
 
 def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame) -> list[Finding]:
@@ -78,10 +81,7 @@ def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame) -> list[Findi
 
 def psf_finding(spec: GenerationSpec, fwhm: float) -> Finding:
     """L3: the spec's injection PSF against the survey PSF at an r-band FWHM (arcsec)."""
-    injection_model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
-    return l3_psf_wings.check(
-        wing_deficits(injection_model, fwhm, spec), wing_deficits("survey", fwhm, spec), spec.invariants.L3
-    )
+    return l3_psf_wings.check(psf_wings(spec, fwhm), spec.invariants.L3)
 
 
 def preflight(spec: GenerationSpec, parent: pd.DataFrame | None = None) -> list[Finding]:

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from darkhalo.injection import STAMP_COLUMNS, inject_batch, injection_kernels
+from darkhalo.injection import STAMP_COLUMNS, WING_COLUMNS, inject_batch, injection_kernels
 from darkhalo.lensing.render import render_point_sources
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
@@ -62,7 +62,8 @@ STAMP_DTYPES = {
     "config_id": "int32",
     **{c: "float64" for c in STAMP_COLUMNS[11:20]},
     "psf_model": "object",
-    **{c: "float64" for c in STAMP_COLUMNS[21:]},
+    **{c: "float64" for c in WING_COLUMNS},
+    "l8_problem": "object",
 }
 
 
@@ -112,18 +113,19 @@ def stamp_findings(record: pd.DataFrame, image_bytes: np.ndarray, spec: Generati
     """The stamps' contract: metadata schema, L3, L7, L8."""
     positives = record[record["label"] == 1]
     fwhm = float(np.median(record["psfsize_r"])) if len(record) else 1.3
-    medians = positives[["psf_deficit_2fwhm", "psf_deficit_3arcsec", "survey_deficit_2fwhm", "survey_deficit_3arcsec"]]
-    medians = medians.median()
+    point = point_source_test(spec, fwhm)
+    expected_bytes = 3 * spec.stamps.size**2 * 4
+    problems = np.where(image_bytes != expected_bytes, f"image is not {expected_bytes} bytes", record["l8_problem"])
     return [
         schema_finding(STAMP_METADATA_SCHEMA, record, "stamps"),
-        l3_psf_wings.check(
-            {"beyond_2fwhm": medians["psf_deficit_2fwhm"], "beyond_3arcsec": medians["psf_deficit_3arcsec"]},
-            {"beyond_2fwhm": medians["survey_deficit_2fwhm"], "beyond_3arcsec": medians["survey_deficit_3arcsec"]},
-            spec.invariants.L3,
-        ),
+        l3_psf_wings.check(positives, spec.invariants.L3),
         l7_realistic_arcs.check(spec.source.brightness, positives["arc_snr"].to_numpy(), spec.invariants.L7),
         l8_stamp_integrity.check(
-            record, point_source_test(spec, fwhm), spec.invariants.L8, 3 * spec.stamps.size**2 * 4, image_bytes
+            [
+                l8_stamp_integrity.check_recorded(record["stamp_id"].to_numpy(), problems),
+                l8_stamp_integrity.check_point_source([point["offset_pix"]], [point["flux_ratio"]], spec.invariants.L8),
+                l8_stamp_integrity.check_unique_rows(record),
+            ]
         ),
     ]
 
