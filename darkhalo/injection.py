@@ -78,21 +78,13 @@ def injection_kernels(model: str, fwhm: np.ndarray, beta: np.ndarray, spec: Gene
 
 
 def _arc_params(rows: pd.DataFrame) -> ArcParams:
-    col = {name: torch.as_tensor(rows[name].to_numpy(dtype=np.float64)) for name in rows.columns if name != "TYPE"}
-    return ArcParams(
-        theta_e=col["theta_e"],
-        lens_q=col["lens_q"],
-        lens_phi=col["lens_phi"],
-        g1=col["g1"],
-        g2=col["g2"],
-        src_x=col["src_x"],
-        src_y=col["src_y"],
-        src_reff=col["src_reff"],
-        src_n=col["src_n"],
-        src_q=col["src_q"],
-        src_phi=col["src_phi"],
-        flux=torch.stack([col[f"src_flux_{b}"] for b in BANDS], dim=1),
-    )
+    """The renderer's parameters from manifest rows (src_reff is the grid's, flux the observed)."""
+
+    def col(name: str) -> torch.Tensor:
+        return torch.as_tensor(rows[name].to_numpy(dtype=np.float64))
+
+    names = ("theta_e", "lens_q", "lens_phi", "g1", "g2", "src_x", "src_y", "src_reff", "src_n", "src_q", "src_phi")
+    return ArcParams(**{name: col(name) for name in names}, flux=torch.stack([col(f"src_flux_{b}") for b in BANDS], 1))
 
 
 def photon_noise(arcs: np.ndarray, stamp_ids: np.ndarray, seed: int) -> np.ndarray:
