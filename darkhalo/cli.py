@@ -67,6 +67,53 @@ def run(
 
 
 @app.command()
+def audit(
+    target: Annotated[Path, typer.Argument(help="a generation spec (YAML) or a run folder", show_default=False)],
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the audit as JSON here")] = None,
+) -> None:
+    """Judge a spec (pre-flight) or a run folder against every applicable invariant.
+
+    Prints the table (id, lesson, measured, threshold, verdict); for a run folder writes audit.json
+    and audit.md into it. Exit 1 if any invariant fails (unless waived), 0 otherwise, 2 on unusable input.
+    """
+    from darkhalo.stages.audit import audit_run, audit_spec, write_audit
+
+    try:
+        if target.is_dir():
+            if not (target / "spec.yaml").is_file():
+                err.print(f"[red]error:[/] {target}: not a run folder (no spec.yaml)", highlight=False)
+                raise typer.Exit(2)
+            result = audit_run(target)
+            paths = write_audit(result, target)
+        else:
+            result = audit_spec(_load(target), str(target))
+            paths = ()
+    except (SpecError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("id", "lesson", "measured", "threshold", "verdict", "detail", title=f"audit of {result.generation}")
+    colours = {"pass": "green", "FAIL": "red", "waived": "yellow"}
+    for f in result.findings:
+        verdict = f"waived: {f.waiver}" if f.verdict == "waived" else f.verdict
+        measured = f"{f.measured:.4g}" if isinstance(f.measured, float) else str(f.measured)
+        threshold = "" if f.threshold is None else str(f.threshold)
+        table.add_row(f.id, f.title, measured, threshold, f"[{colours[f.verdict]}]{verdict}[/]", f.detail)
+    for lesson in result.not_evaluated:
+        table.add_row(lesson, "", "", "", "[dim]not evaluated[/]", "no artifact to judge yet")
+    out.print(table)
+    if json_path is not None:
+        from darkhalo.artifacts import write_json
+
+        write_json(json_path, result.to_dict())
+    for path in paths:
+        out.print(f"wrote {path}")
+    expected = ", ".join(result.expected_failures) or "none"
+    out.print(f"failed: {', '.join(result.failed) or 'none'} (the spec expects: {expected})")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def stages() -> None:
     """List the stages of a generation in the order they run."""
     table = Table("stage", "reads", "depends on spec sections", "what it makes")
