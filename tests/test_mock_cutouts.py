@@ -12,7 +12,14 @@ from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.psfex import read_psfex
 from darkhalo.spec import LegacySurvey, MockSurvey
 from darkhalo.surveys.mock import mock_catalog
-from darkhalo.surveys.mock_cutouts import BETA_RANGE, HOST_COLUMNS, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.mock_cutouts import (
+    BETA_RANGE,
+    HOST_COLUMNS,
+    KERNEL_SIZE,
+    PIXEL_SCALE,
+    SKY_MAG,
+    MockCutoutProvider,
+)
 from darkhalo.surveys.provider import Cutouts, provider_for
 
 SURVEY = MockSurvey(kind="mock", n_objects=20_000)
@@ -200,3 +207,23 @@ def test_neighbours_come_at_the_catalog_density(hosts) -> None:
     }
     assert np.median(light["dense"]) > 3 * np.median(light["sparse"])
     assert np.mean(light["dense"] > light["sparse"]) >= 0.75
+
+
+def test_bright_host_cores_carry_their_own_photon_noise(hosts) -> None:
+    """Noise = sigma_sky sqrt(1 + m / f_sky): above the sky's in a bright core, the sky's far out."""
+    provider = MockCutoutProvider(SURVEY, SEED)
+    bright = hosts.copy()
+    bright["FLUX_R"] *= 20  # r ~ 17.5: cores brighter than the sky per pixel
+    quiet = bright.copy()
+    quiet["PSFDEPTH_R"] = 1e12  # same draws, noise ~1e-6 of the real one: the noiseless model
+    model = provider.cutouts(quiet, 64).images[:, 1].astype(np.float64)
+    noisy = provider.cutouts(bright, 64)
+    sigma = 1 / np.sqrt(noisy.invvar[:, 1].astype(np.float64))
+    sky = 10 ** ((22.5 - SKY_MAG["r"]) / 2.5) * PIXEL_SCALE**2
+    residual = noisy.images[:, 1] - model
+    core = model > sky  # source photons at least double the variance here
+    assert core.sum() > 100
+    assert np.std(residual[core] / sigma[core]) > 1.3
+    assert abs(np.std(residual[core] / (sigma * np.sqrt(1 + model / sky))[core]) - 1) < 0.1
+    far = model < 0.01 * sky
+    assert abs(np.std(residual[far] / sigma[far]) - 1) < 0.05

@@ -16,8 +16,11 @@ Image formation, per host and band (float64 throughout, float32 out):
   light is convolved with it directly (FFT, zero padded).
 - Noise: PSFDEPTH is the inverse variance of a PSF-weighted flux, 1 / (sigma^2 NEA), with the
   noise-equivalent area NEA = 1 / sum(p_i^2) (pixels) of the unit-sum pixel PSF p. So each pixel
-  gets independent Gaussian noise sigma = 1 / sqrt(PSFDEPTH x NEA) and invvar = 1 / sigma^2
-  (sky-limited: the sources' own photon noise is left out).
+  has sky noise sigma = 1 / sqrt(PSFDEPTH x NEA), and invvar = 1 / sigma^2 (like the coadd invvar
+  of the cutout service, the sky alone). The sources' own photon noise is added too: with a sky of
+  f_sky nanomaggies per pixel (SKY_MAG, dark DECam sky), sigma^2 = f_sky / g for g electrons per
+  nanomaggy, so light m (nanomaggies) in a pixel adds variance m / g = m sigma^2 / f_sky. A pixel's
+  noise is Gaussian with sigma^2 (1 + m / f_sky).
 
 Every random draw of a host (beta, neighbours, noise) comes from an RNG seeded by (seed, RELEASE,
 BRICKID, OBJID), so a stamp does not depend on which other hosts share its batch.
@@ -43,6 +46,8 @@ PIXEL_SCALE = 0.262  # arcsec / pixel
 BETA_RANGE = (2.5, 3.2)
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
 SUPERSAMPLE = 3  # odd, so a sub-pixel sits on each pixel centre
+#: Dark-sky surface brightness (AB mag / arcsec^2) of DECam in g, r, z: sets the source photon noise.
+SKY_MAG = {"g": 22.04, "r": 20.91, "z": 18.46}
 CHUNK = 32  # hosts rendered together
 CORE_RINGS = 4  # sub-pixel rings around a Sersic centre integrated analytically
 MIN_REFF = 0.02  # arcsec: smaller half-light radii are rendered at this size
@@ -101,7 +106,9 @@ class MockCutoutProvider:
             depth = torch.from_numpy(hosts[f"PSFDEPTH_{band.upper()}"].to_numpy(np.float64))
             sigma = 1 / torch.sqrt(depth * nea)
             noise = torch.from_numpy(np.stack([d["noise"][j] for d in draws]))
-            images[:, j] = (blurred + sigma[:, None, None] * noise).numpy()
+            sky = 10 ** ((22.5 - SKY_MAG[band]) / 2.5) * PIXEL_SCALE**2  # nanomaggies per pixel
+            spread = sigma[:, None, None] * torch.sqrt(1 + blurred.clamp(min=0) / sky)
+            images[:, j] = (blurred + spread * noise).numpy()
             invvar[:, j] = (1 / sigma**2)[:, None, None].expand(n, size, size).numpy()
         return Cutouts(images, invvar, fwhm.astype(np.float32), beta.astype(np.float32))
 
