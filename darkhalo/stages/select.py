@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,7 +29,7 @@ from darkhalo.stages.catalog_checks import EdgeReport, validate_catalog
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import flag_known_lenses, known_lens_path, load_known_lenses
 from data_contracts import parent_sample
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -177,10 +178,11 @@ def catalog_parts(folder: Path) -> list[Path]:
 def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The catalog parts as one frame (RangeIndex) and, per row, its source file and row in it."""
     frames = [pq.read_table(p).to_pandas() for p in parts]
+    lengths = [len(f) for f in frames]
     origin = pd.DataFrame(
         {
-            "file": [p.name for p, f in zip(parts, frames, strict=True) for _ in range(len(f))],
-            "row": [i for f in frames for i in range(len(f))],
+            "file": np.repeat(np.array([p.name for p in parts], dtype=object), lengths),
+            "row": np.concatenate([np.arange(n) for n in lengths]),
         }
     )
     return pd.concat(frames, ignore_index=True), origin
@@ -191,22 +193,22 @@ def _edge_finding(
 ) -> tuple[Finding, list[int]]:
     """The edge validation as a finding, and the row positions to quarantine (when allowed)."""
     bad = sorted(edge.row_reasons)
-    rows = [
+    n = len(bad)
+    evidence = tuple(
         {
             "file": origin.at[i, "file"],
             "row": int(origin.at[i, "row"]),
             "key": {k: int(catalog.at[i, k]) for k in KEY if pd.notna(catalog.at[i, k])},
             "failed": edge.row_reasons[i],
         }
-        for i in bad
-    ]
-    evidence, n = evidence_rows(rows)
+        for i in bad[:MAX_EVIDENCE_ROWS]
+    )
     detail = "Great Expectations suite 'sweep_catalog'; result and Data Docs in validation/"
     if edge.table_problems:
         title = f"survey catalog unusable: {'; '.join(edge.table_problems)}"
         return Finding(EDGE_ID, title, False, len(edge.table_problems), 0, detail, evidence, n), bad
     if bad and not quarantine:
-        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in rows[:NAMED_ROWS])
+        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in evidence[:NAMED_ROWS])
         title = f"survey catalog has {n} bad rows (quarantine_bad_rows is off); first: {named}"
         return Finding(EDGE_ID, title, False, n, 0, detail, evidence, n), bad
     title = f"survey catalog passed edge validation ({n} rows quarantined)"
