@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from catalogs import synthetic_catalog, write_catalog
-from conftest import spec_data
+from conftest import REAL, spec_data
 from rich.console import Console
 
 from darkhalo.runner import StageFailed, run_generation
@@ -18,6 +18,7 @@ from darkhalo.stages import STAGES, Stage, StageContext
 from darkhalo.stages.select import catalog_parts, read_catalog_parts, reconciliation, run
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import BUNDLED, load_known_lenses
+from darkhalo.surveys.legacy import ingest_catalogs
 from data_contracts.parent_sample import cuts_mask
 
 pytestmark = pytest.mark.spark
@@ -202,3 +203,19 @@ def test_an_empty_selection_writes_one_empty_part_with_the_full_schema(tmp_path:
     (part,) = (ctx.out / "parent_sample").glob("part-*.parquet")
     empty = pd.read_parquet(part)
     assert len(empty) == 0 and list(empty.columns) == [*SWEEP_COLUMNS, "KNOWN_LENS", "KNOWN_LENS_NAME"]
+
+
+@pytest.mark.parametrize("variant", ["v3_color_relaxed", "desi_lrg_north"])
+def test_a_real_dr9_tractor_file_goes_through_ingest_and_select(tmp_path: Path, variant: str) -> None:
+    run_dir = tmp_path / "run"
+    ingest_catalogs([REAL / "catalogs" / "tractor-1054p567.fits"], run_dir / "survey" / "catalog")
+    data = spec_data()
+    data["selection"] = {"variant": variant}
+    spec = spec_from_dict(data)
+    (run_dir / ".select.tmp").mkdir()
+    ctx = StageContext(spec, run_dir, run_dir / ".select.tmp", run_dir / ".scratch", Console(quiet=True))
+    result = run(ctx)
+    assert all(f.passed for f in result.findings)
+    catalog = pd.read_parquet(run_dir / "survey" / "catalog")
+    expected = int(cuts_mask(catalog, spec.selection.model_dump()).sum())
+    assert result.measured["input"] == 1 and result.measured["selected"] == expected
