@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "evaluate",
         inputs=("inject", "train"),
-        sections=("seed", "evaluate"),
+        sections=("seed", "evaluate", "stamps", "psf", "invariants"),
         module="darkhalo.stages.evaluate",
         description="test-split scores, operating points with intervals, probes, report",
     ),
