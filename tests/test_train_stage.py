@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import spec_data
+from stamps_factory import one_torch_thread
 
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
@@ -19,6 +20,7 @@ from darkhalo.training.checkpoint import load_model
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
 
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 INJECT = Stage("inject", (), ("seed", "stamps"), "toy_stages.synthetic_inject", "synthetic stamps")
 TRAIN = next(s for s in STAGES if s.name == "train")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stamps_factory import toy_stamps, write_shards
+from stamps_factory import one_torch_thread, toy_stamps, write_shards
 
 from darkhalo.spec import TrainSpec
 from darkhalo.training.augment import augment, transform_table
@@ -17,6 +17,7 @@ from darkhalo.training.loop import Selection, choose_best, epoch_metrics, fit, s
 from darkhalo.training.model import build_model
 from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
 
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 CPU = torch.device("cpu")
 SIZE = 32
 
