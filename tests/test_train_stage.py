@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,6 +17,7 @@ from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES, Stage, StageContext
 from darkhalo.stages import train as train_stage
+from darkhalo.stages.evaluate import model_scorer
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
@@ -51,6 +53,8 @@ def test_the_train_stage_writes_model_history_and_checkpoints(spec, tmp_path: Pa
     assert contract["rows"] == {"train_stamps": 96, "val_stamps": 64, "epochs": 2}
     model = load_model(out / "model.pt")
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
+    score = model_scorer(out / "model.pt", torch.device("cpu"), batch_size=8)  # the evaluate stage's reader
+    assert score(np.zeros((3, 3, 32, 32), dtype=np.float32)).shape == (3,)
     assert not (tmp_path / spec.generation / ".scratch").exists()
 
 
@@ -69,5 +73,5 @@ def test_the_stage_resumes_from_the_checkpoints_in_its_scratch(spec, tmp_path: P
     assert result.measured["resumed_from_epoch"] == 1
     redone = torch.load(out / "checkpoints" / "epoch-002.pt", weights_only=True)
     original = torch.load(io.BytesIO(first), weights_only=True)
-    for name, tensor in original["model"].items():
-        assert torch.equal(tensor, redone["model"][name]), name
+    for name, tensor in original["state_dict"].items():
+        assert torch.equal(tensor, redone["state_dict"][name]), name

@@ -13,6 +13,7 @@ from stamps_factory import one_torch_thread, toy_stamps, write_shards
 from darkhalo.spec import TrainSpec
 from darkhalo.training.augment import augment, transform_table
 from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from darkhalo.training.device import resolve_device
 from darkhalo.training.loop import Selection, choose_best, epoch_metrics, fit, selection_fpr
 from darkhalo.training.model import build_model
 from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
@@ -58,6 +59,14 @@ def test_the_64_stem_keeps_full_resolution_and_unknown_archs_fail() -> None:
     assert build_model("resnet18").conv1.stride == (2, 2)
     with pytest.raises(ValueError, match="unknown arch 'resnet50'"):
         build_model("resnet50")
+
+
+def test_the_device_follows_the_engine_setting() -> None:
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match=r"engine\.device is 'cuda' but torch sees no CUDA device"):
+            resolve_device("cuda")
 
 
 # --- normalisation and store ----------------------------------------------------------------------
@@ -244,8 +253,8 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(store
         assert [r[key] for r in resumed.history] == [r[key] for r in whole.history], key
     a = load_checkpoint(tmp_path / "whole" / "epoch-002.pt")
     b = load_checkpoint(tmp_path / "cut" / "epoch-002.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
     assert torch.equal(a["generator"], b["generator"])
 
     with pytest.raises(CheckpointError, match=r"made for another run \(lr: 0.001 there, 0.002 here\)"):

@@ -54,7 +54,7 @@ def run(ctx: StageContext) -> StageResult:
             "format": best["format"],
             "arch": best["arch"],
             "normalisation": best["normalisation"],
-            "model": best["model"],
+            "state_dict": best["state_dict"],
             "epoch": result.best_epoch,
             "selection": result.best_reason,
         },

@@ -216,6 +216,8 @@ def fit(
 ) -> FitResult:
     """Train ``spec.arch`` on ``train``, validate on ``val`` each epoch, resuming from ``checkpoint_dir``."""
     device = train.device
+    if len(train) < 2:
+        raise ValueError(f"need at least 2 train stamps (batch norm), got {len(train)}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     identity = {
         **spec.model_dump(mode="json"),
@@ -235,7 +237,7 @@ def fit(
     if latest is not None:
         state = load_checkpoint(latest)
         _check_identity(latest, state.get("identity"), identity)
-        trainer.model.load_state_dict(state["model"])
+        trainer.model.load_state_dict(state["state_dict"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
@@ -287,7 +289,7 @@ def fit(
             "normalisation": NORMALISATION,
             "identity": identity,
             "epoch": epoch,
-            "model": trainer.model.state_dict(),
+            "state_dict": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(),
             "generator": generator.get_state(),
