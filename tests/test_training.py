@@ -11,6 +11,7 @@ import torch
 from stamps_factory import one_torch_thread, toy_stamps, write_shards
 
 from darkhalo.spec import TrainSpec
+from darkhalo.training import store as store_module
 from darkhalo.training.augment import augment, transform_table
 from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from darkhalo.training.device import resolve_device
@@ -115,6 +116,22 @@ def test_the_store_never_reads_metadata_so_leaky_columns_change_nothing(tmp_path
     assert torch.equal(plain.images, with_metadata.images) and torch.equal(plain.labels, with_metadata.labels)
     assert READ_COLUMNS == ("stamp_id", "label", "split", "image")
     assert with_metadata.model_input_columns == MODEL_INPUT_COLUMNS == ("image",)
+
+
+def test_a_store_too_big_for_memory_is_memory_mapped_with_the_same_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = toy_stamps(24, 16, seed=4)
+    write_shards(tmp_path, images, labels, ["train"] * 24, rows_per_shard=10)
+    in_memory = load_store(tmp_path, "train", 16, CPU)
+    monkeypatch.setattr(store_module, "HOST_SHARE", 0.0)  # as if the host had no room
+    with pytest.raises(MemoryError, match=r"fit neither cpu nor host memory, and no spill file"):
+        load_store(tmp_path, "train", 16, CPU)
+    mapped = load_store(tmp_path, "train", 16, CPU, spill=tmp_path / "spill" / "train.npy")
+    assert (tmp_path / "spill" / "train.npy").stat().st_size >= 24 * 3 * 16 * 16 * 4
+    assert torch.equal(mapped.images, in_memory.images)
+    index = torch.tensor([5, 1, 20])
+    assert torch.equal(mapped.batch(index)[0], in_memory.batch(index)[0])
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,8 @@ def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec.train
     device = resolve_device(ctx.spec.engine.device)
     stamps = ctx.input("inject")
-    train = load_store(stamps, "train", ctx.spec.stamps.size, device)
-    val = load_store(stamps, "val", ctx.spec.stamps.size, device)
+    train = load_store(stamps, "train", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-train.npy")
+    val = load_store(stamps, "val", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-val.npy")
     leakage = l10_no_label_leakage.check(train.model_input_columns, ctx.spec.invariants.L10.allowed_conditions)
 
     with ctx.progress() as progress:
