@@ -15,7 +15,16 @@ from darkhalo.training import store as store_module
 from darkhalo.training.augment import augment, transform_table
 from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from darkhalo.training.device import resolve_device
-from darkhalo.training.loop import Selection, choose_best, epoch_metrics, fit, selection_fpr
+from darkhalo.training.loop import (
+    Selection,
+    Trainer,
+    choose_best,
+    epoch_metrics,
+    fit,
+    loss_function,
+    selection_fpr,
+    uses_bf16,
+)
 from darkhalo.training.model import build_model
 from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
 
@@ -64,6 +73,7 @@ def test_the_64_stem_keeps_full_resolution_and_unknown_archs_fail() -> None:
 
 def test_the_device_follows_the_engine_setting() -> None:
     assert resolve_device("cpu") == CPU
+    assert not uses_bf16(_spec(precision="bf16"), CPU)  # CPU trains in fp32 whatever the spec says
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match=r"engine\.device is 'cuda' but torch sees no CUDA device"):
@@ -236,6 +246,29 @@ def test_an_unresolvable_target_falls_back_to_the_lowest_resolvable_fpr_then_to_
 
 
 # --- the loop -------------------------------------------------------------------------------------
+
+
+def test_focal_loss_is_bce_at_gamma_zero_and_down_weights_easy_stamps() -> None:
+    logits = torch.tensor([4.0, -4.0, 0.3, -0.2])
+    targets = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    bce = loss_function(_spec())(logits, targets)
+    assert torch.allclose(loss_function(_spec(loss="focal", focal_gamma=0.0))(logits, targets), bce)
+    easy, hard = logits[:2], logits[2:]
+    focal = loss_function(_spec(loss="focal", focal_gamma=2.0))
+    ratio_easy = focal(easy, targets[:2]) / loss_function(_spec())(easy, targets[:2])
+    ratio_hard = focal(hard, targets[2:]) / loss_function(_spec())(hard, targets[2:])
+    assert ratio_easy < 0.001 < 0.2 < ratio_hard < 1
+
+
+@pytest.mark.parametrize(("schedule", "factors"), [("cosine", [0.5, 0.0]), ("constant", [1.0, 1.0])])
+def test_the_schedule_steps_per_batch(schedule: str, factors: list[float]) -> None:
+    trainer = Trainer.build(_spec(schedule=schedule, lr=0.01), CPU, seed=0, total_steps=2)
+    images, labels = torch.randn(2, 3, 16, 16), torch.tensor([0.0, 1.0])
+    seen = []
+    for _ in range(2):
+        trainer.step(images, labels)
+        seen.append(trainer.scheduler.get_last_lr()[0])
+    assert seen == pytest.approx([0.01 * f for f in factors], abs=1e-12)
 
 
 def test_loss_falls_on_a_separable_toy_set(stores, tmp_path: Path) -> None:
