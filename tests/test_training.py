@@ -189,23 +189,35 @@ def test_a_folder_without_shards_or_without_the_split_is_named(tmp_path: Path) -
 # --- augmentation ---------------------------------------------------------------------------------
 
 
-def test_augmentation_applies_exactly_the_allowed_symmetries() -> None:
+def _symmetries(image: torch.Tensor) -> list[torch.Tensor]:
+    """The square's 8 symmetries of ``image`` (N, C, S, S), written with torch.flip and torch.rot90."""
+    return [torch.rot90(image.flip(-1) if f else image, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "allowed"),
+    [
+        (["flip", "rot90"], range(8)),
+        (["rot90"], range(4)),
+        (["flip"], (0, 2, 4, 6)),  # identity, rot180 = both mirrors, left-right mirror, up-down mirror
+        ([], (0,)),
+    ],
+)
+def test_augmentation_draws_exactly_the_allowed_symmetries(kinds: list[str], allowed) -> None:
     image = torch.arange(2 * 5 * 5, dtype=torch.float32).view(1, 2, 5, 5)
-    both = transform_table(5, ["flip", "rot90"], CPU)
-    expected = [torch.rot90(image.flip(-1) if f else image, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
-    for row, want in zip(both, expected, strict=True):
-        got = image.flatten(2)[:, :, row].view_as(image)
-        assert torch.equal(got, want)
-    assert transform_table(5, ["flip"], CPU).shape[0] == 2
-    assert transform_table(5, ["rot90"], CPU).shape[0] == 4
-    assert transform_table(5, [], CPU).shape[0] == 1
-    batch = image.expand(400, -1, -1, -1)
-    out = augment(batch, both, torch.Generator().manual_seed(0))
-    seen = {next(i for i, w in enumerate(expected) if torch.equal(o[None], w)) for o in out}
-    assert seen == set(range(8))
-    again = augment(batch, both, torch.Generator().manual_seed(0))
-    assert torch.equal(out, again)
-    assert augment(batch, transform_table(5, [], CPU), torch.Generator()) is batch
+    expected = _symmetries(image)
+    table = transform_table(5, kinds, CPU)
+    assert table.shape[0] == len(allowed)
+    batch = image.expand(200, -1, -1, -1)
+    out = augment(batch, table, torch.Generator().manual_seed(0))
+    seen = {next(i for i, want in enumerate(expected) if torch.equal(o[None], want)) for o in out}
+    assert seen == set(allowed)
+    assert torch.equal(out, augment(batch, table, torch.Generator().manual_seed(0)))  # reproducible from the seed
+
+
+def test_an_unknown_augmentation_is_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown augmentation\(s\) \['blur'\]"):
+        transform_table(5, ["flip", "blur"], CPU)
 
 
 # --- best epoch -----------------------------------------------------------------------------------
