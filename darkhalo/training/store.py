@@ -140,7 +140,7 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
         missing = [c for c in READ_COLUMNS if c not in schema.names]
         if missing:
             raise ValueError(f"{path}: stamp shard lacks column(s) {', '.join(missing)}")
-        table = pq.read_table(path, columns=["stamp_id", "label", "split"])
+        table = pq.read_table(path, columns=[c for c in READ_COLUMNS if c != "image"])
         table = table.filter(pc.equal(table["split"], split))
         file_ids = table["stamp_id"].to_numpy().astype(np.int64)
         file_labels = table["label"].to_numpy()
@@ -156,7 +156,7 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
 def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(stamp ids, decoded images) of the ``split`` rows of one shard, in chunks of LOAD_CHUNK rows."""
     reader = pq.ParquetFile(path)
-    for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=["stamp_id", "split", "image"]):
+    for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=[c for c in READ_COLUMNS if c != "label"]):
         batch = batch.filter(pc.equal(batch.column("split"), pa.scalar(split)))
         if not batch.num_rows:
             continue
