@@ -13,7 +13,7 @@ from darkhalo.spec import LegacySurvey, MockSurvey
 from darkhalo.surveys.mock import mock_catalog
 from darkhalo.surveys.mock_cutouts import BETA_RANGE, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
 from darkhalo.surveys.provider import Cutouts, provider_for
-from darkhalo.surveys.psfex import read_psfex
+from darkhalo.lensing.psfex import read_psfex
 
 SURVEY = MockSurvey(kind="mock", n_objects=20_000)
 SEED = 5
@@ -104,7 +104,9 @@ def test_background_sigma_per_band_is_within_25_percent_of_real_dr10_cutouts() -
 def _real_ee() -> np.ndarray:
     models = [read_psfex(p) for p in sorted((REAL / "psf" / "psfex").glob("*.fits"))]
     assert len(models) >= 10
-    return np.array([[_ee(m.kernel, r) for r in RADII] for m in models])
+    # the constant term: each model at its polynomial's origin, resampled to 0.262"/pix
+    kernels = [m.kernel(m.zero[0], m.zero[1], KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64).numpy() for m in models]
+    return np.array([[_ee(k, r) for r in RADII] for k in kernels])
 
 
 def _mock_ee(stamps: Cutouts, model: str) -> np.ndarray:
