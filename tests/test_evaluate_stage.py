@@ -12,11 +12,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import spec_data
+from rich.console import Console
 
+from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
+from darkhalo.stages import STAGES, Stage
 from darkhalo.stages.evaluate import evaluate, load_test_stamps
 from darkhalo.stamps import encode_images
+from darkhalo.training.checkpoint import load_model
+from darkhalo.training.store import normalise
 from data_contracts.schema import schema_finding
 from data_contracts.scores import SCORES_SCHEMA
 
@@ -140,3 +146,35 @@ def test_a_central_light_scorer_is_caught_by_the_blob_probe(inject_dir: Path, tm
     l9 = next(f for f in result.findings if f.id == "L9")
     assert not l9.passed and {row["probe"] for row in l9.evidence} == {"blob"}
     assert next(f for f in result.findings if f.id == "L4").passed
+
+
+TRAIN_AND_EVALUATE = (
+    Stage("inject", (), ("seed", "stamps"), "toy_stages.synthetic_inject", "toy stamps"),
+    *(s for s in STAGES if s.name in ("train", "evaluate")),
+)
+
+
+def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -> None:
+    data = spec_data()
+    data["stamps"] = {"size": SIZE}
+    data["train"].update(epochs=1, batch_size=64)
+    data["evaluate"]["bootstrap_samples"] = 20
+    data["engine"] = {"device": "cpu"}
+    # a one-epoch toy model: the glue is under test here, not the model (L9 is tested above)
+    data["invariants"] = {"L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"}}
+    spec = spec_from_dict(data)
+    outcomes = run_generation(spec, tmp_path, stages=TRAIN_AND_EVALUATE, console=Console(quiet=True))
+    assert [o.status for o in outcomes] == ["ran", "ran", "ran"]
+    folder = tmp_path / spec.generation / "evaluate"
+    contract = json.loads((folder / "contract.json").read_text())
+    verdicts = {f["id"]: f["verdict"] for f in contract["checks"]}
+    assert set(verdicts) == {"schema:scores", "L4", "L9"} and verdicts["L4"] == "pass"
+    # the scores are the saved model's logits on the normalised test stamps, in stamp_id order
+    meta, images = load_test_stamps(tmp_path / spec.generation / "inject")
+    model = load_model(tmp_path / spec.generation / "train" / "model.pt")
+    with torch.no_grad():
+        expected = model(normalise(torch.from_numpy(images))).squeeze(1).numpy()
+    scores = pd.read_parquet(folder / "scores.parquet")
+    assert scores["stamp_id"].tolist() == meta["stamp_id"].tolist() and len(scores) == 60
+    np.testing.assert_allclose(scores["score"], expected, rtol=1e-4, atol=1e-4)
+    assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()

@@ -29,6 +29,10 @@ from darkhalo.metrics.summary import evaluation_metrics, resolved_points
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.stamps import N_BANDS, decode_images, stamp_dataset
+from darkhalo.training.checkpoint import load_model
+from darkhalo.training.device import resolve_device
+from darkhalo.training.loop import predict_logits
+from darkhalo.training.store import StampStore, normalise
 from data_contracts.invariants import l4_operational_reporting, l9_no_shortcut
 from data_contracts.schema import schema_finding
 from data_contracts.scores import SCORES_SCHEMA
@@ -36,6 +40,8 @@ from data_contracts.scores import SCORES_SCHEMA
 Scorer = Callable[[np.ndarray], np.ndarray]
 ARC_FLUX = ("arc_flux_g", "arc_flux_r", "arc_flux_z")
 GALLERY_SIZE = 12
+#: Stamps normalised and scored per step (bounds device memory at any test-set size).
+SCORE_CHUNK = 8192
 
 
 def load_test_stamps(inject_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -52,34 +58,18 @@ def load_test_stamps(inject_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return table.drop(["image"]).to_pandas(), images
 
 
-def device_for(spec: GenerationSpec) -> torch.device:
-    """The engine's device: ``auto`` picks CUDA when present."""
-    if spec.engine.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec.engine.device)
-
-
 def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Scorer:
-    """A scorer from ``train/model.pt``: the trainer's ``normalise`` then the model's logit, in batches."""
-    from darkhalo.training.model import build_model
-    from darkhalo.training.store import NORMALISATION, normalise
+    """The trained model as a scorer of raw stamps: the trainer's ``normalise``, then its logit (fp32,
+    no bf16, so the low-FPR tail is not rounded into ties), ``SCORE_CHUNK`` stamps on the device at a time."""
+    model = load_model(model_path, device)
 
-    saved = torch.load(model_path, map_location="cpu", weights_only=True)
-    if saved.get("normalisation") != NORMALISATION:
-        raise ValueError(
-            f"{model_path}: trained with normalisation {saved.get('normalisation')!r}, this code has {NORMALISATION!r}"
-        )
-    model = build_model(saved["arch"])
-    model.load_state_dict(saved["state_dict"])
-    model.to(device).eval()
-
-    @torch.inference_mode()
     def score(images: np.ndarray) -> np.ndarray:
-        out = [
-            model(normalise(torch.from_numpy(images[i : i + batch_size]).to(device))).float().reshape(-1).cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+        out = [np.empty(0, dtype=np.float32)]
+        for start in range(0, len(images), SCORE_CHUNK):
+            chunk = normalise(torch.from_numpy(np.ascontiguousarray(images[start : start + SCORE_CHUNK])).to(device))
+            store = StampStore(chunk, torch.zeros(len(chunk), device=device), np.arange(len(chunk)), device)
+            out.append(predict_logits(model, store, batch_size))
+        return np.concatenate(out).astype(np.float64)
 
     return score
 
@@ -200,6 +190,6 @@ def evaluate(
 
 def run(ctx: StageContext) -> StageResult:
     meta, images = load_test_stamps(ctx.input("inject"))
-    settings = ctx.spec.evaluate
-    score = model_scorer(ctx.input("train") / "model.pt", device_for(ctx.spec), settings.batch_size)
+    device = resolve_device(ctx.spec.engine.device)
+    score = model_scorer(ctx.input("train") / "model.pt", device, ctx.spec.evaluate.batch_size)
     return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir)
