@@ -9,20 +9,17 @@ import pandas as pd
 import pytest
 from conftest import spec_data
 from hosts import synthetic_parent
+from toy_stages import PARENT_STAGE
 
 from darkhalo.artifacts import artifact_files
 from darkhalo.expansion import expand_hosts, host_frame
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES
-from darkhalo.stages.base import Stage
 
 pytestmark = pytest.mark.spark
 
-STAGES_UNDER_TEST = (
-    Stage("select", (), ("seed", "selection"), "toy_stages.parent", "synthetic parent sample"),
-    next(s for s in STAGES if s.name == "manifest"),
-)
+STAGES_UNDER_TEST = (PARENT_STAGE, next(s for s in STAGES if s.name == "manifest"))
 
 
 def _spec(name: str):

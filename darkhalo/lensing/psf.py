@@ -115,3 +115,23 @@ def encircled_energy(kernel: torch.Tensor, pixel_scale: float, radius: float) ->
     x, y = pixel_grid(k, pixel_scale, dtype=kernel.dtype, device=kernel.device)
     inside = (x**2 + y**2) <= radius**2
     return (kernel * inside).sum(dim=(-2, -1)) / kernel.sum(dim=(-2, -1))
+
+
+#: Fixed radius (arcsec) of the second L3 wing measure; the first is 2 x FWHM.
+WING_RADIUS_ARCSEC = 3.0
+
+
+def wing_deficits(kernel: torch.Tensor, pixel_scale: float, fwhm: torch.Tensor | float) -> torch.Tensor:
+    """The L3 wing measure of kernels (..., K, K): 1 - EE at 2 x FWHM and at 3", shape (..., 2).
+
+    ``fwhm`` (arcsec) is the core FWHM of each kernel (broadcast over the leading axes). The
+    deficit is the share of the kernel's light outside that radius of its centre pixel.
+    """
+    k = kernel.shape[-1]
+    x, y = pixel_grid(k, pixel_scale, dtype=kernel.dtype, device=kernel.device)
+    r2 = x**2 + y**2
+    two_fwhm = 2 * torch.as_tensor(fwhm, dtype=kernel.dtype, device=kernel.device)[..., None, None]
+    total = kernel.sum(dim=(-2, -1))
+    inside_core = (kernel * (r2 <= two_fwhm**2)).sum(dim=(-2, -1))
+    inside_fixed = (kernel * (r2 <= WING_RADIUS_ARCSEC**2)).sum(dim=(-2, -1))
+    return torch.stack([1 - inside_core / total, 1 - inside_fixed / total], dim=-1)

@@ -70,5 +70,13 @@ def sersic_sb(
     Multiply by the (sub-)pixel area to get flux per (sub-)pixel; all arguments broadcast.
     """
     radius = elliptical_radius(x, y, q, phi)
-    b = sersic_b(n)
-    return sersic_total_to_ie(flux, r_eff, n) * torch.exp(-b * ((radius / r_eff) ** (1 / n) - 1))
+    return sersic_at_scaled_r2((radius / r_eff) ** 2, n, sersic_total_to_ie(flux, r_eff, n))
+
+
+def sersic_at_scaled_r2(
+    r2: torch.Tensor, n: torch.Tensor, ie: torch.Tensor, b: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sersic surface brightness ie exp(-b_n ((R/R_eff)^(1/n) - 1)) from r2 = (R/R_eff)^2 (saves a
+    sqrt); ``b`` = ``sersic_b(n)`` when the caller has it already."""
+    b = sersic_b(n) if b is None else b
+    return torch.exp(torch.addcmul(torch.log(ie) + b, b, r2 ** (0.5 / n), value=-1))

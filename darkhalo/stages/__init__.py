@@ -28,8 +28,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "inject",
-        inputs=("survey", "manifest"),
-        sections=("seed", "stamps", "psf", "source", "injection"),
+        inputs=("manifest",),
+        sections=("seed", "survey", "stamps", "psf", "source", "injection"),
         module="darkhalo.stages.inject",
         description="stamps: cutouts with simulated arcs rendered through the PSF",
     ),

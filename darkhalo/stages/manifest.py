@@ -66,17 +66,22 @@ def run(ctx: StageContext) -> StageResult:
         expanded, ctx.out / "manifest", "stamp_id", ROWS_PER_PART, n_parent * (configs_per_host(spec.grid) + 1)
     )
 
+    findings, checked = manifest_findings(parts, spec)
+    return StageResult(rows={"manifest": len(checked)}, findings=findings, measured=_counts(checked, n_parent))
+
+
+def manifest_findings(parts: list[Path], spec: GenerationSpec) -> tuple[list[Finding], pd.DataFrame]:
+    """The manifest's contract: its schema, then L1, L2, L5, L6 over the columns they read."""
     findings = [_schema_check(parts)]
     checked = pd.concat([pd.read_parquet(p, columns=CHECK_COLUMNS) for p in parts], ignore_index=True)
-    positives = checked[checked["label"] == 1]
     thresholds = spec.invariants
     findings += [
         l1_unpaired_controls.check(checked),
-        l2_resolvable_injections.check(positives, thresholds.L2),
+        l2_resolvable_injections.check(checked[checked["label"] == 1], thresholds.L2),
         l5_sky_disjoint_splits.check(checked),
         l6_host_matching.check(checked, thresholds.L6),
     ]
-    return StageResult(rows={"manifest": len(checked)}, findings=findings, measured=_counts(checked, n_parent))
+    return findings, checked
 
 
 def _schema_check(parts: list[Path]) -> Finding:

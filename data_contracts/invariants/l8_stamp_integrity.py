@@ -1,0 +1,141 @@
+"""L8 stamp integrity (data_contracts.lessons): shape, band order and finite pixels; controls
+bit-identical to their cutouts; positives equal to cutout + the recorded arc; a point source sent
+through the injection lands where intended and keeps its flux; no duplicated (host, config) rows.
+
+Each part is a check of its own (the stamp part runs batch by batch where the stamps are made);
+``check`` merges the parts' findings into the one L8 verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.findings import Finding, evidence_rows
+from data_contracts.lessons import LESSONS
+from data_contracts.thresholds import L8Thresholds
+
+BANDS = ("g", "r", "z")
+HOST_CONFIG_KEY = ["RELEASE", "BRICKID", "OBJID", "config_id"]
+
+
+def _finding(passed: bool, detail: str, rows: list[dict], measured: object = None, threshold: object = None) -> Finding:
+    evidence, count = evidence_rows(rows)
+    return Finding(
+        id="L8",
+        title=LESSONS["L8"].title,
+        passed=passed,
+        measured=measured,
+        threshold=threshold,
+        detail=detail,
+        evidence=evidence,
+        n_offending=count,
+    )
+
+
+def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per stamp, what is wrong with it ("" when nothing): stamps, cutouts and arcs (N, 3, S, S).
+
+    Pixels must be finite; controls (label 0) bit-identical to their cutouts; positives must differ
+    from theirs by the arc up to float32 rounding of the sum (|stamp - cutout - arc| <= eps32
+    (|cutout| + |arc|)). Run where the stamps are made, its result kept per stamp.
+    """
+    labels = np.asarray(labels)
+    problems = np.full(len(labels), "", dtype=object)
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    controls = labels == 0
+    same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
+    cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
+    residual = np.abs(images.astype(np.float64) - cut64 - arc64)
+    exact = (residual <= np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64))).all(axis=(1, 2, 3))
+    problems[~controls & ~exact] = "stamp - cutout != arc"
+    problems[controls & ~same_bits] = "control differs from its cutout"
+    problems[~finite] = "non-finite pixels"
+    return problems
+
+
+def check_stamps(
+    images: np.ndarray,
+    cutouts: np.ndarray,
+    arcs: np.ndarray,
+    labels: np.ndarray,
+    stamp_ids: np.ndarray,
+    bands: Sequence[str],
+    size: int,
+) -> Finding:
+    """Stamps (N, 3, size, size) float32 against the cutouts they were made from and the arcs added
+    (shape, dtype and band order, then ``stamp_problems``)."""
+    problems: list[str] = []
+    if tuple(bands) != BANDS:
+        problems.append(f"band order {tuple(bands)} is not {BANDS}")
+    expected = (len(labels), len(BANDS), size, size)
+    for name, array in (("stamps", images), ("cutouts", cutouts), ("arcs", arcs)):
+        if array.shape != expected or array.dtype != np.float32:
+            problems.append(f"{name} are {array.dtype} {array.shape}, expected float32 {expected}")
+    if problems:
+        return _finding(False, "; ".join(problems), [])
+    return check_recorded(stamp_ids, stamp_problems(images, cutouts, arcs, labels))
+
+
+def check_recorded(stamp_ids: np.ndarray, problems: np.ndarray) -> Finding:
+    """The L8 stamp part from per-stamp problems recorded where the stamps were made."""
+    problems = np.asarray(problems, dtype=object)
+    bad = np.flatnonzero(problems != "")
+    rows = [{"stamp_id": int(stamp_ids[i]), "problem": str(problems[i])} for i in bad]
+    return _finding(
+        not rows,
+        f"{len(rows)} problem(s) in {len(problems)} stamps (finite, controls untouched, positives = cutout + arc)",
+        rows,
+    )
+
+
+def check_point_source(offsets_pix: np.ndarray, flux_ratios: np.ndarray, thresholds: L8Thresholds) -> Finding:
+    """Point sources rendered through the injection: centroid offsets from the intended positions
+    (pixels) and recovered / injected flux, against the spec's tolerances."""
+    offsets = np.asarray(offsets_pix, dtype=float)
+    ratios = np.asarray(flux_ratios, dtype=float)
+    if offsets.size == 0 or offsets.shape != ratios.shape:
+        return _finding(False, f"need equal, non-empty offsets and flux ratios, got {offsets.shape} {ratios.shape}", [])
+    bad_pos = ~(offsets <= thresholds.position_tolerance_pix)
+    bad_flux = ~(np.abs(ratios - 1) <= thresholds.flux_rel_tolerance)
+    rows = [
+        {"point_source": int(i), "offset_pix": float(offsets[i]), "flux_ratio": float(ratios[i])}
+        for i in np.flatnonzero(bad_pos | bad_flux)
+    ]
+    return _finding(
+        not rows,
+        f"{len(rows)} of {offsets.size} point sources off by more than {thresholds.position_tolerance_pix} pix "
+        f"or {thresholds.flux_rel_tolerance:.1e} in flux",
+        rows,
+        measured={"max_offset_pix": float(np.nanmax(offsets)), "max_flux_error": float(np.nanmax(np.abs(ratios - 1)))},
+        threshold={"position_pix": thresholds.position_tolerance_pix, "flux_rel": thresholds.flux_rel_tolerance},
+    )
+
+
+def check_unique_rows(stamps: pd.DataFrame) -> Finding:
+    """No (host, config) pair is injected twice: positives' (RELEASE, BRICKID, OBJID, config_id) unique."""
+    positives = stamps[stamps["label"] == 1]
+    duplicated = positives[positives.duplicated(HOST_CONFIG_KEY, keep=False)]
+    rows = duplicated[HOST_CONFIG_KEY].drop_duplicates().astype(object).to_dict("records")
+    return _finding(not rows, f"{len(rows)} (host, config) pairs appear more than once among positives", rows)
+
+
+def check(parts: Sequence[Finding]) -> Finding:
+    """The one L8 finding from its parts' findings (e.g. one per stamp batch, the point-source test)."""
+    if not parts:
+        return _finding(False, "no L8 part was checked", [])
+    rows = [row for part in parts for row in part.evidence]
+    failed = [part.detail for part in parts if not part.passed]
+    evidence, _ = evidence_rows(rows)
+    return Finding(
+        id="L8",
+        title=LESSONS["L8"].title,
+        passed=not failed,
+        measured=next((p.measured for p in parts if p.measured is not None), None),
+        threshold=next((p.threshold for p in parts if p.threshold is not None), None),
+        detail="; ".join(failed) if failed else f"{len(parts)} part(s) passed",
+        evidence=evidence,
+        n_offending=sum(part.n_offending for part in parts),
+    )
