@@ -1,11 +1,12 @@
 """Phase 6: score the test split with the trained model, then the operating points (L4), the
 shortcut probes (L9), the report.
 
-Reads ``inject/stamps/`` (test split) and ``train/model.pt``; writes ``evaluate/scores.parquet``
-(stamp_id, label, split, score = the model's logit, metadata), ``metrics.json``, ``report.html``,
-``report.md`` and ``plots/``. Findings: the scores schema, L4 on metrics.json, L9 when probes run.
-The PSF-swap probe needs the arcs re-rendered with a Gaussian PSF (issue 6's renderer); until it is
-wired in, metrics.json says so under ``psf_swap``.
+Reads ``inject/stamps/`` (test split), ``train/model.pt`` and ``manifest/`` (for the PSF swap);
+writes ``evaluate/scores.parquet`` (stamp_id, label, split, score = the model's logit, metadata),
+``metrics.json``, ``report.html``, ``report.md`` and ``plots/``. Findings: the scores schema, L4 on
+metrics.json, L9 when probes run.
+The PSF-swap probe re-injects a sample of the test positives from their manifest rows with a
+Gaussian PSF and reports the completeness change at each operating threshold.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import torch
 
 from darkhalo.artifacts import atomic_file, write_json
+from darkhalo.injection import inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
-from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates
+from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics, resolved_points
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.stamps import N_BANDS, decode_images, stamp_dataset
+from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.device import resolve_device
 from darkhalo.training.loop import predict_logits
@@ -42,6 +46,8 @@ ARC_FLUX = ("arc_flux_g", "arc_flux_r", "arc_flux_z")
 GALLERY_SIZE = 12
 #: Stamps normalised and scored per step (bounds device memory at any test-set size).
 SCORE_CHUNK = 8192
+#: Test positives re-injected with a Gaussian PSF for the PSF-swap probe (a seeded sample).
+PSF_SWAP_MAX = 2000
 
 
 def load_test_stamps(inject_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -106,6 +112,39 @@ def blob_probe(
     return flag_rates(blob_scores, thresholds), blobs, blob_scores
 
 
+def psf_swap(
+    spec: GenerationSpec,
+    manifest_dir: Path,
+    meta: pd.DataFrame,
+    images: np.ndarray,
+    score: Scorer,
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    """Completeness of up to PSF_SWAP_MAX test positives (seeded sample) as injected and re-injected
+    (same manifest rows, same cutouts, inject's own ``inject_batch``) with a Gaussian PSF of the same FWHM."""
+    positive = np.flatnonzero(meta["label"].to_numpy() == 1)
+    rng = np.random.default_rng([spec.seed, 11])
+    chosen = np.sort(rng.choice(positive, min(PSF_SWAP_MAX, positive.size), replace=False))
+    ids = meta["stamp_id"].to_numpy()[chosen]
+    files = sorted((manifest_dir / "manifest").glob("part-*.parquet"))
+    rows = ds.dataset(files, format="parquet").to_table(filter=pc.field("stamp_id").isin(ids)).to_pandas()
+    rows = rows.sort_values("stamp_id", ignore_index=True)
+    if not np.array_equal(rows["stamp_id"].to_numpy(), ids):
+        raise ValueError(f"{manifest_dir / 'manifest'}: test positives missing from the manifest")
+    gaussian = spec.model_copy(update={"psf": spec.psf.model_copy(update={"model": "gaussian"})})
+    provider = provider_for(spec.survey, spec.seed)
+    step = spec.injection.batch_size
+    swapped = [
+        decode_images(inject_batch(rows.iloc[i : i + step], gaussian, provider)["image"].tolist(), images.shape[-1])
+        for i in range(0, len(rows), step)
+    ]
+    return {
+        "n_positives": len(chosen),
+        "injection_psf": spec.psf.model,
+        "completeness": psf_swap_completeness(score, images[chosen], np.concatenate(swapped), thresholds),
+    }
+
+
 def _caption(row: pd.Series) -> str:
     text = f"#{row['stamp_id']} s={row['score']:.2f}"
     theta = row.get("theta_e")
@@ -139,9 +178,17 @@ def _data_docs_links(run_dir: Path) -> list[tuple[str, str]]:
 
 
 def evaluate(
-    spec: GenerationSpec, meta: pd.DataFrame, images: np.ndarray, score: Scorer, out: Path, run_dir: Path
+    spec: GenerationSpec,
+    meta: pd.DataFrame,
+    images: np.ndarray,
+    score: Scorer,
+    out: Path,
+    run_dir: Path,
+    manifest: Path | None = None,
 ) -> StageResult:
-    """Everything after the model: scores, metrics, probes, findings and the report, written into ``out``."""
+    """Everything after the model: scores, metrics, probes, findings and the report, written into ``out``.
+
+    With ``manifest`` (the manifest stage's folder) the probes include the PSF swap."""
     settings = spec.evaluate
     scores = meta.assign(score=np.asarray(score(images), dtype=np.float64))
     with atomic_file(out / "scores.parquet", "wb") as handle:
@@ -157,7 +204,6 @@ def evaluate(
     )
     findings = [schema_finding(SCORES_SCHEMA, scores, "scores")]
     blobs = blob_scores = None
-    metrics["psf_swap"] = {"status": "not run", "reason": "needs the injection renderer (issue 6) wired in"}
     if settings.probes:
         points = dict(resolved_points(metrics))
         thresholds = {name: p["threshold"] for name, p in points.items()}
@@ -167,6 +213,8 @@ def evaluate(
         fprs = {name: p["fpr"] for name, p in points.items()}
         findings.append(l9_no_shortcut.check(core_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"]))
         metrics["probes"] = {"core_auc": core_auc, "blob_flag_rates": rates, "fpr_at_thresholds": fprs}
+        if manifest is not None:
+            metrics["probes"]["psf_swap"] = psf_swap(spec, manifest, meta, images, score, thresholds)
     write_json(out / "metrics.json", metrics)
     findings.insert(
         1, l4_operational_reporting.check(json.loads((out / "metrics.json").read_text()), spec.invariants.L4)
@@ -192,4 +240,4 @@ def run(ctx: StageContext) -> StageResult:
     meta, images = load_test_stamps(ctx.input("inject"))
     device = resolve_device(ctx.spec.engine.device)
     score = model_scorer(ctx.input("train") / "model.pt", device, ctx.spec.evaluate.batch_size)
-    return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir)
+    return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir, ctx.input("manifest"))
