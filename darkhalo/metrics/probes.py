@@ -7,7 +7,7 @@
   band, convolved with the host's PSF and added at the centre of a control. A finder that flags
   these more often than plain controls is keying on "extra central light", not on lensing.
 - PSF-swap probe: the completeness change when the arcs are rendered with a Gaussian PSF instead
-  of the survey PSF (``psf_swap_completeness``; the arcs come from the injection renderer).
+  of the survey PSF (``psf_swap_completeness``; the stage re-injects the same positives).
 """
 
 from __future__ import annotations
@@ -90,15 +90,13 @@ def flag_rates(scores: np.ndarray, thresholds: Mapping[str, float]) -> dict[str,
 
 def psf_swap_completeness(
     score: Callable[[np.ndarray], np.ndarray],
-    positives: np.ndarray,
-    arcs_survey: np.ndarray,
-    arcs_gaussian: np.ndarray,
+    as_made: np.ndarray,
+    swapped: np.ndarray,
     thresholds: Mapping[str, float],
 ) -> dict[str, dict[str, float]]:
-    """Completeness at each threshold for the positives as made (survey-PSF arcs) and with their
-    arcs swapped for the same arcs rendered through a Gaussian PSF, and the change (Gaussian - survey)."""
-    swapped = positives - arcs_survey + arcs_gaussian
-    survey = flag_rates(score(positives), thresholds)
+    """Completeness at each threshold for positives as made (survey-PSF arcs) and for the same
+    positives with their arcs rendered through a Gaussian PSF instead, and the change (Gaussian - survey)."""
+    survey = flag_rates(score(as_made), thresholds)
     gaussian = flag_rates(score(swapped), thresholds)
     return {
         name: {"survey": survey[name], "gaussian": gaussian[name], "change": gaussian[name] - survey[name]}

@@ -207,6 +207,21 @@ def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
     ]
 
 
+def _probe_table(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The shortcut probes per operating point: control FPR, blob flag rate, PSF-swap completeness."""
+    probes = metrics.get("probes")
+    if not probes:
+        return {}
+    swap = probes.get("psf_swap", {}).get("completeness", {})
+    rows = []
+    for name, fpr in probes["fpr_at_thresholds"].items():
+        s = swap.get(name)
+        swapped = "—" if s is None else f"{s['survey']:.3f} → {s['gaussian']:.3f} ({s['change']:+.3f})"
+        rows.append([name, f"{fpr:.3g}", f"{probes['blob_flag_rates'][name]:.3g}", swapped])
+    title = f"Shortcut probes (core-pixel AUC {probes['core_auc']:.3f})"
+    return {title: (["operating point", "control FPR", "blob flag rate", "completeness: survey → Gaussian PSF"], rows)}
+
+
 def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
     """One table per stratum: a row per bin, a column per resolved operating point ("flagged/n")."""
     stratified = metrics.get("stratified", {})
@@ -276,6 +291,7 @@ def write_report(
     tables = {
         "Operating points": (POINT_HEADER, _point_rows(metrics)),
         "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
+        **_probe_table(metrics),
         **_strata_tables(metrics),
         "Invariants": (FINDING_HEADER, _finding_rows(findings)),
     }
