@@ -9,11 +9,12 @@ CUDA; the dtype and device follow ``params``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 
-from darkhalo.lensing.imaging import bin_pixels, fft_convolve, pixel_offsets
+from darkhalo.lensing.imaging import fft_convolve, pixel_offsets
 from darkhalo.lensing.sersic import sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.lensing.sie import sie_frame_terms, sie_scale
 
@@ -63,43 +64,99 @@ class RenderedArcs:
 
 #: Sub-pixels traced per chunk: on CPU a chunk's temporaries stay in cache (memory traffic, not
 #: arithmetic, bounds this kernel); a GPU wants big launches.
-CHUNK_SUBPIXELS = {"cpu": 2**18, "cuda": 2**25}
+CHUNK_SUBPIXELS = {"cpu": 2**17, "cuda": 2**25}
+#: Light the renderer may leave out, as a share of the source's total flux (see ``lensed_source``).
+NEGLIGIBLE_FLUX = 1e-6
+#: Pixels within this many pixels of the lens centre are always traced (the deflection is
+#: discontinuous there, so their corners say nothing about their interior).
+CENTRE_PIXELS = 2
 
 
 def lensed_source(params: ArcParams, size: int, pixel_scale: float, supersample: int) -> torch.Tensor:
     """The unit-flux source seen through the lens, per stamp pixel, before the PSF: (N, size, size).
 
     Each of the ``supersample``^2 sub-pixels of a pixel is traced to the source plane and the
-    Sersic surface brightness there times the sub-pixel area is summed into the pixel.
+    Sersic surface brightness there times the sub-pixel area is summed into the pixel. Only pixels
+    that can hold light are traced: a pixel is skipped when the source-plane images of its corners
+    (a box, widened for safety) stay where the source is so faint that even the whole stamp at that
+    brightness would hold less than ``NEGLIGIBLE_FLUX`` of its flux. The result equals tracing
+    every sub-pixel to that precision.
     """
     dtype, device = params.theta_e.dtype, params.theta_e.device
-    axis = pixel_offsets(size, pixel_scale, supersample, dtype=dtype, device=device)
+    n_stamps = params.theta_e.shape[0]
     plane = _SourcePlaneMap.of(params, (pixel_scale / supersample) ** 2)
-    step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // axis.numel() ** 2)
-    chunks = [
-        bin_pixels(plane[start : start + step].light(axis), supersample)
-        for start in range(0, params.theta_e.shape[0], step)
-    ]
-    return torch.cat(chunks) if chunks else torch.zeros(0, size, size, dtype=dtype, device=device)
+    stamp, row, col = _active_pixels(plane, size, pixel_scale, supersample).nonzero(as_tuple=True)
+    centres = pixel_offsets(size, pixel_scale, dtype=dtype, device=device)
+    sub = pixel_offsets(1, pixel_scale, supersample, dtype=dtype, device=device)
+    out = torch.zeros(n_stamps * size * size, dtype=dtype, device=device)
+    flat = (stamp * size + row) * size + col
+    table = torch.stack([getattr(plane, f.name) for f in fields(plane)])  # (fields, N): one gather per chunk
+    step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // supersample**2)
+    for start in range(0, flat.numel(), step):
+        rows = slice(start, start + step)
+        # sub-pixels on the leading axes, pixels along the long contiguous last axis (vectorises)
+        x = centres.index_select(0, col[rows])[None, None, :] + sub[None, :, None]
+        y = centres.index_select(0, row[rows])[None, None, :] + sub[:, None, None]
+        per_pixel = _SourcePlaneMap(*table.index_select(1, stamp[rows])[:, None, None, :])
+        out[flat[rows]] = per_pixel.light(x, y).sum(dim=(0, 1))
+    return out.reshape(n_stamps, size, size)
+
+
+def _active_pixels(plane: _SourcePlaneMap, size: int, pixel_scale: float, supersample: int) -> torch.Tensor:
+    """(N, size, size) True where a pixel may hold more than negligible source light.
+
+    Per stamp, r2_cut is the scaled source radius^2 beyond which a sub-pixel holds at most
+    ``NEGLIGIBLE_FLUX`` / (sub-pixels in the stamp). A pixel is traced when the box spanned by its
+    corners' source-plane positions, widened by its own size on each side plus one unlensed pixel,
+    comes within r2_cut of the source centre (or when it is next to the lens centre).
+    """
+    device = plane.n.device
+    corners = pixel_offsets(size + 1, pixel_scale, dtype=plane.n.dtype, device=device) - 0.5 * pixel_scale
+    log_excess = torch.log(plane.amplitude * (size * supersample) ** 2 / NEGLIGIBLE_FLUX) / plane.b_n
+    r2_cut = torch.clamp(1 + log_excess, min=0) ** (2 * plane.n)
+    unlensed_pixel = pixel_scale * torch.sqrt(torch.stack([plane.p11, plane.p12, plane.p21, plane.p22]).abs().sum(0))
+    active = []
+    step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // (size + 1) ** 2)
+    for start in range(0, plane.n.shape[0], step):
+        rows = slice(start, start + step)
+        coords = plane.shaped(lambda t, rows=rows: _col(t[rows])).coords(corners[None, None, :], corners[None, :, None])
+        nearest = []
+        for c in coords:
+            quad = torch.stack([c[:, :-1, :-1], c[:, 1:, :-1], c[:, :-1, 1:], c[:, 1:, 1:]])
+            low, high = quad.amin(dim=0), quad.amax(dim=0)
+            margin = (high - low) + _col(unlensed_pixel[rows])
+            nearest.append(torch.clamp(torch.zeros_like(low), min=low - margin, max=high + margin))
+        active.append(nearest[0] ** 2 + nearest[1] ** 2 <= _col(r2_cut[rows]))
+    result = torch.cat(active) if active else torch.zeros(0, size, size, dtype=torch.bool, device=device)
+    centre = slice(size // 2 - CENTRE_PIXELS, size // 2 + CENTRE_PIXELS + 1)
+    result[:, centre, centre] = True
+    return result
 
 
 @dataclass(frozen=True)
 class _SourcePlaneMap:
-    """Per-stamp coefficients (leading axis N) that take an image-plane grid to the source's light.
+    """Per-stamp coefficients that take image-plane positions to the source's light.
 
     With u, v the SIE's lens-frame terms (``sie_frame_terms``), the source-plane position in the
     source's scaled frame is (X, Y) = P (x, y) + B (u, v) + c, where P = M (1 - Gamma),
     B = -(b/e) M R(-phi_lens), c = -M src, M = diag(sqrt(q_s), 1/sqrt(q_s)) R(phi_s) / R_eff;
-    then (R / R_eff)^2 = X^2 + Y^2. The (x, y) terms are outer sums of 1-D axes, so only u, v and
-    X, Y cost full-grid passes.
+    then (R / R_eff)^2 = X^2 + Y^2. Every field is one value per stamp, shaped (``shaped``) to
+    broadcast against the positions.
     """
 
     cos: torch.Tensor
     sin: torch.Tensor
     lens_q: torch.Tensor
-    lin: torch.Tensor  # P (N, 2, 2)
-    bend: torch.Tensor  # B (N, 2, 2)
-    offset: torch.Tensor  # c (N, 2)
+    p11: torch.Tensor
+    p12: torch.Tensor
+    p21: torch.Tensor
+    p22: torch.Tensor
+    b11: torch.Tensor
+    b12: torch.Tensor
+    b21: torch.Tensor
+    b22: torch.Tensor
+    c1: torch.Tensor
+    c2: torch.Tensor
     n: torch.Tensor
     b_n: torch.Tensor
     amplitude: torch.Tensor  # surface brightness at R_eff times the sub-pixel area, unit total flux
@@ -110,26 +167,33 @@ class _SourcePlaneMap:
         root_q = torch.sqrt(p.src_q)
         cs, ss = torch.cos(p.src_phi), torch.sin(p.src_phi)
         m = _matrix(cs * root_q, ss * root_q, -ss / root_q, cs / root_q) / p.src_reff[:, None, None]
-        unsheared = _matrix(1 - p.g1, -p.g2, -p.g2, 1 + p.g1)
+        lin = m @ _matrix(1 - p.g1, -p.g2, -p.g2, 1 + p.g1)
         bend = -sie_scale(p.theta_e, p.lens_q)[:, None, None] * (m @ _matrix(cos, -sin, sin, cos))
         offset = -(m @ torch.stack([p.src_x, p.src_y], -1)[..., None])[..., 0]
         amplitude = sersic_total_to_ie(torch.ones_like(p.src_reff), p.src_reff, p.src_n) * subpixel_area
-        return cls(cos, sin, p.lens_q, m @ unsheared, bend, offset, p.src_n, sersic_b(p.src_n), amplitude)
+        return cls(
+            cos, sin, p.lens_q,
+            lin[:, 0, 0], lin[:, 0, 1], lin[:, 1, 0], lin[:, 1, 1],
+            bend[:, 0, 0], bend[:, 0, 1], bend[:, 1, 0], bend[:, 1, 1],
+            offset[:, 0], offset[:, 1], p.src_n, sersic_b(p.src_n), amplitude,
+        )  # fmt: skip
 
-    def __getitem__(self, rows: slice) -> _SourcePlaneMap:
-        return _SourcePlaneMap(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+    def shaped(self, reshape: Callable[[torch.Tensor], torch.Tensor]) -> _SourcePlaneMap:
+        """The same map with every field passed through ``reshape`` (select rows, add axes)."""
+        return _SourcePlaneMap(**{f.name: reshape(getattr(self, f.name)) for f in fields(self)})
 
-    def light(self, axis: torch.Tensor) -> torch.Tensor:
-        """Unit-flux source light per sub-pixel on the grid ``axis`` x ``axis`` (y, x): (n, M, M)."""
-        x, y = axis[None, None, :], axis[None, :, None]
-        cos, sin = _col(self.cos), _col(self.sin)
-        u, v = sie_frame_terms(cos * x + sin * y, cos * y - sin * x, _col(self.lens_q))
-        coord = []
-        for i in range(2):
-            base = _col(self.lin[:, i, 0]) * x + (_col(self.lin[:, i, 1]) * y + _col(self.offset[:, i]))
-            coord.append(torch.addcmul(torch.addcmul(base, _col(self.bend[:, i, 0]), u), _col(self.bend[:, i, 1]), v))
-        r2 = torch.addcmul(coord[0] * coord[0], coord[1], coord[1])
-        return sersic_at_scaled_r2(r2, _col(self.n), _col(self.amplitude), _col(self.b_n))
+    def coords(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled source-frame positions (X, Y) of image-plane positions x, y (arcsec, broadcast)."""
+        u, v = sie_frame_terms(self.cos * x + self.sin * y, self.cos * y - self.sin * x, self.lens_q)
+        big_x = torch.addcmul(torch.addcmul(self.p11 * x + (self.p12 * y + self.c1), self.b11, u), self.b12, v)
+        big_y = torch.addcmul(torch.addcmul(self.p21 * x + (self.p22 * y + self.c2), self.b21, u), self.b22, v)
+        return big_x, big_y
+
+    def light(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Unit-flux source light per sub-pixel at image-plane positions x, y (arcsec, broadcast)."""
+        big_x, big_y = self.coords(x, y)
+        r2 = torch.addcmul(big_x * big_x, big_y, big_y)
+        return sersic_at_scaled_r2(r2, self.n, self.amplitude, self.b_n)
 
 
 def _matrix(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,123 @@
+"""Arc rendering speed: darkhalo's batched torch renderer against lenstronomy's ImageModel (the peer).
+
+Same parameters and numerics on both sides: 64 x 64 grz stamps at 0.262"/pix, 4x4 supersampled
+ray tracing through SIE + SHEAR, an elliptical Sersic source, the survey PSF (63 x 63 kernel per
+band) convolved at pixel resolution. lenstronomy renders a stamp as three ImageModel.image calls
+(one per band's PSF); its models are built outside the timing, which favours the peer. Both run
+on one CPU thread in this process; the best of several repeats is kept (the machine is shared).
+On a CUDA device the renderer's stamps/s there are reported too.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from lenstronomy.Data.pixel_grid import PixelGrid
+from lenstronomy.Data.psf import PSF
+from lenstronomy.ImSim.image_model import ImageModel
+from lenstronomy.LensModel.lens_model import LensModel
+from lenstronomy.LightModel.light_model import LightModel
+
+from darkhalo.lensing.psf import psf_kernels
+from darkhalo.lensing.render import ArcParams, render_arcs
+from darkhalo.lensing.sersic import q_phi_to_ellipticity, sersic_total_to_ie
+
+SIZE, SCALE, SUPERSAMPLE, KERNEL = 64, 0.262, 4, 63
+BATCH, PEER_STAMPS, REPEATS = 256, 8, 3
+
+
+def _params(n: int, seed: int) -> tuple[ArcParams, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, *shape, generator=g)
+
+    params = ArcParams(
+        theta_e=uniform(0.5, 2.0), lens_q=uniform(0.4, 1.0), lens_phi=uniform(0, np.pi), g1=uniform(-0.05, 0.05),
+        g2=uniform(-0.05, 0.05), src_x=uniform(-0.3, 0.3), src_y=uniform(-0.3, 0.3), src_reff=uniform(0.05, 0.5),
+        src_n=uniform(0.5, 2.0), src_q=uniform(0.4, 1.0), src_phi=uniform(0, np.pi), flux=uniform(0.5, 5.0, 3),
+    )  # fmt: skip
+    fwhm = uniform(1.0, 1.6, 3).double()
+    psf = torch.stack([psf_kernels("survey", fwhm[:, b], KERNEL, SCALE, 2.8, band) for b, band in enumerate("grz")], 1)
+    return params, psf.float()
+
+
+def _peer_calls(params: ArcParams, psf: torch.Tensor) -> list:
+    """One zero-argument callable per stamp rendering its three bands with lenstronomy."""
+    corner = -(SIZE // 2) * SCALE
+    grid = PixelGrid(nx=SIZE, ny=SIZE, transform_pix2angle=np.eye(2) * SCALE, ra_at_xy_0=corner, dec_at_xy_0=corner)
+    calls = []
+    for i in range(params.theta_e.shape[0]):
+        row = {k: float(getattr(params, k)[i]) for k in ArcParams.__dataclass_fields__ if k != "flux"}
+        e1, e2 = (float(v) for v in q_phi_to_ellipticity(params.lens_q[i], params.lens_phi[i]))
+        s1, s2 = (float(v) for v in q_phi_to_ellipticity(params.src_q[i], params.src_phi[i]))
+        lens = [
+            dict(theta_E=row["theta_e"], e1=e1, e2=e2, center_x=0.0, center_y=0.0),
+            dict(gamma1=row["g1"], gamma2=row["g2"], ra_0=0.0, dec_0=0.0),
+        ]
+        bands = []
+        for b in range(3):
+            amp = float(
+                sersic_total_to_ie(params.flux[i, b].double(), params.src_reff[i].double(), params.src_n[i].double())
+            )
+            source = [dict(amp=amp, R_sersic=row["src_reff"], n_sersic=row["src_n"], e1=s1, e2=s2,
+                           center_x=row["src_x"], center_y=row["src_y"])]  # fmt: skip
+            model = ImageModel(
+                grid,
+                PSF(psf_type="PIXEL", kernel_point_source=psf[i, b].double().numpy()),
+                lens_model_class=LensModel(["SIE", "SHEAR"]),
+                source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+                kwargs_numerics=dict(supersampling_factor=SUPERSAMPLE, supersampling_convolution=False),
+            )
+            bands.append((model, source))
+        calls.append(lambda bands=bands, lens=lens: [m.image(kwargs_lens=lens, kwargs_source=s) for m, s in bands])
+    return calls
+
+
+def _best_seconds(run, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        params, psf = _params(BATCH, seed=0)
+        peer = _peer_calls(ArcParams(**{k: v[:PEER_STAMPS] for k, v in params.__dict__.items()}), psf[:PEER_STAMPS])
+        render_arcs(params, psf, SIZE, SCALE, SUPERSAMPLE)  # warm-up
+        ours_s = _best_seconds(lambda: render_arcs(params, psf, SIZE, SCALE, SUPERSAMPLE))
+        peer_s = _best_seconds(lambda: [call() for call in peer])
+        ours_rate, peer_rate = BATCH / ours_s, PEER_STAMPS / peer_s
+        result = {
+            "stamp": f"{SIZE}x{SIZE} grz, supersample {SUPERSAMPLE}, {KERNEL}x{KERNEL} survey PSF",
+            "darkhalo_cpu_1thread_stamps_per_s": round(ours_rate, 1),
+            "lenstronomy_1thread_stamps_per_s": round(peer_rate, 2),
+            "ratio_vs_lenstronomy": round(ours_rate / peer_rate, 1),
+            "target_ratio": 30,
+        }
+    finally:
+        torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        n = 8192
+        gpu_params, gpu_psf = _params(n, seed=1)
+        gpu_params, gpu_psf = gpu_params.to("cuda"), gpu_psf.cuda()
+
+        def on_gpu() -> None:
+            render_arcs(gpu_params, gpu_psf, SIZE, SCALE, SUPERSAMPLE)
+            torch.cuda.synchronize()
+
+        on_gpu()
+        result["darkhalo_cuda_stamps_per_s"] = round(n / _best_seconds(on_gpu), 0)
+        result["cuda_device"] = torch.cuda.get_device_name()
+    return result
+
+
+if __name__ == "__main__":
+    print(main())
