@@ -64,7 +64,7 @@ class RenderedArcs:
 
 #: Sub-pixels traced per chunk: on CPU a chunk's temporaries stay in cache (memory traffic, not
 #: arithmetic, bounds this kernel); a GPU wants big launches.
-CHUNK_SUBPIXELS = {"cpu": 2**17, "cuda": 2**25}
+CHUNK_SUBPIXELS = {"cpu": 2**16, "cuda": 2**25}
 #: Light the renderer may leave out, as a share of the source's total flux (see ``lensed_source``).
 NEGLIGIBLE_FLUX = 1e-6
 #: Pixels within this many pixels of the lens centre are always traced (the deflection is
@@ -94,12 +94,18 @@ def lensed_source(params: ArcParams, size: int, pixel_scale: float, supersample:
     step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // supersample**2)
     for start in range(0, flat.numel(), step):
         rows = slice(start, start + step)
-        # sub-pixels on the leading axes, pixels along the long contiguous last axis (vectorises)
-        x = centres.index_select(0, col[rows])[None, None, :] + sub[None, :, None]
-        y = centres.index_select(0, row[rows])[None, None, :] + sub[:, None, None]
-        per_pixel = _SourcePlaneMap(*table.index_select(1, stamp[rows])[:, None, None, :])
-        out[flat[rows]] = per_pixel.light(x, y).sum(dim=(0, 1))
+        light = _trace_pixels(centres[col[rows]], centres[row[rows]], sub, table.index_select(1, stamp[rows]))
+        out[flat[rows]] = light
     return out.reshape(n_stamps, size, size)
+
+
+def _trace_pixels(x: torch.Tensor, y: torch.Tensor, sub: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Source light summed over the sub-pixels of pixels centred at (x, y) (p,), sub-pixel offsets
+    ``sub`` (s,), with their stamps' ``_SourcePlaneMap`` fields as columns of ``coefficients``
+    (fields, p). Sub-pixels go on the leading axes and pixels along the long contiguous last axis,
+    so every operation vectorises."""
+    plane = _SourcePlaneMap(*coefficients[:, None, None, :])
+    return plane.light(x[None, None, :] + sub[None, :, None], y[None, None, :] + sub[:, None, None]).sum(dim=(0, 1))
 
 
 def _active_pixels(plane: _SourcePlaneMap, size: int, pixel_scale: float, supersample: int) -> torch.Tensor:
@@ -107,24 +113,28 @@ def _active_pixels(plane: _SourcePlaneMap, size: int, pixel_scale: float, supers
 
     Per stamp, r2_cut is the scaled source radius^2 beyond which a sub-pixel holds at most
     ``NEGLIGIBLE_FLUX`` / (sub-pixels in the stamp). A pixel is traced when the box spanned by its
-    corners' source-plane positions, widened by its own size on each side plus one unlensed pixel,
+    corners' source-plane positions, widened on each side by its own size plus one unlensed pixel,
     comes within r2_cut of the source centre (or when it is next to the lens centre).
     """
     device = plane.n.device
     corners = pixel_offsets(size + 1, pixel_scale, dtype=plane.n.dtype, device=device) - 0.5 * pixel_scale
     log_excess = torch.log(plane.amplitude * (size * supersample) ** 2 / NEGLIGIBLE_FLUX) / plane.b_n
     r2_cut = torch.clamp(1 + log_excess, min=0) ** (2 * plane.n)
-    unlensed_pixel = pixel_scale * torch.sqrt(torch.stack([plane.p11, plane.p12, plane.p21, plane.p22]).abs().sum(0))
+    # how far X and Y move across one pixel without the lens: a floor for the margin
+    unlensed_pixel = [
+        pixel_scale * (plane.p11.abs() + plane.p12.abs()),
+        pixel_scale * (plane.p21.abs() + plane.p22.abs()),
+    ]
     active = []
     step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // (size + 1) ** 2)
     for start in range(0, plane.n.shape[0], step):
         rows = slice(start, start + step)
         coords = plane.shaped(lambda t, rows=rows: _col(t[rows])).coords(corners[None, None, :], corners[None, :, None])
         nearest = []
-        for c in coords:
+        for c, floor in zip(coords, unlensed_pixel, strict=True):
             quad = torch.stack([c[:, :-1, :-1], c[:, 1:, :-1], c[:, :-1, 1:], c[:, 1:, 1:]])
             low, high = quad.amin(dim=0), quad.amax(dim=0)
-            margin = (high - low) + _col(unlensed_pixel[rows])
+            margin = (high - low) + _col(floor[rows])
             nearest.append(torch.clamp(torch.zeros_like(low), min=low - margin, max=high + margin))
         active.append(nearest[0] ** 2 + nearest[1] ** 2 <= _col(r2_cut[rows]))
     result = torch.cat(active) if active else torch.zeros(0, size, size, dtype=torch.bool, device=device)
@@ -213,7 +223,11 @@ def convolve_bands(unit: torch.Tensor, flux: torch.Tensor, psf: torch.Tensor) ->
 
 
 def render_arcs(
-    params: ArcParams, psf: torch.Tensor, size: int, pixel_scale: float = 0.262, supersample: int = 4
+    params: ArcParams,
+    psf: torch.Tensor,
+    size: int,
+    pixel_scale: float = 0.262,
+    supersample: int = 4,
 ) -> RenderedArcs:
     """Render N lensed arcs into (N, B, size, size) stamps (nanomaggies per pixel).
 
