@@ -9,7 +9,7 @@ import pytest
 import torch
 from astropy.io import fits
 
-from darkhalo.lensing.psf import gaussian_ee, psf_kernels, wing_deficits
+from darkhalo.lensing.psf import gaussian_ee, moffat_ee, psf_kernels, wing_deficits
 from darkhalo.lensing.psfex import DECAM_PIXEL_SCALE, PsfexError, read_psfex
 
 SCALE = 0.262
@@ -78,6 +78,14 @@ def test_wing_deficits_match_the_gaussian_closed_form() -> None:
     assert deficits.shape == (2, 2)
     assert torch.allclose(deficits[:, 0], 1 - gaussian_ee(2 * fwhm, fwhm), atol=1e-4)
     assert torch.allclose(deficits[:, 1], 1 - gaussian_ee(3.0, fwhm), atol=1e-4)
+
+
+def test_wing_deficits_match_the_moffat_closed_form_inside_the_kernel_box() -> None:
+    fwhm, beta, size, scale = torch.tensor([1.0, 1.5], dtype=torch.float64), 2.8, 255, SCALE / 2
+    deficits = wing_deficits(psf_kernels("moffat", fwhm, size, scale, beta), scale, fwhm)
+    inside_box = moffat_ee(size // 2 * scale, fwhm, beta)  # kernels are normalised inside their box
+    assert torch.allclose(deficits[:, 0], 1 - moffat_ee(2 * fwhm, fwhm, beta) / inside_box, atol=3e-3)
+    assert torch.allclose(deficits[:, 1], 1 - moffat_ee(3.0, fwhm, beta) / inside_box, atol=3e-3)
 
 
 def test_unusable_files_are_named(tmp_path: Path, real_dir: Path) -> None:

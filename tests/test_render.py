@@ -212,7 +212,7 @@ def test_bad_shapes_are_named() -> None:
 )
 def test_skipping_dark_pixels_loses_at_most_the_negligible_flux(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     """Tracing only pixels that can hold light equals tracing them all, to NEGLIGIBLE_FLUX per stamp."""
-    n = 12
+    n = 8
     p = random_params(n, seed=7, dtype=torch.float64)
     g = torch.Generator().manual_seed(8)
     if case == "tiny sources on the caustics":  # 0.04" sources at the SIS-like caustic radius, q ~ 1
