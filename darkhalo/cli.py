@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Check and show generation specs.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
+survey_app = typer.Typer(help="Make survey data without running a generation.", no_args_is_help=True)
+app.add_typer(survey_app, name="survey")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -65,6 +67,53 @@ def run(
 
 
 @app.command()
+def audit(
+    target: Annotated[Path, typer.Argument(help="a generation spec (YAML) or a run folder", show_default=False)],
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the audit as JSON here")] = None,
+) -> None:
+    """Judge a spec (pre-flight) or a run folder against every applicable invariant.
+
+    Prints the table (id, lesson, measured, threshold, verdict); for a run folder writes audit.json
+    and audit.md into it. Exit 1 if any invariant fails (unless waived), 0 otherwise, 2 on unusable input.
+    """
+    from darkhalo.stages.audit import audit_run, audit_spec, write_audit
+
+    try:
+        if target.is_dir():
+            if not (target / "spec.yaml").is_file():
+                err.print(f"[red]error:[/] {target}: not a run folder (no spec.yaml)", highlight=False)
+                raise typer.Exit(2)
+            result = audit_run(target)
+            paths = write_audit(result, target)
+        else:
+            result = audit_spec(_load(target), str(target))
+            paths = ()
+    except (SpecError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("id", "lesson", "measured", "threshold", "verdict", "detail", title=f"audit of {result.generation}")
+    colours = {"pass": "green", "FAIL": "red", "waived": "yellow"}
+    for f in result.findings:
+        verdict = f"waived: {f.waiver}" if f.verdict == "waived" else f.verdict
+        measured = f"{f.measured:.4g}" if isinstance(f.measured, float) else str(f.measured)
+        threshold = "" if f.threshold is None else str(f.threshold)
+        table.add_row(f.id, f.title, measured, threshold, f"[{colours[f.verdict]}]{verdict}[/]", f.detail)
+    for lesson in result.not_evaluated:
+        table.add_row(lesson, "", "", "", "[dim]not evaluated[/]", "no artifact to judge yet")
+    out.print(table)
+    if json_path is not None:
+        from darkhalo.artifacts import write_json
+
+        write_json(json_path, result.to_dict())
+    for path in paths:
+        out.print(f"wrote {path}")
+    expected = ", ".join(result.expected_failures) or "none"
+    out.print(f"failed: {', '.join(result.failed) or 'none'} (the spec expects: {expected})")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def stages() -> None:
     """List the stages of a generation in the order they run."""
     table = Table("stage", "reads", "depends on spec sections", "what it makes")
@@ -97,6 +146,45 @@ def spec_check(specs: Annotated[list[Path], typer.Argument(help="spec files", sh
 def spec_show(spec: SpecPath) -> None:
     """Print a spec with every default filled in (as frozen into a run)."""
     typer.echo(_load(spec).to_yaml(), nl=False)
+
+
+@survey_app.command("mock")
+def survey_mock(
+    n: Annotated[int, typer.Option("--n", help="catalog rows", min=1)],
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed", min=0)],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for catalog/ and cutouts/")],
+    cutouts: Annotated[int, typer.Option("--cutouts", help="cutout FITS files of the first galaxies", min=0)] = 0,
+    size: Annotated[int, typer.Option("--size", help="cutout side (pixels)", min=8)] = 64,
+) -> None:
+    """Write a mock catalog (catalog/part-*.parquet) and, optionally, cutout FITS of its first galaxies."""
+    import pandas as pd
+
+    from darkhalo.spec import MockSurvey
+    from darkhalo.stages.survey import write_block
+    from darkhalo.surveys.cutout_fits import cutout_name, write_cutout_fits
+    from darkhalo.surveys.mock import mock_catalog, n_blocks
+    from darkhalo.surveys.mock_cutouts import MockCutoutProvider
+
+    survey = MockSurvey(kind="mock", n_objects=n)
+    for block in range(n_blocks(survey)):
+        write_block(survey, seed, out_dir / "catalog", block)
+    out.print(f"catalog: {n:,} rows in {out_dir / 'catalog'}")
+    if not cutouts:
+        return
+    hosts = []
+    for block in range(n_blocks(survey)):
+        frame = mock_catalog(survey, seed, block)
+        hosts.append(frame[frame["TYPE"] != "PSF"].head(cutouts - sum(map(len, hosts))))
+        if sum(map(len, hosts)) >= cutouts:
+            break
+    chosen = pd.concat(hosts)
+    stamps = MockCutoutProvider(survey, seed).cutouts(chosen, size)
+    for i in range(len(chosen)):
+        row = chosen.iloc[i]
+        write_cutout_fits(
+            out_dir / "cutouts" / cutout_name(row), stamps.images[i], stamps.invvar[i], ra=row["RA"], dec=row["DEC"]
+        )
+    out.print(f"cutouts: {len(chosen)} FITS files in {out_dir / 'cutouts'}")
 
 
 def _version(value: bool) -> None:

@@ -137,11 +137,61 @@ class V3ColorRelaxed(_SelectionBase):
     z_minus_w1_min: float = Field(0.8, gt=-5, lt=5)
 
 
+#: desitarget's main-survey LRG numbers that differ between south (DECaLS) and north (BASS/MzLS).
+DESI_LRG_DEFAULTS: dict[str, dict[str, float]] = {
+    "desi_lrg_south": {
+        "zfiber_mag_max": 21.6,
+        "g_minus_w1_min": 2.9,
+        "sliding_w1_pivot": 17.14,
+        "sliding_slope": 1.8,
+        "lowz_w1_pivot": 16.33,
+        "r_minus_w1_highz": 3.3,
+    },
+    "desi_lrg_north": {
+        "zfiber_mag_max": 21.61,
+        "g_minus_w1_min": 2.97,
+        "sliding_w1_pivot": 17.13,
+        "sliding_slope": 1.83,
+        "lowz_w1_pivot": 16.31,
+        "r_minus_w1_highz": 3.4,
+    },
+}
+
+
 class DesiLrg(_SelectionBase):
-    """The DESI main-survey LRG target selection (desitarget), south or north photometry."""
+    """The DESI main-survey LRG target selection (desitarget), south or north photometry.
+
+    Colour cuts on extinction-corrected AB magnitudes; the per-photometry numbers default from
+    ``DESI_LRG_DEFAULTS`` by variant, the rest are shared.
+    """
 
     variant: Literal["desi_lrg_south", "desi_lrg_north"]
     extinction_corrected: Literal[True] = True
+    nonstellar_slope: float = Field(0.8, gt=-5, lt=5, description="z - W1 > slope (r - z) + offset")
+    nonstellar_offset: float = Field(-0.6, gt=-5, lt=5)
+    zfiber_mag_max: float = Field(gt=15, lt=25, description="z fibre magnitude faint limit")
+    g_minus_w1_min: float = Field(gt=-5, lt=10, description="low-z cut: g - W1 > this ...")
+    r_minus_w1_lowz: float = Field(1.8, gt=-5, lt=10, description="... or r - W1 > this")
+    sliding_w1_pivot: float = Field(gt=10, lt=25, description="r - W1 > (W1 - pivot) x slope ...")
+    sliding_slope: float = Field(gt=0, lt=5)
+    lowz_w1_pivot: float = Field(gt=10, lt=25, description="... and r - W1 > (W1 - pivot) x lowz_slope ...")
+    lowz_slope: float = Field(1.0, gt=0, lt=5)
+    r_minus_w1_highz: float = Field(gt=0, lt=10, description="... or r - W1 > this (high-z extension)")
+    r_snr_min: float = Field(0.0, ge=0, description="FLUX_R sqrt(FLUX_IVAR_R) > this")
+    z_snr_min: float = Field(0.0, ge=0)
+    w1_snr_min: float = Field(4.0, ge=0)
+    maskbits_veto: tuple[Annotated[int, Field(ge=0, le=31)], ...] = Field(
+        (1, 12, 13), description="MASKBITS bits that must be unset (bright star, galaxy, cluster)"
+    )
+    gaia_g_min: float = Field(18.0, gt=0, lt=30, description="Gaia G == 0 (no match) or > this")
+    zfibertot_mag_min: float = Field(17.5, gt=0, lt=30, description="z fibre-total magnitude bright limit")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("variant") in DESI_LRG_DEFAULTS:
+            return {**DESI_LRG_DEFAULTS[data["variant"]], **data}
+        return data
 
 
 SelectionSpec = Annotated[Union[V3ColorRelaxed, DesiLrg], Field(discriminator="variant")]  # noqa: UP007
@@ -204,7 +254,12 @@ class ControlsSpec(Section):
 
     mode: Literal["paired", "unpaired"]
     fraction: float = Field(gt=0, lt=1, description="share of stamps that are controls")
-    match_hosts: bool = Field(True, description="draw controls to match positive hosts' properties (L6)")
+
+    @model_validator(mode="after")
+    def _paired_fraction(self) -> ControlsSpec:
+        if self.mode == "paired" and self.fraction > 0.5:
+            raise ValueError(f"paired controls are at most one per positive: fraction <= 0.5, got {self.fraction}")
+        return self
 
 
 class SplitFractions(Section):

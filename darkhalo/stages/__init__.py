@@ -28,8 +28,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "inject",
-        inputs=("survey", "manifest"),
-        sections=("seed", "stamps", "psf", "source", "injection"),
+        inputs=("manifest",),
+        sections=("seed", "survey", "stamps", "psf", "source", "injection"),
         module="darkhalo.stages.inject",
         description="stamps: cutouts with simulated arcs rendered through the PSF",
     ),
@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "evaluate",
         inputs=("inject", "train"),
-        sections=("seed", "evaluate"),
+        sections=("seed", "evaluate", "stamps", "psf", "invariants"),
         module="darkhalo.stages.evaluate",
         description="test-split scores, operating points with intervals, probes, report",
     ),

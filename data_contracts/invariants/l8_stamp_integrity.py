@@ -35,6 +35,27 @@ def _finding(passed: bool, detail: str, rows: list[dict], measured: object = Non
     )
 
 
+def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per stamp, what is wrong with it ("" when nothing): stamps, cutouts and arcs (N, 3, S, S).
+
+    Pixels must be finite; controls (label 0) bit-identical to their cutouts; positives must differ
+    from theirs by the arc up to float32 rounding of the sum (|stamp - cutout - arc| <= eps32
+    (|cutout| + |arc|)). Run where the stamps are made, its result kept per stamp.
+    """
+    labels = np.asarray(labels)
+    problems = np.full(len(labels), "", dtype=object)
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    controls = labels == 0
+    same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
+    cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
+    residual = np.abs(images.astype(np.float64) - cut64 - arc64)
+    exact = (residual <= np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64))).all(axis=(1, 2, 3))
+    problems[~controls & ~exact] = "stamp - cutout != arc"
+    problems[controls & ~same_bits] = "control differs from its cutout"
+    problems[~finite] = "non-finite pixels"
+    return problems
+
+
 def check_stamps(
     images: np.ndarray,
     cutouts: np.ndarray,
@@ -44,11 +65,8 @@ def check_stamps(
     bands: Sequence[str],
     size: int,
 ) -> Finding:
-    """Stamps (N, 3, size, size) float32 against the cutouts they were made from and the arcs added.
-
-    Controls (label 0) must be bit-identical to their cutouts; positives must differ from theirs by
-    the arc up to float32 rounding of the sum (|stamp - cutout - arc| <= eps32 (|cutout| + |arc|)).
-    """
+    """Stamps (N, 3, size, size) float32 against the cutouts they were made from and the arcs added
+    (shape, dtype and band order, then ``stamp_problems``)."""
     problems: list[str] = []
     if tuple(bands) != BANDS:
         problems.append(f"band order {tuple(bands)} is not {BANDS}")
@@ -58,30 +76,17 @@ def check_stamps(
             problems.append(f"{name} are {array.dtype} {array.shape}, expected float32 {expected}")
     if problems:
         return _finding(False, "; ".join(problems), [])
-    labels = np.asarray(labels)
-    rows: list[dict] = []
-    finite = np.isfinite(images).all(axis=(1, 2, 3))
-    for i in np.flatnonzero(~finite):
-        rows.append({"stamp_id": int(stamp_ids[i]), "problem": "non-finite pixels"})
-    controls = labels == 0
-    same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
-    for i in np.flatnonzero(controls & ~same_bits):
-        rows.append({"stamp_id": int(stamp_ids[i]), "problem": "control differs from its cutout"})
-    cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
-    residual = np.abs(images.astype(np.float64) - cut64 - arc64)
-    allowed = np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64))
-    exact = (residual <= allowed).all(axis=(1, 2, 3))
-    for i in np.flatnonzero(~controls & ~exact & finite):  # a non-finite stamp is reported once, above
-        rows.append(
-            {
-                "stamp_id": int(stamp_ids[i]),
-                "problem": "stamp - cutout != arc",
-                "max_residual": float(residual[i].max()),
-            }
-        )
+    return check_recorded(stamp_ids, stamp_problems(images, cutouts, arcs, labels))
+
+
+def check_recorded(stamp_ids: np.ndarray, problems: np.ndarray) -> Finding:
+    """The L8 stamp part from per-stamp problems recorded where the stamps were made."""
+    problems = np.asarray(problems, dtype=object)
+    bad = np.flatnonzero(problems != "")
+    rows = [{"stamp_id": int(stamp_ids[i]), "problem": str(problems[i])} for i in bad]
     return _finding(
         not rows,
-        f"{len(rows)} problem(s) in {len(labels)} stamps (finite, controls untouched, positives = cutout + arc)",
+        f"{len(rows)} problem(s) in {len(problems)} stamps (finite, controls untouched, positives = cutout + arc)",
         rows,
     )
 

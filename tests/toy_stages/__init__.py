@@ -34,6 +34,9 @@ def run_toy(name: str, ctx: StageContext, upstream: str | None) -> StageResult:
     return StageResult(rows={name: 1}, findings=[finding])
 
 
+#: A stand-in select stage writing a synthetic parent sample (toy_stages/parent.py).
+PARENT_STAGE = Stage("select", (), ("seed", "selection"), "toy_stages.parent", "synthetic parent sample")
+
 TOY_STAGES = (
     Stage("first", (), ("seed",), "toy_stages.first", "first toy stage"),
     Stage("second", ("first",), ("train",), "toy_stages.second", "second toy stage"),

@@ -1,0 +1,154 @@
+"""Grid expansion: hosts from the parent sample -> one manifest row per stamp to make (Phase 4a).
+
+Pure batch functions (pandas in, pandas out) that the manifest stage runs inside Spark's
+``mapInPandas`` and the tests run directly. Every decision is a hash of (seed, host, config)
+(darkhalo.hashing), so the manifest is the same however the hosts are partitioned.
+
+Roles: a host is ``positive`` (gets grid configs), ``control`` (one uninjected stamp) or
+``excluded`` (a known lens: never a control, never injected). Controls:
+- ``unpaired``: each host is hashed into the control pool with the share that makes controls the
+  spec's fraction of stamps; the pools are disjoint random draws from the same parent sample, so
+  positive and control hosts share one distribution (L1, L6).
+- ``paired`` (Gen 1 reproduction): each positive stamp has an uninjected twin of the same host,
+  kept with probability f / (1 - f) so that controls are a fraction f of stamps (f <= 0.5).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from darkhalo.hashing import hash64, host_ids, uniform
+from darkhalo.sky import healpix_of, split_of_pixels
+from darkhalo.sources import SOURCE_COLUMNS, draw_source_parameters
+from darkhalo.spec import GenerationSpec, GridSpec
+
+#: Host columns carried from the parent sample into every manifest row (what inject and the
+#: invariants need: position, PSF, depth, shape, fluxes).
+HOST_COLUMNS = (
+    "RELEASE",
+    "BRICKID",
+    "OBJID",
+    "RA",
+    "DEC",
+    "TYPE",
+    *(f"{prefix}_{band}" for prefix in ("FLUX", "MW_TRANSMISSION", "PSFSIZE", "PSFDEPTH") for band in "GRZ"),
+    "SHAPE_R",
+    "SHAPE_E1",
+    "SHAPE_E2",
+    "SERSIC",
+)
+#: What expansion reads from the parent sample.
+PARENT_COLUMNS = (*HOST_COLUMNS, "KNOWN_LENS")
+GRID_COLUMNS = ("theta_e", "src_reff", "src_e", "shear", "src_dmag")
+MANIFEST_COLUMNS = (
+    "stamp_id",
+    "label",
+    "split",
+    "role",
+    "host_id",
+    "healpix",
+    *HOST_COLUMNS,
+    "config_id",
+    *GRID_COLUMNS,
+    *SOURCE_COLUMNS,
+)
+_AXIS_TO_COLUMN = {
+    "theta_e_arcsec": "theta_e",
+    "src_reff_arcsec": "src_reff",
+    "src_e": "src_e",
+    "shear": "shear",
+    "src_dmag": "src_dmag",
+}
+
+
+def grid_configs(grid: GridSpec) -> pd.DataFrame:
+    """Every combination of the grid's axes, numbered 0.. in axis order (config_id)."""
+    axes = grid.axes
+    combos = list(itertools.product(*axes.values()))
+    frame = pd.DataFrame(combos, columns=[_AXIS_TO_COLUMN[name] for name in axes])
+    if "src_dmag" not in frame:
+        frame["src_dmag"] = np.nan
+    frame.insert(0, "config_id", np.arange(len(frame), dtype=np.int32))
+    return frame
+
+
+def configs_per_host(grid: GridSpec) -> int:
+    """How many configs each positive host gets."""
+    return min(grid.configs_per_host or grid.n_configs, grid.n_configs)
+
+
+def control_pool_share(fraction: float, k: int) -> float:
+    """Share p of hosts to put in the control pool so controls are ``fraction`` of stamps.
+
+    A control host gives one stamp and a positive host k, so p / (p + k (1 - p)) = fraction.
+    """
+    return fraction * k / (1 - fraction + fraction * k)
+
+
+def host_frame(parent: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
+    """Hosts with host_id, healpix, split and role (positive, control or excluded)."""
+    hosts = parent.loc[:, list(PARENT_COLUMNS)].reset_index(drop=True)
+    hosts.insert(0, "host_id", host_ids(hosts["RELEASE"], hosts["BRICKID"], hosts["OBJID"]))
+    hosts["healpix"] = healpix_of(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), spec.splits.nside)
+    hosts["split"] = split_of_pixels(hosts["healpix"].to_numpy(), spec.seed, spec.splits.fractions.model_dump())
+    role = np.full(len(hosts), "positive", dtype=object)
+    if spec.controls.mode == "unpaired":
+        share = control_pool_share(spec.controls.fraction, configs_per_host(spec.grid))
+        role[uniform(spec.seed, hosts["host_id"].to_numpy(), stream="role") < share] = "control"
+    role[hosts["KNOWN_LENS"].to_numpy(dtype=bool)] = "excluded"
+    hosts["role"] = role
+    return hosts
+
+
+def _stamp_ids(seed: int, host_id: np.ndarray, config_id: np.ndarray, label: np.ndarray) -> np.ndarray:
+    return (hash64(seed, host_id, config_id.astype(np.int64) + 1, label, stream="stamp_id") >> np.uint64(1)).astype(
+        np.int64
+    )
+
+
+def _chosen_configs(hosts: pd.DataFrame, configs: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
+    """(host row, config) pairs: every config, or the k with the smallest hash per host."""
+    n_hosts, n_configs = len(hosts), len(configs)
+    host_index = np.repeat(np.arange(n_hosts), n_configs)
+    config_index = np.tile(np.arange(n_configs), n_hosts)
+    if k < n_configs:
+        ranks = hash64(
+            seed, hosts["host_id"].to_numpy()[:, None], configs["config_id"].to_numpy()[None, :], stream="config"
+        )
+        keep = np.argsort(ranks, axis=1, kind="stable")[:, :k]
+        host_index = np.repeat(np.arange(n_hosts), k)
+        config_index = keep.reshape(-1)
+    rows = hosts.iloc[host_index].reset_index(drop=True)
+    grid = configs.iloc[config_index].reset_index(drop=True)
+    return pd.concat([rows, grid], axis=1)
+
+
+def expand_hosts(hosts: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
+    """Manifest rows (MANIFEST_COLUMNS) for a batch of hosts from ``host_frame``."""
+    configs = grid_configs(spec.grid)
+    positives = _chosen_configs(hosts[hosts["role"] == "positive"], configs, configs_per_host(spec.grid), spec.seed)
+    positives["label"] = np.int8(1)
+    positives = pd.concat([positives, draw_source_parameters(positives, spec.source, spec.seed)], axis=1)
+
+    if spec.controls.mode == "paired":
+        f = spec.controls.fraction
+        keep = uniform(spec.seed, positives["host_id"].to_numpy(), positives["config_id"].to_numpy(), stream="twin")
+        controls = positives.loc[keep < f / (1 - f), [*hosts.columns, "config_id"]].copy()
+        controls["role"] = "control"
+    else:
+        controls = hosts[hosts["role"] == "control"].copy()
+        controls["config_id"] = np.int32(-1)
+    controls["label"] = np.int8(0)
+
+    rows = pd.concat([positives, controls], ignore_index=True)
+    rows["config_id"] = rows["config_id"].astype(np.int32)
+    rows["label"] = rows["label"].astype(np.int8)
+    rows["stamp_id"] = _stamp_ids(
+        spec.seed, rows["host_id"].to_numpy(), rows["config_id"].to_numpy(), rows["label"].to_numpy()
+    )
+    for column in (*GRID_COLUMNS, *SOURCE_COLUMNS):
+        rows[column] = rows[column].astype(np.float64) if column in rows else np.nan
+    return rows.loc[:, list(MANIFEST_COLUMNS)].sort_values("stamp_id", kind="stable").reset_index(drop=True)

@@ -1,0 +1,311 @@
+"""The evaluation report: ``report.html`` (self-contained: every plot a base64-embedded PNG) and
+``report.md`` (plots beside it in ``plots/``), written atomically.
+
+Contents: the operating-point table with exact and bootstrap intervals (unresolved targets shown as
+such), Bologna TPR0/TPR10, the inspection budget, ROC on a log-FPR axis, completeness vs FPR at the
+operating points, completeness vs theta_E / PSF, score histograms per class, galleries of stamps
+(asinh-stretched grz -> RGB), the invariants table and links to Great Expectations Data Docs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from darkhalo.artifacts import atomic_file, write_text
+from data_contracts.findings import Finding
+
+#: asinh softening of the gallery stretch (nanomaggies per pixel, a few background sigmas in r).
+ASINH_SOFT = 0.01
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Stamps to show under a title: images (N, 3, S, S) nanomaggies g, r, z and one caption each."""
+
+    title: str
+    images: np.ndarray
+    captions: list[str]
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    """An asinh-stretched RGB (S, S, 3) in [0, 1] of a (3, S, S) grz stamp: z -> red, r -> green, g -> blue."""
+    stretched = np.arcsinh(np.clip(image[::-1], 0, None) / ASINH_SOFT)
+    top = np.percentile(stretched, 99.5)
+    return np.clip(stretched / top if top > 0 else stretched, 0, 1).transpose(1, 2, 0)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _interval(pair: Sequence[float] | None) -> str:
+    return "—" if pair is None else f"[{pair[0]:.4g}, {pair[1]:.4g}]"
+
+
+def roc_plot(scores: pd.DataFrame, metrics: Mapping[str, Any]) -> bytes:
+    """ROC (completeness vs FPR) on a log-FPR axis down to 1 / n_neg, with the L4 points marked."""
+    fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
+    floor = 1 / max(1, metrics["n_neg"])
+    ax.step(np.maximum(fpr, floor / 2), tpr, where="post", label="ROC")
+    for point in metrics["fpr_at_completeness"] + metrics["completeness_at_fpr"]:
+        if point["resolved"]:
+            ax.plot(max(point["fpr"], floor / 2), point["completeness"], "o", color="C3", ms=4)
+    for target in (1e-2, 1e-3, 1e-4, 1e-5):
+        ax.axvline(target, color="0.8", lw=0.8, zorder=0)
+    ax.axvline(floor, color="C1", ls="--", lw=1, label=f"1 / n_neg = {floor:.1e}")
+    ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
+    ax.set_xlim(left=min(1e-5, floor / 2), right=1)
+    ax.legend(loc="lower right")
+    ax.set_title(f"ROC (AUROC {metrics['auroc']:.4f}, secondary)")
+    return _png(fig)
+
+
+def operating_point_plot(metrics: Mapping[str, Any]) -> bytes:
+    """Completeness vs FPR at the resolved L4 operating points, with exact 95 % intervals on both."""
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
+    for section, marker, label in (
+        ("fpr_at_completeness", "s", "FPR at completeness target"),
+        ("completeness_at_fpr", "o", "completeness at FPR target"),
+    ):
+        points = [p for p in metrics[section] if p["resolved"]]
+        if not points:
+            continue
+        x = np.array([p["fpr"] for p in points])
+        y = np.array([p["completeness"] for p in points])
+        xerr = np.abs(np.array([p["fpr_interval"] for p in points]).T - x)
+        yerr = np.abs(np.array([p["completeness_interval"] for p in points]).T - y)
+        floor = 0.5 / metrics["n_neg"]
+        ax.errorbar(np.maximum(x, floor), y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, label=label)
+    ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
+    ax.legend(loc="lower right")
+    ax.set_title("operating points (exact 95 % intervals)")
+    return _png(fig)
+
+
+def stratified_plot(stratified: Mapping[str, Mapping[str, list[dict[str, Any]]]], stratum: str) -> bytes:
+    """Completeness per bin of one stratum (e.g. theta_e_over_psf) at each resolved operating point."""
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
+    for name, table in stratified.items():
+        rows = table.get(stratum, [])
+        if not rows:
+            continue
+        lows = [r["low"] if r["low"] is not None else r["high"] - 0.5 for r in rows]
+        highs = [r["high"] if r["high"] is not None else r["low"] + 0.5 for r in rows]
+        x = (np.array(lows) + np.array(highs)) / 2
+        y = np.array([r["completeness"] for r in rows])
+        yerr = np.abs(np.array([r["interval"] for r in rows]).T - y)
+        ax.errorbar(x, y, yerr=yerr, fmt="o-", capsize=2, label=name)
+    ax.set(xlabel=stratum.replace("_", " "), ylabel="completeness", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    ax.set_title(f"completeness vs {stratum}")
+    return _png(fig)
+
+
+def histogram_plot(scores: pd.DataFrame) -> bytes:
+    """Score histograms of positives and controls on a log count axis."""
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
+    bins = np.linspace(scores["score"].min(), scores["score"].max(), 60) if len(scores) else 10
+    for label, name in ((0, "controls"), (1, "positives")):
+        values = scores.loc[scores["label"] == label, "score"]
+        ax.hist(values, bins=bins, histtype="step", lw=1.5, label=f"{name} ({len(values)})")
+    ax.set(yscale="log", xlabel="score (logit)", ylabel="stamps")
+    ax.legend()
+    return _png(fig)
+
+
+def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
+    """A grid of asinh grz RGB stamps with captions."""
+    n = max(1, len(gallery.images))
+    rows = (n + columns - 1) // columns
+    fig = Figure(figsize=(1.6 * columns, 1.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i < len(gallery.images):
+            ax.imshow(rgb(gallery.images[i]), origin="lower")
+            ax.set_title(gallery.captions[i], fontsize=6)
+    fig.suptitle(gallery.title, fontsize=9)
+    return _png(fig)
+
+
+def _point_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    named = [("FPR at completeness", p) for p in metrics["fpr_at_completeness"]]
+    named += [("completeness at FPR", p) for p in metrics["completeness_at_fpr"]]
+    named += [("TPR0 (0 false positives)", metrics["tpr0"]), ("TPR10 (≤ 10 false positives)", metrics["tpr10"])]
+    for kind, p in named:
+        target = _fmt(p["target_value"]) if p["target"] != "false_positives" else "—"
+        if not p["resolved"]:
+            rows.append(
+                [kind, target, f"unresolved: needs ≥ {p['n_neg_needed']:,} negatives (has {p['n_neg']:,})"] + ["—"] * 5
+            )
+            continue
+        rows.append(
+            [
+                kind,
+                target,
+                _fmt(p["threshold"]),
+                f"{p['completeness']:.4f} {_interval(p['completeness_interval'])}",
+                f"{p['fpr']:.3g} {_interval(p['fpr_interval'])}",
+                _interval(p["bootstrap_interval"]),
+                f"{p['n_pos_flagged']}/{p['n_pos']}",
+                f"{p['n_neg_flagged']}/{p['n_neg']}",
+            ]
+        )
+    return rows
+
+
+POINT_HEADER = [
+    "operating point",
+    "target",
+    "threshold",
+    "completeness [95 %]",
+    "FPR [95 %]",
+    "bootstrap [95 %]",
+    "positives flagged",
+    "negatives flagged",
+]
+FINDING_HEADER = ["id", "title", "verdict", "measured", "threshold", "detail"]
+BUDGET_HEADER = ["operating point", "expected true", "expected false", "purity"]
+
+
+def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
+    return [[f.id, f.title, f.verdict, str(f.measured), str(f.threshold), f.detail] for f in findings]
+
+
+def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [name, f"{b['expected_true']:.1f}", f"{b['expected_false']:.1f}", f"{b['purity']:.3f}"]
+        for name, b in metrics.get("inspection_budget", {}).items()
+    ]
+
+
+def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """One table per stratum: a row per bin, a column per resolved operating point ("flagged/n")."""
+    stratified = metrics.get("stratified", {})
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    for stratum in metrics.get("strata_edges", {}):
+        per_point = {
+            name: {(r["low"], r["high"]): r for r in table.get(stratum, [])} for name, table in stratified.items()
+        }
+        bins = sorted(
+            {b for rows in per_point.values() for b in rows}, key=lambda b: -math.inf if b[0] is None else b[0]
+        )
+        if not bins:
+            continue
+        rows = []
+        for low, high in bins:
+            cells = [
+                f"{per_point[name][(low, high)]['n_flagged']}/{per_point[name][(low, high)]['n']}"
+                if (low, high) in per_point[name]
+                else "—"
+                for name in per_point
+            ]
+            rows.append(
+                [f"[{_fmt(low) if low is not None else '-∞'}, {_fmt(high) if high is not None else '∞'})", *cells]
+            )
+        tables[f"Completeness by {stratum}"] = (["bin", *per_point], rows)
+    return tables
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: Path,
+    metrics: Mapping[str, Any],
+    scores: pd.DataFrame,
+    galleries: Sequence[Gallery],
+    findings: Sequence[Finding],
+    links: Sequence[tuple[str, str]] = (),
+    title: str = "darkhalo evaluation",
+) -> None:
+    """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png``.
+
+    ``scores`` has columns label and score; ``metrics`` is metrics.json's content (with optional
+    ``stratified`` and ``inspection_budget``); ``links`` are (text, relative href) pairs, e.g. Data Docs.
+    """
+    plots = {
+        "roc": roc_plot(scores, metrics),
+        "operating_points": operating_point_plot(metrics),
+        "completeness_vs_theta_e_over_psf": stratified_plot(metrics.get("stratified", {}), "theta_e_over_psf"),
+        "score_histograms": histogram_plot(scores),
+    }
+    for i, gallery in enumerate(galleries):
+        plots[f"gallery_{i}"] = gallery_plot(gallery)
+    for name, png in plots.items():
+        with atomic_file(out / "plots" / f"{name}.png", "wb") as handle:
+            handle.write(png)
+
+    tables = {
+        "Operating points": (POINT_HEADER, _point_rows(metrics)),
+        "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
+        **_strata_tables(metrics),
+        "Invariants": (FINDING_HEADER, _finding_rows(findings)),
+    }
+    summary = (
+        f"{metrics['n_pos']:,} positives and {metrics['n_neg']:,} controls (test split); an FPR target is resolved "
+        f"only when n_neg × FPR ≥ {metrics['min_expected_false_positives']:g}. AUROC {metrics['auroc']:.4f} is "
+        "secondary: the operating points are the result."
+    )
+    figures_html = "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
+        for name, png in plots.items()
+    )
+    links_html = "".join(f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>' for text, href in links)
+    html_text = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}figure{display:inline-block;margin:6px}"
+        f"</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
+        + "".join(f"<h2>{name}</h2>{_html_table(*table)}" for name, table in tables.items())
+        + f"<h2>Plots</h2>{figures_html}"
+        + (f"<h2>Links</h2><ul>{links_html}</ul>" if links else "")
+        + "</body></html>\n"
+    )
+    md_text = (
+        f"# {title}\n\n{summary}\n\n"
+        + "".join(f"## {name}\n\n{_md_table(*table)}\n\n" for name, table in tables.items())
+        + "## Plots\n\n"
+        + "".join(f"![{name}](plots/{name}.png)\n\n" for name in plots)
+        + ("## Links\n\n" + "".join(f"- [{text}]({href})\n" for text, href in links) if links else "")
+    )
+    write_text(out / "report.html", html_text)
+    write_text(out / "report.md", md_text)

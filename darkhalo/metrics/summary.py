@@ -1,0 +1,219 @@
+"""The metrics of an evaluation: L4's operating points with exact and bootstrap intervals,
+Bologna TPR0/TPR10, AUROC (secondary), stratified completeness and the inspection budget.
+
+Everything is JSON-ready (the shape ``data_contracts.metrics`` checks). An FPR target that the
+negatives cannot resolve carries ``resolved: false``, the negatives needed and nulls, never a number.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson
+from darkhalo.metrics.operating_points import (
+    OperatingPoint,
+    completeness_at_fpr,
+    evaluate_threshold,
+    fpr_at_completeness,
+    threshold_at_fpr,
+)
+from data_contracts.metrics import COMPLETENESS_TARGETS, FPR_TARGETS
+
+#: Bologna-challenge false-positive allowances: TPR0 (none) and TPR10 (at most ten).
+BOLOGNA_FP = {"tpr0": 0, "tpr10": 10}
+
+#: Bin edges of the stratified completeness (right-open bins): Einstein radius (arcsec), Einstein
+#: radius over the host's r-band PSF FWHM, unlensed source r magnitude, integrated arc S/N, host r mag.
+STRATA: dict[str, tuple[float, ...]] = {
+    "theta_e": (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, math.inf),
+    "theta_e_over_psf": (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf),
+    "src_mag_r": (-math.inf, 21.0, 22.0, 23.0, 24.0, 25.0, math.inf),
+    "arc_snr": (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, math.inf),
+    "host_mag_r": (-math.inf, 17.0, 18.0, 19.0, 20.0, 21.0, math.inf),
+}
+
+
+def point_at_fp_count(pos: np.ndarray, neg: np.ndarray, max_fp: int) -> OperatingPoint:
+    """Completeness at the lowest threshold that flags at most ``max_fp`` negatives (Bologna TPRn)."""
+    neg = np.asarray(neg, dtype=np.float64)
+    threshold = threshold_at_fpr(neg, max_fp / neg.size)
+    if threshold == -math.inf:  # every negative may be flagged: flag everything with a finite threshold
+        threshold = float(min(np.min(pos), np.min(neg)))
+    return evaluate_threshold(pos, neg, threshold, "false_positives", max_fp, True)
+
+
+def operating_points(pos: np.ndarray, neg: np.ndarray, min_expected_fp: float) -> dict[str, list[OperatingPoint]]:
+    """Every L4 operating point plus TPR0 and TPR10, keyed by section of metrics.json."""
+    return {
+        "fpr_at_completeness": [fpr_at_completeness(pos, neg, c) for c in COMPLETENESS_TARGETS],
+        "completeness_at_fpr": [completeness_at_fpr(pos, neg, f, min_expected_fp) for f in FPR_TARGETS],
+        "bologna": [point_at_fp_count(pos, neg, n) for n in BOLOGNA_FP.values()],
+    }
+
+
+def _headline(point: OperatingPoint) -> float:
+    """The rate an operating point is about: FPR at a completeness target, else completeness."""
+    return point.fpr if point.target == "completeness" else point.completeness
+
+
+def _point_dict(point: OperatingPoint, confidence: float, bootstrap: tuple[float, float] | None) -> dict[str, Any]:
+    data = asdict(point)
+    if not point.resolved:
+        for key in ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_flagged"):
+            data[key] = None
+        data.update(completeness_interval=None, fpr_interval=None, bootstrap_interval=None)
+        return data
+    data["completeness_interval"] = list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence))
+    data["fpr_interval"] = list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence))
+    data["bootstrap_interval"] = list(bootstrap) if bootstrap is not None else None
+    return data
+
+
+def summarise(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    *,
+    min_expected_fp: float,
+    confidence: float,
+    bootstrap_samples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """metrics.json's core: operating points with exact and bootstrap intervals, TPR0/10, AUROC.
+
+    The bootstrap interval is of each point's headline rate (FPR for completeness targets,
+    completeness otherwise), with the threshold re-derived from every resample.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    points = operating_points(pos, neg, min_expected_fp)
+    flat = [p for section in points.values() for p in section]
+    resolved = [i for i, p in enumerate(flat) if p.resolved]
+
+    def statistics(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+        again = [q for section in operating_points(p, n, min_expected_fp).values() for q in section]
+        return np.array([_headline(again[i]) for i in resolved])
+
+    intervals: dict[int, tuple[float, float]] = {}
+    if bootstrap_samples > 0 and resolved:
+        bounds = bootstrap_interval(pos, neg, statistics, bootstrap_samples, seed, confidence)
+        intervals = {i: (float(lo), float(hi)) for i, (lo, hi) in zip(resolved, bounds, strict=True)}
+    dicts = [_point_dict(p, confidence, intervals.get(i)) for i, p in enumerate(flat)]
+    n_fpr, n_comp = len(COMPLETENESS_TARGETS), len(FPR_TARGETS)
+    return {
+        "n_pos": int(pos.size),
+        "n_neg": int(neg.size),
+        "confidence": confidence,
+        "min_expected_false_positives": min_expected_fp,
+        "bootstrap_samples": bootstrap_samples,
+        "seed": seed,
+        "fpr_at_completeness": dicts[:n_fpr],
+        "completeness_at_fpr": dicts[n_fpr : n_fpr + n_comp],
+        **dict(zip(BOLOGNA_FP, dicts[n_fpr + n_comp :], strict=True)),
+        "auroc": float(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])),
+    }
+
+
+def resolved_points(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, point) for every resolved L4 operating point of a summary, e.g. ('fpr=0.001', {...})."""
+    named = []
+    for section, key in (("fpr_at_completeness", "completeness"), ("completeness_at_fpr", "fpr")):
+        named += [(f"{key}={p['target_value']:g}", p) for p in metrics[section] if p["resolved"]]
+    return named
+
+
+def strata_values(meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The stratifying quantities of positives from stamp metadata (theta_e / psfsize_r derived)."""
+    values = {name: meta[name].to_numpy(np.float64) for name in STRATA if name in meta}
+    if {"theta_e", "psfsize_r"} <= set(meta.columns):
+        values["theta_e_over_psf"] = meta["theta_e"].to_numpy(np.float64) / meta["psfsize_r"].to_numpy(np.float64)
+    return values
+
+
+def stratified_completeness(
+    pos_scores: np.ndarray, meta: pd.DataFrame, threshold: float, confidence: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Completeness of positives per bin of each stratum (STRATA) at ``threshold``, with exact intervals.
+
+    ``meta`` holds the positives' metadata row for row with ``pos_scores``; empty bins are left out.
+    """
+    flagged = np.asarray(pos_scores, dtype=np.float64) >= threshold
+    table: dict[str, list[dict[str, Any]]] = {}
+    for name, values in strata_values(meta).items():
+        edges = STRATA[name]
+        rows = []
+        for low, high in itertools.pairwise(edges):
+            inside = (values >= low) & (values < high)
+            n = int(inside.sum())
+            if n == 0:
+                continue
+            k = int(flagged[inside].sum())
+            rows.append(
+                {
+                    "low": low if math.isfinite(low) else None,
+                    "high": high if math.isfinite(high) else None,
+                    "n": n,
+                    "n_flagged": k,
+                    "completeness": k / n,
+                    "interval": list(clopper_pearson(k, n, confidence)),
+                }
+            )
+        table[name] = rows
+    return table
+
+
+def inspection_budget(point: dict[str, Any], survey_hosts: int, prevalence: float) -> dict[str, float]:
+    """Expected true and false candidates when a survey of ``survey_hosts`` hosts with ``prevalence``
+    lenses per host is cut at this (resolved) operating point, and the candidates' purity."""
+    true = survey_hosts * prevalence * point["completeness"]
+    false = survey_hosts * (1 - prevalence) * point["fpr"]
+    return {
+        "expected_true": true,
+        "expected_false": false,
+        "expected_candidates": true + false,
+        "purity": true / (true + false) if true + false > 0 else 0.0,
+    }
+
+
+def evaluation_metrics(
+    scores: pd.DataFrame,
+    *,
+    min_expected_fp: float,
+    confidence: float,
+    bootstrap_samples: int,
+    seed: int,
+    survey_hosts: int,
+    prevalence: float,
+) -> dict[str, Any]:
+    """metrics.json: ``summarise`` of the scores (columns label, score and positives' metadata) plus
+    stratified completeness and the inspection budget at every resolved L4 operating point."""
+    positive = scores["label"].to_numpy() == 1
+    pos_scores = scores["score"].to_numpy(np.float64)[positive]
+    metrics = summarise(
+        pos_scores,
+        scores["score"].to_numpy(np.float64)[~positive],
+        min_expected_fp=min_expected_fp,
+        confidence=confidence,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+    )
+    meta = scores.loc[positive].reset_index(drop=True)
+    points = resolved_points(metrics)
+    metrics["strata_edges"] = {
+        name: [edge if math.isfinite(edge) else None for edge in edges] for name, edges in STRATA.items()
+    }
+    metrics["stratified"] = {
+        name: stratified_completeness(pos_scores, meta, point["threshold"], confidence) for name, point in points
+    }
+    metrics["inspection_budget"] = {
+        name: {"survey_hosts": survey_hosts, "lens_prevalence": prevalence}
+        | inspection_budget(point, survey_hosts, prevalence)
+        for name, point in points
+    }
+    return metrics

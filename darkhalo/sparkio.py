@@ -1,0 +1,57 @@
+"""Spark <-> parquet helpers shared by the stages: schemas from pandas dtypes, deterministic shards."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
+
+_SPARK_TYPES = {
+    "bool": "boolean",
+    "int8": "tinyint",
+    "int16": "smallint",
+    "int32": "int",
+    "int64": "bigint",
+    "float32": "float",
+    "float64": "double",
+    "object": "string",
+    "str": "string",
+}
+
+
+def spark_schema(frame: pd.DataFrame) -> StructType:
+    """The Spark schema matching a pandas frame's dtypes (object columns are strings)."""
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    schema = StructType()
+    for name, dtype in frame.dtypes.items():
+        key = "str" if pd.api.types.is_string_dtype(dtype) else np.dtype(dtype).name
+        schema.add(str(name), _parse_datatype_string(_SPARK_TYPES[key]), nullable=True)
+    return schema
+
+
+def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: int, n_rows: int) -> list[Path]:
+    """Write ``frame`` range-partitioned and sorted by ``key`` as ``out/part-00000.parquet`` ...
+
+    Rows are ordered by ``key`` within and across files, so a rerun on the same input writes the
+    same bytes; Spark's bookkeeping files are removed and its part names replaced by stable ones.
+    """
+    n_parts = max(1, -(-n_rows // rows_per_part))
+    staging = out.with_name(out.name + ".spark")
+    frame.repartitionByRange(n_parts, key).sortWithinPartitions(key).write.mode("overwrite").parquet(str(staging))
+    files = sorted(staging.glob("part-*.parquet"))
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, path in enumerate(files):
+        target = out / f"part-{index:05d}.parquet"
+        path.rename(target)
+        written.append(target)
+    shutil.rmtree(staging)
+    return written

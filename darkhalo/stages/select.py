@@ -1,0 +1,194 @@
+"""The select stage: the survey catalog, validated at the edge, cut to the parent sample in Spark SQL.
+
+1. Great Expectations validates the catalog (``catalog_checks``); its result and Data Docs go to
+   ``select/validation/``. Failing rows go to ``select/quarantine.parquet`` with their reasons when
+   ``selection.quarantine_bad_rows``; otherwise the stage fails naming the first of them.
+2. The variant's SQL (``darkhalo/sql/*.sql``) runs over a temporary view of the clean rows, every
+   threshold bound as a named parameter from the spec.
+3. Hosts within ``known_lens_radius_arcsec`` of a known lens are flagged (KNOWN_LENS, KNOWN_LENS_NAME).
+4. ``select/parent_sample/part-*.parquet`` is checked against its pandera contract.
+Rows are reconciled: input = selected + rejected_by_cuts + quarantined.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from darkhalo.artifacts import atomic_file
+from darkhalo.stages.base import StageContext, StageResult
+from darkhalo.stages.catalog_checks import EdgeReport, validate_catalog
+from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
+from darkhalo.surveys.known_lenses import flag_known_lenses, known_lens_path, load_known_lenses
+from data_contracts import parent_sample
+from data_contracts.findings import Finding, evidence_rows
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+    from darkhalo.spec import GenerationSpec, SelectionSpec
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_FILES = {
+    "v3_color_relaxed": "v3_color_relaxed.sql",
+    "desi_lrg_south": "desi_lrg.sql",
+    "desi_lrg_north": "desi_lrg.sql",
+}
+VIEW = "catalog"
+PART_ROWS = 1_000_000
+EDGE_ID = "edge:survey_catalog"
+#: Offending rows named in a failed edge validation's title.
+NAMED_ROWS = 5
+
+
+def external_inputs(spec: GenerationSpec) -> list[Path]:
+    """Files outside the run this stage reads: the known-lens table and the variant's SQL."""
+    return [known_lens_path(spec.selection.known_lenses), SQL_DIR / SQL_FILES[spec.selection.variant]]
+
+
+def sql_text(variant: str) -> str:
+    """The SQL text of a selection variant, as shipped in the package."""
+    return (SQL_DIR / SQL_FILES[variant]).read_text()
+
+
+def sql_parameters(text: str, selection: SelectionSpec) -> dict[str, Any]:
+    """The named parameters ``:name`` the SQL uses, valued from the validated spec section.
+
+    ``maskbits_veto`` (a list of bit numbers) is bound as its bit mask.
+    """
+    code = re.sub(r"--[^\n]*", "", text)
+    names = sorted(set(re.findall(r"(?<![\w:]):([A-Za-z_]\w*)", code)))
+    values = selection.model_dump()
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"SQL for {selection.variant} uses parameters the spec lacks: {', '.join(missing)}")
+    args = {n: values[n] for n in names}
+    if "maskbits_veto" in args:
+        args["maskbits_veto"] = sum(1 << int(bit) for bit in args["maskbits_veto"])
+    return args
+
+
+def select_rows(spark: SparkSession, catalog: DataFrame, selection: SelectionSpec) -> DataFrame:
+    """The catalog rows inside the variant's cuts (the catalog's columns only), via Spark SQL."""
+    catalog.createOrReplaceTempView(VIEW)
+    text = sql_text(selection.variant)
+    return spark.sql(text, args=sql_parameters(text, selection)).select(*catalog.columns)
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Validate the survey catalog, select the parent sample, flag known lenses, check the contract."""
+    selection = ctx.spec.selection
+    catalog, origin = read_catalog_parts(ctx.input("survey") / "catalog")
+    n_input = len(catalog)
+    edge = validate_catalog(catalog, ctx.out / "validation")
+    edge_finding, bad = _edge_finding(edge, origin, catalog, selection.quarantine_bad_rows)
+    measured: dict[str, Any] = {"input": n_input, "edge_expectations": edge.n_expectations}
+    if not edge_finding.passed:
+        return StageResult(rows={"catalog": n_input}, findings=[edge_finding], measured=measured)
+
+    n_quarantined = len(bad)
+    if n_quarantined:
+        quarantine = catalog.loc[bad].assign(
+            SOURCE_FILE=origin.loc[bad, "file"].to_numpy(),
+            SOURCE_ROW=origin.loc[bad, "row"].to_numpy(),
+            REASON=["; ".join(edge.row_reasons[i]) for i in bad],
+        )
+        _write_parquet(quarantine, ctx.out / "quarantine.parquet")
+        catalog = catalog.drop(index=bad)
+
+    spark = ctx.spark()
+    clean = spark.createDataFrame(catalog[list(SWEEP_COLUMNS)], schema=spark_schema())
+    selected = select_rows(spark, clean, selection).toPandas()
+    selected = _with_known_lenses(selected, known_lens_path(selection.known_lenses), selection.known_lens_radius_arcsec)
+    _write_parts(selected, ctx.out / "parent_sample")
+
+    n_selected = len(selected)
+    measured |= {
+        "quarantined": n_quarantined,
+        "rejected_by_cuts": len(catalog) - n_selected,
+        "selected": n_selected,
+        "known_lenses_flagged": int(selected["KNOWN_LENS"].sum()),
+    }
+    contract = parent_sample.check(selected, selection.model_dump())
+    rows = {"catalog": n_input, "quarantine": n_quarantined, "parent_sample": n_selected}
+    return StageResult(rows=rows, findings=[edge_finding, contract], measured=measured)
+
+
+def spark_schema() -> StructType:
+    """The Spark schema of the sweep columns (so that even an empty catalog keeps its types)."""
+    from pyspark.sql import types as T
+
+    spark_types = {
+        "int16": T.ShortType(),
+        "int32": T.IntegerType(),
+        "float32": T.FloatType(),
+        "float64": T.DoubleType(),
+        "str": T.StringType(),
+    }
+    return T.StructType([T.StructField(name, spark_types[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
+
+
+def read_catalog_parts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The catalog's parquet parts as one frame (RangeIndex) and, per row, its source file and row."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{folder}: no part-*.parquet files (run the survey stage)")
+    frames = [pq.read_table(p).to_pandas() for p in parts]
+    origin = pd.DataFrame(
+        {
+            "file": [p.name for p, f in zip(parts, frames, strict=True) for _ in range(len(f))],
+            "row": [i for f in frames for i in range(len(f))],
+        }
+    )
+    return pd.concat(frames, ignore_index=True), origin
+
+
+def _edge_finding(
+    edge: EdgeReport, origin: pd.DataFrame, catalog: pd.DataFrame, quarantine: bool
+) -> tuple[Finding, list[int]]:
+    """The edge validation as a finding, and the row positions to quarantine (when allowed)."""
+    bad = sorted(edge.row_reasons)
+    rows = [
+        {
+            "file": origin.at[i, "file"],
+            "row": int(origin.at[i, "row"]),
+            "key": {k: int(catalog.at[i, k]) for k in KEY if pd.notna(catalog.at[i, k])},
+            "failed": edge.row_reasons[i],
+        }
+        for i in bad
+    ]
+    evidence, n = evidence_rows(rows)
+    detail = "Great Expectations suite 'sweep_catalog'; result and Data Docs in validation/"
+    if edge.table_problems:
+        title = f"survey catalog unusable: {'; '.join(edge.table_problems)}"
+        return Finding(EDGE_ID, title, False, len(edge.table_problems), 0, detail, evidence, n), bad
+    if bad and not quarantine:
+        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in rows[:NAMED_ROWS])
+        title = f"survey catalog has {n} bad rows (quarantine_bad_rows is off); first: {named}"
+        return Finding(EDGE_ID, title, False, n, 0, detail, evidence, n), bad
+    title = f"survey catalog passed edge validation ({n} rows quarantined)"
+    return Finding(EDGE_ID, title, True, n, None, detail, evidence, n), bad
+
+
+def _with_known_lenses(selected: pd.DataFrame, table: Path, radius_arcsec: float) -> pd.DataFrame:
+    lenses = load_known_lenses(table)
+    matched, names = flag_known_lenses(selected["RA"].to_numpy(), selected["DEC"].to_numpy(), lenses, radius_arcsec)
+    return selected.assign(KNOWN_LENS=matched, KNOWN_LENS_NAME=names)
+
+
+def _write_parts(frame: pd.DataFrame, folder: Path) -> None:
+    """``folder/part-NNNNN.parquet`` of at most PART_ROWS rows each (one, empty, for no rows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, start in enumerate(range(0, max(len(frame), 1), PART_ROWS)):
+        _write_parquet(frame.iloc[start : start + PART_ROWS], folder / f"part-{index:05d}.parquet")
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path, "wb") as handle:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), handle)

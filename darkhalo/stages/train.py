@@ -1,0 +1,90 @@
+"""Stage train: the ResNet18 classifier on the inject stage's train stamps, validated on val.
+
+Checkpoints go to ``ctx.scratch`` every epoch, so a killed or failed attempt resumes where it
+stopped. Writes ``model.pt`` (the best epoch's weights, arch and normalisation name),
+``history.parquet`` (one row per epoch) and ``checkpoints/epoch-XXX.pt`` (full training state).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from darkhalo.artifacts import atomic_file
+from darkhalo.stages.base import StageContext, StageResult
+from darkhalo.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from darkhalo.training.device import resolve_device
+from darkhalo.training.loop import fit
+from darkhalo.training.store import load_store
+from data_contracts.invariants import l10_no_label_leakage
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Train, pick the best epoch by val completeness at a resolvable FPR, write the artifacts."""
+    spec = ctx.spec.train
+    device = resolve_device(ctx.spec.engine.device)
+    stamps = ctx.input("inject")
+    train = load_store(stamps, "train", ctx.spec.stamps.size, device)
+    val = load_store(stamps, "val", ctx.spec.stamps.size, device)
+    leakage = l10_no_label_leakage.check(train.model_input_columns, ctx.spec.invariants.L10.allowed_conditions)
+    rows = {"train_stamps": len(train), "val_stamps": len(val)}
+    if not leakage.passed:
+        return StageResult(rows=rows, findings=[leakage])
+
+    with ctx.progress() as progress:
+        task = progress.add_task(f"train {spec.arch} on {device}", total=None)
+        result = fit(
+            train,
+            val,
+            spec,
+            ctx.spec.seed,
+            ctx.scratch / "checkpoints",
+            on_step=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+    checkpoints = ctx.out / "checkpoints"
+    checkpoints.mkdir()
+    for epoch in range(1, spec.epochs + 1):
+        _link_or_copy(result.checkpoint_dir / checkpoint_name(epoch), checkpoints / checkpoint_name(epoch))
+    best = load_checkpoint(checkpoints / checkpoint_name(result.best_epoch))
+    save_checkpoint(
+        ctx.out / "model.pt",
+        {
+            "format": best["format"],
+            "arch": best["arch"],
+            "normalisation": best["normalisation"],
+            "model": best["model"],
+            "epoch": result.best_epoch,
+            "selection": result.best_reason,
+        },
+    )
+    with atomic_file(ctx.out / "history.parquet", "wb") as handle:
+        pd.DataFrame(result.history).to_parquet(handle, index=False)
+
+    best_row = result.history[result.best_epoch - 1]
+    return StageResult(
+        rows={**rows, "epochs": len(result.history)},
+        findings=[leakage],
+        measured={
+            "device": result.device,
+            "precision": result.precision,
+            "store_on_device": train.on_device,
+            "best_epoch": result.best_epoch,
+            "best_reason": result.best_reason,
+            "best_val_completeness": best_row["select_completeness"],
+            "best_val_auroc": best_row["val_auroc"],
+            "resumed_from_epoch": result.resumed_from,
+            "images_per_s": [round(r["images_per_s"], 1) for r in result.history],
+        },
+    )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (same disk: free, and scratch keeps its copy), else copy it."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -1,0 +1,60 @@
+"""One cutout interface for the mock and the real survey: grz stamps, their inverse variance and PSF.
+
+A provider turns host rows (sweep columns) into stamps (N, 3, S, S) float32 in nanomaggies, bands
+g, r, z, with the host at pixel (S // 2, S // 2), plus each stamp's per-pixel inverse variance
+(1/nanomaggy^2) and the survey PSF per band (core FWHM in arcsec, Moffat beta of the core).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from darkhalo.spec import MockSurvey, SurveySpec
+
+
+@dataclass(frozen=True)
+class Cutouts:
+    """A batch of stamps: images and invvar (N, 3, S, S), psf_fwhm and psf_beta (N, 3), all float32."""
+
+    images: np.ndarray
+    invvar: np.ndarray
+    psf_fwhm: np.ndarray
+    psf_beta: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[1] != 3 or self.images.shape[2] != self.images.shape[3]:
+            raise ValueError(f"images must be (N, 3, S, S), got {self.images.shape}")
+        if self.invvar.shape != self.images.shape:
+            raise ValueError(f"invvar shape {self.invvar.shape} differs from images shape {self.images.shape}")
+        for name in ("psf_fwhm", "psf_beta"):
+            if getattr(self, name).shape != (n, 3):
+                raise ValueError(f"{name} must be ({n}, 3), got {getattr(self, name).shape}")
+        for name in ("images", "invvar", "psf_fwhm", "psf_beta"):
+            if getattr(self, name).dtype != np.float32:
+                raise ValueError(f"{name} must be float32, got {getattr(self, name).dtype}")
+
+
+class CutoutProvider(Protocol):
+    """Anything that can cut stamps of side ``size`` pixels around host rows."""
+
+    def cutouts(self, hosts: pd.DataFrame, size: int) -> Cutouts:
+        """Stamps for ``hosts`` (rows with sweep columns), in the rows' order."""
+        ...
+
+
+def provider_for(survey: SurveySpec, seed: int) -> CutoutProvider:
+    """The provider of a spec's survey: the mock renderer, or real cutout FITS from a folder."""
+    if isinstance(survey, MockSurvey):
+        from darkhalo.surveys.mock_cutouts import MockCutoutProvider
+
+        return MockCutoutProvider(survey, seed)
+    if survey.cutouts is None or survey.cutouts.dir is None:
+        raise ValueError("survey.cutouts.dir: the legacy survey needs a folder of cutout FITS files")
+    from darkhalo.surveys.cutout_fits import FolderCutoutProvider
+
+    return FolderCutoutProvider(survey.cutouts.dir)

@@ -1,0 +1,182 @@
+"""The stamp store: one split's stamps in one contiguous, normalised float32 tensor, batched by index.
+
+The store lives on the GPU when it fits (else in pinned host memory; on CPU in plain memory), so
+an epoch is a seeded permutation and a gather per batch, with no DataLoader workers. It reads only
+``READ_COLUMNS`` from the shards and feeds the model only ``MODEL_INPUT_COLUMNS`` (L10 by
+construction): injection parameters, arc S/N and other metadata are never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from darkhalo.stamps import N_BANDS, decode_images
+
+#: The only shard columns the store reads: identity, label (the target), split (row choice), pixels.
+READ_COLUMNS: tuple[str, ...] = ("stamp_id", "label", "split", "image")
+#: What the model is fed: the pixels only (L10).
+MODEL_INPUT_COLUMNS: tuple[str, ...] = ("image",)
+
+#: The per-stamp normalisation's name, recorded in every checkpoint and checked at inference.
+NORMALISATION = "robust_median_mad_clip50"
+MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian x 1.4826 = its sigma
+SIGMA_FLOOR = 1e-6  # nanomaggies; a band with no spread (blank) maps to zeros, not NaN
+CLIP = 50.0  # sky sigmas; bright host cores saturate here instead of dominating the loss
+
+#: Share of the GPU's free memory the store may take (the rest is for the model and activations).
+GPU_SHARE = 0.6
+#: Rows decoded and normalised per chunk while loading (bounds host and device memory use).
+LOAD_CHUNK = 4096
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """Per stamp and band: subtract the median, divide by 1.4826 x MAD, clip to +-50 (in sky sigmas).
+
+    ``images`` is (N, 3, S, S) float32 nanomaggies; the result is dimensionless. The median (the
+    lower one for an even pixel count) and the MAD are over the band's whole stamp, so they track
+    the sky level and noise, not the host. Used unchanged at train and at inference (NORMALISATION).
+    """
+    flat = images.flatten(2)
+    centred = flat - flat.median(dim=2, keepdim=True).values
+    sigma = (MAD_TO_SIGMA * centred.abs().median(dim=2, keepdim=True).values).clamp_min(SIGMA_FLOOR)
+    return (centred / sigma).clamp_(-CLIP, CLIP).view_as(images)
+
+
+@dataclass
+class StampStore:
+    """One split's stamps, normalised, sorted by stamp_id; ``batch(index)`` gives model-ready tensors."""
+
+    images: torch.Tensor  # (N, 3, S, S) float32, on ``device`` or in pinned host memory
+    labels: torch.Tensor  # (N,) float32 0/1 on ``device``
+    stamp_ids: np.ndarray  # (N,) int64, ascending
+    device: torch.device
+    model_input_columns: tuple[str, ...] = MODEL_INPUT_COLUMNS
+
+    def __len__(self) -> int:
+        return len(self.stamp_ids)
+
+    @property
+    def on_device(self) -> bool:
+        """True when the images live on the compute device (no host-to-device copy per batch)."""
+        return self.images.device == self.device
+
+    @property
+    def n_negatives(self) -> int:
+        return int((self.labels == 0).sum())
+
+    def digest(self) -> str:
+        """sha256 of the stamp ids: which stamps (not their pixels) this store holds."""
+        return hashlib.sha256(self.stamp_ids.tobytes()).hexdigest()
+
+    def shuffled(self, generator: torch.Generator) -> torch.Tensor:
+        """A permutation of the rows drawn from ``generator`` (on the generator's device)."""
+        return torch.randperm(len(self), generator=generator, device=generator.device)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of the rows ``index`` on the compute device."""
+        index = index.to(self.device)
+        if self.on_device:
+            return self.images[index], self.labels[index]
+        return self.images[index.cpu()].to(self.device, non_blocking=True), self.labels[index]
+
+
+def load_store(folder: Path, split: str, size: int, device: torch.device) -> StampStore:
+    """Load the ``split`` rows of ``folder/stamps/part-*.parquet`` into a StampStore on ``device``.
+
+    Raises ValueError naming the file and stamp for missing columns, bad labels, duplicate ids,
+    wrongly sized or non-finite images.
+    """
+    files = sorted((folder / "stamps").glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no stamp shards in {folder / 'stamps'} (expected part-*.parquet)")
+    ids, labels, counts = _index(files, split)
+    if not ids.size:
+        raise ValueError(f"no '{split}' stamps in {folder / 'stamps'}")
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if dup.size:
+        raise ValueError(f"stamp_id {sorted_ids[dup[0]]} appears more than once in the '{split}' shards of {folder}")
+    destination = np.empty_like(order)
+    destination[order] = np.arange(order.size)
+
+    shape = (ids.size, N_BANDS, size, size)
+    images = _allocate(shape, device)
+    start = 0
+    for path, count in zip(files, counts, strict=True):
+        file_start = start
+        for chunk_ids, chunk in _read_images(path, split, size):
+            rows = slice(start, start + len(chunk_ids))
+            if not np.array_equal(chunk_ids, ids[rows]):
+                raise ValueError(f"{path}: rows changed while loading (stamp ids differ between reads)")
+            normed = normalise(torch.from_numpy(chunk).to(device))
+            images[torch.from_numpy(destination[rows]).to(images.device)] = normed.to(images.device)
+            start = rows.stop
+        if start - file_start != count:
+            raise ValueError(f"{path}: rows changed while loading ({count} '{split}' rows, then {start - file_start})")
+    label_tensor = torch.from_numpy(labels[order].astype(np.float32)).to(device)
+    return StampStore(images=images, labels=label_tensor, stamp_ids=sorted_ids, device=device)
+
+
+def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Stamp ids, labels and per-file counts of the ``split`` rows, in file order."""
+    ids, labels, counts = [], [], []
+    for path in files:
+        schema = pq.read_schema(path)
+        missing = [c for c in READ_COLUMNS if c not in schema.names]
+        if missing:
+            raise ValueError(f"{path}: stamp shard lacks column(s) {', '.join(missing)}")
+        table = pq.read_table(path, columns=["stamp_id", "label", "split"])
+        table = table.filter(pc.equal(table["split"], split))
+        file_ids = table["stamp_id"].to_numpy().astype(np.int64)
+        file_labels = table["label"].to_numpy()
+        bad = np.flatnonzero((file_labels != 0) & (file_labels != 1))
+        if bad.size:
+            raise ValueError(f"{path}: stamp_id {file_ids[bad[0]]} has label {file_labels[bad[0]]}, expected 0 or 1")
+        ids.append(file_ids)
+        labels.append(file_labels.astype(np.int8))
+        counts.append(len(file_ids))
+    return np.concatenate(ids), np.concatenate(labels), counts
+
+
+def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(stamp ids, decoded images) of the ``split`` rows of one shard, in chunks of LOAD_CHUNK rows."""
+    reader = pq.ParquetFile(path)
+    for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=["stamp_id", "split", "image"]):
+        batch = batch.filter(pc.equal(batch.column("split"), pa.scalar(split)))
+        if not batch.num_rows:
+            continue
+        chunk_ids = batch.column("stamp_id").to_numpy().astype(np.int64)
+        expected = N_BANDS * size * size * 4
+        lengths = pc.binary_length(batch.column("image")).fill_null(0).to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(lengths != expected)
+        if wrong.size:
+            raise ValueError(
+                f"{path}: stamp_id {chunk_ids[wrong[0]]} image holds {lengths[wrong[0]]} bytes, "
+                f"expected {expected} (3 x {size} x {size} float32)"
+            )
+        images = decode_images(batch.column("image"), size)
+        finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{path}: stamp_id {chunk_ids[np.flatnonzero(~finite)[0]]} has non-finite pixels")
+        yield chunk_ids, images
+
+
+def _allocate(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An empty float32 image tensor: on the GPU if it takes <= GPU_SHARE of free memory, else pinned host."""
+    if device.type != "cuda":
+        return torch.empty(shape, dtype=torch.float32)
+    nbytes = int(np.prod(shape)) * 4
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= GPU_SHARE * free:
+        return torch.empty(shape, dtype=torch.float32, device=device)
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True)

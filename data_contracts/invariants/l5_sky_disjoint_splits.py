@@ -1,0 +1,30 @@
+"""L5 sky-disjoint splits: no host and no HEALPix region in two splits (data_contracts.lessons)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from data_contracts.findings import Finding, evidence_rows
+from data_contracts.lessons import LESSONS
+
+KEY = ["RELEASE", "BRICKID", "OBJID"]
+
+
+def check(manifest: pd.DataFrame) -> Finding:
+    """Hosts and ``healpix`` pixels whose stamps fall in more than one split."""
+    rows = []
+    for group, name in ((KEY, "host"), (["healpix"], "healpix")):
+        counts = manifest.groupby(group)["split"].agg(lambda s: sorted(set(s)))
+        for key, splits in counts[counts.map(len) > 1].items():
+            rows.append({"kind": name, "key": str(key), "splits": ",".join(splits)})
+    evidence, n = evidence_rows(rows)
+    return Finding(
+        id="L5",
+        title=LESSONS["L5"].title,
+        passed=n == 0,
+        measured=n,
+        threshold=0,
+        detail=f"{n} hosts or sky pixels span more than one split",
+        evidence=evidence,
+        n_offending=n,
+    )

@@ -1,0 +1,60 @@
+"""L9, no shortcut: a classifier on the central core pixels alone must not separate positives from
+controls beyond ``max_core_auc``, and unlensed blobs of an arc's flux must not be flagged more than
+``max_blob_rate_ratio`` times the controls' FPR at any operating threshold."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from data_contracts.findings import Finding, evidence_rows
+from data_contracts.lessons import LESSONS
+from data_contracts.thresholds import L9Thresholds
+
+LESSON = LESSONS["L9"]
+
+
+def check(
+    core_auc: float,
+    blob_flag_rates: Mapping[str, float],
+    fpr_at_thresholds: Mapping[str, float],
+    thresholds: L9Thresholds,
+    fpr_floor: float = 0.0,
+) -> Finding:
+    """Judge the probes' results, keyed by operating point name (e.g. ``completeness=0.9``).
+
+    ``fpr_floor`` is the smallest FPR the controls can show (1 / n_controls): a zero FPR is raised
+    to it, so one flagged blob out of many does not fail an otherwise perfect finder.
+    """
+    if set(blob_flag_rates) != set(fpr_at_thresholds):
+        raise ValueError(
+            f"blob rates and FPRs name different operating points: {sorted(blob_flag_rates)} "
+            f"vs {sorted(fpr_at_thresholds)}"
+        )
+    offending = []
+    if not (math.isfinite(core_auc) and core_auc <= thresholds.max_core_auc):
+        offending.append({"probe": "core", "auc": core_auc, "max_auc": thresholds.max_core_auc})
+    worst = 0.0
+    for name, rate in blob_flag_rates.items():
+        fpr = max(fpr_at_thresholds[name], fpr_floor)
+        ratio = rate / fpr if fpr > 0 else (math.inf if rate > 0 else 0.0)
+        worst = max(worst, ratio)
+        if ratio > thresholds.max_blob_rate_ratio:
+            offending.append({"probe": "blob", "operating_point": name, "blob_rate": rate, "fpr": fpr, "ratio": ratio})
+    evidence, count = evidence_rows(offending)
+    detail = "; ".join(
+        f"core AUC {row['auc']:.3f} > {row['max_auc']}"
+        if row["probe"] == "core"
+        else f"blobs flagged {row['ratio']:.2f}x the FPR at {row['operating_point']}"
+        for row in offending
+    )
+    return Finding(
+        id=LESSON.id,
+        title=LESSON.title,
+        passed=not offending,
+        measured={"core_auc": core_auc, "max_blob_rate_ratio": worst},
+        threshold={"max_core_auc": thresholds.max_core_auc, "max_blob_rate_ratio": thresholds.max_blob_rate_ratio},
+        detail=detail or "no core or blob shortcut",
+        evidence=evidence,
+        n_offending=count,
+    ).waived(thresholds.waiver)

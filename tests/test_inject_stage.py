@@ -1,0 +1,72 @@
+"""The inject stage in Spark through the runner: stamps in the shard format, controls untouched,
+positives = cutout + arc, the record the invariants read, and L3 failing a Gaussian PSF."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import spec_data
+from toy_stages import PARENT_STAGE
+
+from darkhalo.runner import StageFailed, run_generation
+from darkhalo.spec import spec_from_dict
+from darkhalo.stages import STAGES
+from darkhalo.stamps import decode_images, stamp_dataset
+from darkhalo.surveys.provider import provider_for
+
+pytestmark = pytest.mark.spark
+
+UNDER_TEST = (PARENT_STAGE, *(s for s in STAGES if s.name in ("manifest", "inject")))
+
+
+def _spec(**psf):
+    data = spec_data("embedded")
+    data["splits"] = {"nside": 128}
+    data["grid"]["theta_e_arcsec"] = [1.0, 1.5, 2.0]
+    data["stamps"] = {"size": 32}
+    data["psf"].update(psf, kernel_size_pix=31)
+    data["injection"].update(batch_size=16, shard_rows=20)
+    data["source"]["mag_prior"].update(r_min=23.0, r_max=25.5)  # arcs visible but not too bright (L7)
+    return spec_from_dict(data)
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_PARENT_ROWS", "60")
+
+
+def test_stamps_are_cutouts_plus_arcs_with_their_record(spark, small, tmp_path: Path) -> None:
+    spec = _spec()
+    run_generation(spec, tmp_path, stages=UNDER_TEST)
+    out = tmp_path / spec.generation / "inject"
+    table = stamp_dataset(out).to_table()
+    assert len(list((out / "stamps").glob("part-*.parquet"))) > 1
+    record = table.drop(["image"]).to_pandas()
+    images = decode_images(table["image"], 32)
+    manifest = pd.read_parquet(tmp_path / spec.generation / "manifest" / "manifest")
+    assert sorted(record.stamp_id) == sorted(manifest.stamp_id) and record.stamp_id.is_monotonic_increasing
+
+    hosts = manifest.set_index("stamp_id").loc[record.stamp_id].reset_index()
+    cutouts = provider_for(spec.survey, spec.seed).cutouts(hosts, 32).images
+    control = (record.label == 0).to_numpy()
+    assert np.array_equal(images[control], cutouts[control])
+    arcs = images[~control] - cutouts[~control]
+    assert (arcs.sum(axis=(2, 3)) > 0).all()
+    np.testing.assert_allclose(
+        arcs.sum(axis=(2, 3)), record.loc[~control, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]], rtol=1e-3, atol=1e-5
+    )
+    assert record.loc[~control, "arc_snr"].gt(0).all() and record.loc[control, "arc_snr"].isna().all()
+    contract = json.loads((out / "contract.json").read_text())
+    verdicts = {check["id"]: check["verdict"] for check in contract["checks"]}
+    assert verdicts == {"schema:stamps": "pass", "L3": "pass", "L7": verdicts["L7"], "L8": "pass"}
+
+
+def test_a_gaussian_injection_psf_is_stopped_by_l3(spark, small, tmp_path: Path) -> None:
+    spec = _spec(model="gaussian")
+    with pytest.raises(StageFailed) as failure:
+        run_generation(spec, tmp_path, stages=UNDER_TEST)
+    assert failure.value.stage == "inject" and [f.id for f in failure.value.findings] == ["L3"]

@@ -1,0 +1,167 @@
+"""Mock cutouts: deterministic per host, the survey PSF, and noise and PSF wings like real DR10 data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import REAL
+
+from darkhalo.lensing.psf import psf_kernels
+from darkhalo.spec import LegacySurvey, MockSurvey
+from darkhalo.surveys.mock import mock_catalog
+from darkhalo.surveys.mock_cutouts import BETA_RANGE, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.provider import Cutouts, provider_for
+from darkhalo.surveys.psfex import read_psfex
+
+SURVEY = MockSurvey(kind="mock", n_objects=20_000)
+SEED = 5
+RADII = (2.0, 3.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def hosts() -> pd.DataFrame:
+    catalog = mock_catalog(SURVEY, SEED, 0)
+    return catalog[catalog["TYPE"].isin(["DEV", "SER"])].head(24).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def stamps(hosts) -> Cutouts:
+    return provider_for(SURVEY, SEED).cutouts(hosts, 64)
+
+
+def _mad(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _ee(kernel: np.ndarray, radius: float) -> float:
+    k = kernel.shape[-1]
+    yy, xx = np.mgrid[:k, :k] - k // 2
+    inside = (xx**2 + yy**2) * PIXEL_SCALE**2 <= radius**2
+    return float(kernel[inside].sum() / kernel.sum())
+
+
+def test_stamps_have_the_interface_shapes_and_the_host_at_the_centre(stamps, hosts) -> None:
+    n = len(hosts)
+    assert stamps.images.shape == (n, 3, 64, 64) and stamps.images.dtype == np.float32
+    assert stamps.invvar.shape == (n, 3, 64, 64) and (stamps.invvar > 0).all()
+    assert stamps.psf_fwhm.shape == (n, 3) and stamps.psf_beta.shape == (n, 3)
+    assert np.allclose(stamps.psf_fwhm[:, 1], hosts["PSFSIZE_R"])
+    assert ((stamps.psf_beta >= BETA_RANGE[0]) & (stamps.psf_beta <= BETA_RANGE[1])).all()
+    stack = stamps.images.sum(axis=0)  # hosts add up, noise and neighbours average out
+    for band in range(3):
+        assert np.unravel_index(stack[band].argmax(), stack[band].shape) == (32, 32)
+
+
+def test_a_stamp_does_not_depend_on_its_batch_and_reruns_bit_identically(stamps, hosts) -> None:
+    provider = MockCutoutProvider(SURVEY, SEED)
+    alone = provider.cutouts(hosts.iloc[[7, 3]], 64)
+    assert np.array_equal(alone.images[0], stamps.images[7]) and np.array_equal(alone.images[1], stamps.images[3])
+    assert np.array_equal(alone.invvar[0], stamps.invvar[7])
+    other = MockCutoutProvider(SURVEY, SEED + 1).cutouts(hosts.iloc[[7]], 64)
+    assert not np.array_equal(other.images[0], stamps.images[7])
+
+
+def test_host_flux_lands_in_the_stamp(hosts) -> None:
+    quiet = hosts.copy()
+    for band in "GRZ":
+        quiet[f"PSFDEPTH_{band}"] = 1e12  # noise 1e-6 x the depth's: the sum is the rendered light
+    stamps = MockCutoutProvider(SURVEY, SEED).cutouts(quiet, 64)
+    ratio = stamps.images.sum(axis=(2, 3)) / hosts[["FLUX_G", "FLUX_R", "FLUX_Z"]].to_numpy()
+    assert np.all(np.abs(np.median(ratio, axis=0) - 1) < 0.05), ratio
+    assert np.all(ratio > 0.8)  # big DEV hosts lose their outer light past the stamp edge
+
+
+def test_a_point_source_is_the_survey_psf_kernel_times_its_flux(hosts) -> None:
+    star = hosts.iloc[[0]].copy()
+    star["TYPE"], star["FLUX_R"], star["PSFDEPTH_R"] = "PSF", 1e6, 1e12  # noise 1e-6 of the peak
+    stamp = MockCutoutProvider(SURVEY, SEED).cutouts(star, 64)
+    kernel = psf_kernels(
+        "survey",
+        torch.tensor(star["PSFSIZE_R"].to_numpy(np.float64)),
+        KERNEL_SIZE,
+        PIXEL_SCALE,
+        torch.tensor(stamp.psf_beta[:, 1], dtype=torch.float64),
+        "r",
+    )[0].numpy()
+    centre = stamp.images[0, 1, 32 - 31 : 32 + 32, 32 - 31 : 32 + 32]
+    assert np.allclose(centre, 1e6 * kernel, rtol=1e-4, atol=1e-2)
+
+
+def test_background_sigma_per_band_is_within_25_percent_of_real_dr10_cutouts() -> None:
+    real = [np.load(p)["cutout"] for p in sorted((REAL / "cutouts").glob("*.npz"))]
+    real_sigma = np.median([[_mad(c[..., b]) for b in range(3)] for c in real], axis=0)
+    catalog = mock_catalog(SURVEY, SEED, 0)
+    hosts = catalog[catalog["TYPE"].isin(["DEV", "SER"])].iloc[24:40]
+    mock = MockCutoutProvider(SURVEY, SEED).cutouts(hosts, 101)  # the real cutouts are 101 x 101
+    mock_sigma = np.median([[_mad(image[b]) for b in range(3)] for image in mock.images], axis=0)
+    assert np.all(np.abs(mock_sigma / real_sigma - 1) < 0.25), (mock_sigma, real_sigma)
+    # the invvar states the same noise: sigma of pure noise pixels = 1 / sqrt(invvar)
+    assert np.allclose(np.median(1 / np.sqrt(mock.invvar[:, :, 0, 0]), axis=0), mock_sigma, rtol=0.25)
+
+
+def _real_ee() -> np.ndarray:
+    models = [read_psfex(p) for p in sorted((REAL / "psf" / "psfex").glob("*.fits"))]
+    assert len(models) >= 10
+    return np.array([[_ee(m.kernel, r) for r in RADII] for m in models])
+
+
+def _mock_ee(stamps: Cutouts, model: str) -> np.ndarray:
+    ee = []
+    for j, band in enumerate("grz"):
+        kernels = psf_kernels(
+            model,
+            torch.tensor(stamps.psf_fwhm[:, j], dtype=torch.float64),
+            KERNEL_SIZE,
+            PIXEL_SCALE,
+            torch.tensor(stamps.psf_beta[:, j], dtype=torch.float64),
+            band,
+        ).numpy()
+        ee.append([[_ee(k, r) for r in RADII] for k in kernels])
+    return np.array(ee)  # (band, host, radius)
+
+
+def test_mock_psf_encircled_energy_lies_in_the_range_of_real_psfex_models(stamps) -> None:
+    """Pooled over bands and hosts (the real models are 21 CCDs of all three bands)."""
+    real = _real_ee()
+    low, high = real.min(axis=0), real.max(axis=0)
+    mock = _mock_ee(stamps, "survey").reshape(-1, len(RADII))
+    median = np.median(mock, axis=0)
+    q25, q75 = np.quantile(mock, [0.25, 0.75], axis=0)
+    assert np.all((median >= low) & (median <= high)), (median, low, high)
+    assert np.all((q75 >= low) & (q25 <= high))
+
+
+def test_a_gaussian_psf_falls_outside_the_real_range(stamps) -> None:
+    real = _real_ee()
+    median = np.median(_mock_ee(stamps, "gaussian").reshape(-1, len(RADII)), axis=0)
+    assert median[2] > real[:, 2].max()  # too little light beyond 5"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("PSFDEPTH_R", 0.0, "PSFDEPTH_R = 0.0 must be > 0"),
+        ("PSFSIZE_G", -1.0, "PSFSIZE_G = -1.0 must be > 0"),
+        ("FLUX_Z", np.nan, "FLUX_Z = nan must be finite"),
+        ("SHAPE_R", -0.5, "SHAPE_R = -0.5 must be >= 0"),
+    ],
+)
+def test_impossible_host_values_fail_naming_the_field_and_row(hosts, column: str, value: float, message: str) -> None:
+    bad = hosts.head(3).copy()
+    bad.loc[2, column] = value
+    with pytest.raises(ValueError, match=message) as info:
+        MockCutoutProvider(SURVEY, SEED).cutouts(bad, 32)
+    assert "row 2" in str(info.value) and f"OBJID={bad.loc[2, 'OBJID']}" in str(info.value)
+
+
+def test_a_missing_column_is_named(hosts) -> None:
+    with pytest.raises(ValueError, match="PSFDEPTH_G"):
+        MockCutoutProvider(SURVEY, SEED).cutouts(hosts.drop(columns="PSFDEPTH_G"), 32)
+
+
+def test_legacy_survey_without_a_cutout_folder_is_refused() -> None:
+    survey = LegacySurvey(kind="legacy", catalogs=["x.fits"])
+    with pytest.raises(ValueError, match=r"survey\.cutouts\.dir"):
+        provider_for(survey, 0)

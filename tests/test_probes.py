@@ -1,0 +1,108 @@
+"""Shortcut probes and L9: the core probe finds a planted core shortcut and not an absent one; blobs
+carry their flux through the PSF at the centre; L9 fails on each single corruption."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from darkhalo.lensing.psf import moffat_ee
+from darkhalo.metrics.probes import (
+    blob_images,
+    core_pixels,
+    core_probe_auc,
+    flag_rates,
+    psf_swap_completeness,
+)
+from data_contracts.invariants.l9_no_shortcut import check
+from data_contracts.thresholds import L9Thresholds
+
+SIZE = 32
+
+
+def _stamps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise stamps with a ring of 'arc' light at radius ~8 px on the positives (outside the core)."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0, 0.01, (2 * n, 3, SIZE, SIZE)).astype(np.float32)
+    yy, xx = np.mgrid[:SIZE, :SIZE] - SIZE // 2
+    ring = np.exp(-0.5 * ((np.hypot(xx, yy) - 8) / 1.0) ** 2).astype(np.float32)
+    images[:n] += 0.05 * ring
+    return images, np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
+
+
+def test_core_pixels_are_the_central_box_of_every_band() -> None:
+    images = np.zeros((1, 3, SIZE, SIZE), dtype=np.float32)
+    images[0, :, 14:18, 14:18] = 1
+    assert core_pixels(images, 4).shape == (1, 48) and core_pixels(images, 4).sum() == 48
+
+
+def test_the_core_probe_cannot_see_arcs_outside_the_core() -> None:
+    images, labels = _stamps(150, seed=0)
+    assert core_probe_auc(images, labels, core=8, seed=0) < 0.65
+
+
+def test_the_core_probe_finds_a_planted_core_shortcut() -> None:
+    images, labels = _stamps(150, seed=0)
+    images[labels == 1, :, 15:17, 15:17] += 0.01  # positives' cores a little brighter: one noise sigma
+    assert core_probe_auc(images, labels, core=8, seed=0) > 0.9
+
+
+def test_the_core_probe_needs_both_classes() -> None:
+    images, _ = _stamps(3, seed=1)
+    with pytest.raises(ValueError, match="at least 2 stamps of each class"):
+        core_probe_auc(images, np.r_[np.ones(5), np.zeros(1)], core=4, seed=0)
+
+
+def test_a_blob_keeps_its_flux_at_the_centre_and_spreads_like_its_psf() -> None:
+    flux = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 0.5]])
+    blobs = blob_images(flux, np.array([1.2, 1.6]), 64, 0.262, psf_model="moffat", beta=3.5, kernel_size=63)
+    np.testing.assert_allclose(blobs.sum(axis=(2, 3)), flux, rtol=2e-3)
+    assert np.unravel_index(blobs[0, 2].argmax(), (64, 64)) == (32, 32)
+    # light within 1" follows the PSF's closed-form encircled energy (the 0.1" blob barely widens it)
+    yy, xx = (np.mgrid[:64, :64] - 32) * 0.262
+    inside = np.hypot(xx, yy) <= 1.0
+    for i, fwhm in enumerate([1.2, 1.6]):
+        expected = float(moffat_ee(torch.tensor(1.0), fwhm, 3.5))
+        assert blobs[i, 1][inside].sum() / flux[i, 1] == pytest.approx(expected, abs=0.03)
+
+
+def test_flag_rates_and_the_psf_swap_use_score_at_least_threshold() -> None:
+    assert flag_rates(np.array([0.1, 0.5, 0.9, 0.5]), {"a": 0.5, "b": 1.0}) == {"a": 0.75, "b": 0.0}
+    positives = np.zeros((4, 3, 8, 8), dtype=np.float32)
+    survey = np.zeros_like(positives)
+    survey[:, 1, 4, 4] = [1, 2, 3, 4]
+    gaussian = survey / 2
+    swap = psf_swap_completeness(lambda im: im[:, 1, 4, 4], positives + survey, survey, gaussian, {"t": 2.0})
+    assert swap == {"t": {"survey": 0.75, "gaussian": 0.25, "change": -0.5}}
+
+
+LIMITS = L9Thresholds(max_core_auc=0.7, max_blob_rate_ratio=2.0)
+FPRS = {"completeness=0.9": 0.05, "fpr=0.01": 0.01}
+
+
+def test_l9_passes_an_honest_finder() -> None:
+    finding = check(0.55, {"completeness=0.9": 0.08, "fpr=0.01": 0.015}, FPRS, LIMITS)
+    assert finding.id == "L9" and finding.passed and finding.measured["max_blob_rate_ratio"] == pytest.approx(1.6)
+
+
+def test_l9_fails_a_core_shortcut_alone() -> None:
+    finding = check(0.83, {"completeness=0.9": 0.05, "fpr=0.01": 0.01}, FPRS, LIMITS)
+    assert not finding.passed and [row["probe"] for row in finding.evidence] == ["core"]
+
+
+def test_l9_fails_blobs_flagged_beyond_the_fpr_at_one_threshold() -> None:
+    finding = check(0.55, {"completeness=0.9": 0.05, "fpr=0.01": 0.03}, FPRS, LIMITS)
+    assert not finding.passed
+    assert [(row["probe"], row["operating_point"]) for row in finding.evidence] == [("blob", "fpr=0.01")]
+
+
+def test_l9_zero_fpr_uses_the_floor_and_a_nan_auc_fails() -> None:
+    fprs = {"completeness=0.7": 0.0}
+    assert check(0.5, {"completeness=0.7": 0.001}, fprs, LIMITS, fpr_floor=0.001).passed
+    assert not check(0.5, {"completeness=0.7": 0.001}, fprs, LIMITS).passed
+    assert not check(math.nan, {"completeness=0.7": 0.0}, fprs, LIMITS).passed
+    with pytest.raises(ValueError, match="different operating points"):
+        check(0.5, {"a": 0.0}, {"b": 0.0}, LIMITS)

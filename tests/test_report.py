@@ -1,0 +1,75 @@
+"""The report: a self-contained html (every image embedded), markdown with its plots, every table."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from darkhalo.metrics.report import Gallery, rgb, write_report
+from darkhalo.metrics.summary import evaluation_metrics
+from data_contracts.findings import Finding
+
+
+def _scores(n_pos: int, n_neg: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    pos = pd.DataFrame(
+        {
+            "label": 1,
+            "score": rng.normal(2, 1, n_pos),
+            "theta_e": rng.uniform(0.5, 2.0, n_pos),
+            "psfsize_r": rng.uniform(1.0, 1.6, n_pos),
+            "src_mag_r": rng.uniform(22, 25, n_pos),
+            "arc_snr": rng.lognormal(3, 1, n_pos),
+            "host_mag_r": rng.uniform(18, 21, n_pos),
+        }
+    )
+    neg = pd.DataFrame({"label": 0, "score": rng.normal(0, 1, n_neg)})
+    return pd.concat([pos, neg], ignore_index=True)
+
+
+def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -> None:
+    scores = _scores(300, 2000)
+    metrics = evaluation_metrics(
+        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=20, seed=0, survey_hosts=10**6, prevalence=1e-3
+    )
+    assert set(metrics["stratified"]) == {f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)} | {
+        "fpr=0.01"
+    }
+    assert metrics["stratified"]["fpr=0.01"]["theta_e_over_psf"]
+    stamps = np.random.default_rng(1).normal(0, 0.01, (4, 3, 16, 16)).astype(np.float32)
+    findings = [Finding("L4", "operational reporting", True, 0, 0), Finding("L9", "no shortcut", False, 0.9, 0.7)]
+    write_report(
+        tmp_path,
+        metrics,
+        scores,
+        [Gallery("top-scored controls", stamps, ["a", "b", "c", "d"])],
+        findings,
+        links=[("Data Docs", "../select/validation/index.html")],
+    )
+    page = (tmp_path / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for source in sources:
+        assert base64.b64decode(source.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "unresolved: needs ≥ 100,000 negatives (has 2,000)" in page
+    assert "<td>L9</td><td>no shortcut</td><td>FAIL</td>" in page
+    assert 'href="../select/validation/index.html"' in page
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| completeness at FPR | 0.001 | unresolved" in markdown
+    small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
+    flagged = int((small["score"] >= metrics["fpr_at_completeness"][0]["threshold"]).sum())
+    assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
+    assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
+
+
+def test_rgb_maps_z_r_g_to_red_green_blue_in_unit_range() -> None:
+    image = np.zeros((3, 4, 4), dtype=np.float32)
+    image[2, 0, 0] = 5.0  # z only -> red
+    image[0, 1, 1] = -1.0  # negative sky clips to black
+    out = rgb(image)
+    assert out.shape == (4, 4, 3) and out.min() >= 0 and out.max() <= 1
+    assert out[0, 0, 0] == 1.0 and out[0, 0, 1:].sum() == 0 and out[1, 1].sum() == 0

@@ -1,0 +1,89 @@
+"""The survey stage through the runner: Spark-written blocks, bit-identical files, schema and key findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from conftest import spec_data
+
+from darkhalo.artifacts import file_sha256
+from darkhalo.runner import run_generation
+from darkhalo.spec import spec_from_dict
+from darkhalo.stages.survey import (
+    arrow_schema,
+    catalog_paths,
+    external_inputs,
+    key_finding,
+    schema_finding,
+    write_block,
+)
+from darkhalo.surveys.columns import SWEEP_COLUMNS
+from darkhalo.surveys.mock import BLOCK_ROWS, mock_catalog
+
+N_OBJECTS = BLOCK_ROWS + 300
+
+
+def _spec(n_objects: int = N_OBJECTS):
+    data = spec_data()
+    data["survey"] = {"kind": "mock", "n_objects": n_objects}
+    return spec_from_dict(data)
+
+
+@pytest.mark.spark
+def test_the_stage_writes_the_mock_catalog_in_blocks_and_passes_its_contract(spark, tmp_path: Path) -> None:
+    spec = _spec()
+    outcomes = run_generation(spec, tmp_path, stop="survey")
+    assert [o.stage for o in outcomes] == ["survey"] and outcomes[0].rows == {"catalog": N_OBJECTS}
+    folder = tmp_path / spec.generation / "survey"
+    parts = sorted((folder / "catalog").glob("part-*.parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet"]
+    contract = json.loads((folder / "contract.json").read_text())
+    assert contract["passed"] and {c["id"] for c in contract["checks"]} == {"schema:catalog", "schema:catalog:key"}
+    # Spark workers wrote exactly what the driver computes for each block, whatever ran where
+    for block, part in enumerate(parts):
+        local = tmp_path / "local"
+        write_block(spec.survey, spec.seed, local, block)
+        assert file_sha256(part) == file_sha256(local / part.name)
+    frame = pd.read_parquet(folder / "catalog")
+    assert list(frame.columns) == list(SWEEP_COLUMNS) and len(frame) == N_OBJECTS
+    expected = mock_catalog(spec.survey, spec.seed, 1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame.iloc[BLOCK_ROWS:].reset_index(drop=True), expected, check_exact=True)
+
+
+def test_the_schema_finding_passes_the_sweep_schema_and_names_each_corruption() -> None:
+    good = arrow_schema()
+    assert schema_finding({"part-00000.parquet": good}).passed
+    missing = good.remove(good.get_field_index("PSFSIZE_R"))
+    retyped = good.set(good.get_field_index("OBJID"), pa.field("OBJID", pa.int64()))
+    extra = good.append(pa.field("KNOWN_LENS", pa.bool_()))
+    for schema, column, problem in [
+        (missing, "PSFSIZE_R", "missing"),
+        (retyped, "OBJID", "int64 != int32"),
+        (extra, "KNOWN_LENS", "unexpected"),
+    ]:
+        finding = schema_finding({"part-00000.parquet": good, "part-00001.parquet": schema})
+        assert not finding.passed and finding.n_offending == 1
+        assert finding.evidence[0] == {"part": "part-00001.parquet", "column": column, "problem": problem}
+    assert not schema_finding({}).passed  # no parts at all is no catalog
+
+
+def test_the_key_finding_fails_on_a_repeated_key() -> None:
+    assert key_finding(0, []).passed
+    repeated = key_finding(1, [{"RELEASE": 10000, "BRICKID": 5, "OBJID": 7, "count": 2}])
+    assert not repeated.passed and repeated.measured == 1 and repeated.evidence[0]["OBJID"] == 7
+
+
+def test_legacy_catalog_paths_expand_globs_and_name_a_pattern_that_matches_nothing(tmp_path: Path) -> None:
+    for name in ("sweep-b.fits", "sweep-a.fits"):
+        (tmp_path / name).write_bytes(b"")
+    assert catalog_paths([str(tmp_path / "sweep-*.fits")]) == [tmp_path / "sweep-a.fits", tmp_path / "sweep-b.fits"]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        catalog_paths([str(tmp_path / "nothing-here*.fits")])
+    data = spec_data()
+    data["survey"] = {"kind": "legacy", "catalogs": [str(tmp_path / "sweep-a.fits")]}
+    assert external_inputs(spec_from_dict(data)) == [tmp_path / "sweep-a.fits"]
+    assert external_inputs(_spec()) == []

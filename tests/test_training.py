@@ -1,0 +1,278 @@
+"""The trainer's parts on CPU: models, normalisation, the stamp store, augmentation, the loop, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stamps_factory import toy_stamps, write_shards
+
+from darkhalo.spec import TrainSpec
+from darkhalo.training.augment import augment, transform_table
+from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from darkhalo.training.loop import Selection, choose_best, epoch_metrics, fit, selection_fpr
+from darkhalo.training.model import build_model
+from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
+
+CPU = torch.device("cpu")
+SIZE = 32
+
+
+def _spec(**changes) -> TrainSpec:
+    base = {"arch": "resnet18", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 2}
+    return TrainSpec(**{**base, "precision": "fp32", **changes})
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A separable toy set: 128 train and 64 val stamps (32x32), positives with a ring."""
+    folder = tmp_path_factory.mktemp("toy")
+    images, labels = toy_stamps(192, SIZE, seed=0)
+    write_shards(folder, images, labels, ["train"] * 128 + ["val"] * 64, rows_per_shard=50)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stores(toy: Path):
+    return load_store(toy, "train", SIZE, CPU), load_store(toy, "val", SIZE, CPU)
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet18_64"])
+def test_both_archs_give_one_logit_per_64x64_stamp(arch: str) -> None:
+    model = build_model(arch).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_the_64_stem_keeps_full_resolution_and_unknown_archs_fail() -> None:
+    stem = build_model("resnet18_64")
+    assert (stem.conv1.kernel_size, stem.conv1.stride, stem.conv1.padding) == ((3, 3), (1, 1), (1, 1))
+    assert isinstance(stem.maxpool, torch.nn.Identity)
+    assert build_model("resnet18").conv1.stride == (2, 2)
+    with pytest.raises(ValueError, match="unknown arch 'resnet50'"):
+        build_model("resnet50")
+
+
+# --- normalisation and store ----------------------------------------------------------------------
+
+
+def test_normalise_gives_sky_sigma_units_per_band_and_clips() -> None:
+    gen = torch.Generator().manual_seed(0)
+    sky = torch.randn(4, 3, 64, 64, generator=gen) * torch.tensor([0.002, 0.003, 0.008]).view(1, 3, 1, 1)
+    images = sky + torch.tensor([1.0, -2.0, 5.0]).view(1, 3, 1, 1)  # per-band offsets
+    images[:, :, 32, 32] += 10.0  # a bright core, thousands of sigma
+    images[3, 1] = 0.25  # a blank band
+    out = normalise(images)
+    assert out.shape == images.shape and out.dtype == torch.float32
+    flat = out[:3].flatten(2)
+    sky_only = torch.cat([flat[:, :, : 32 * 64 + 32], flat[:, :, 32 * 64 + 33 :]], dim=2)
+    assert flat.median(dim=2).values.abs().max() < 1e-3
+    assert torch.allclose(sky_only.std(dim=2), torch.ones(3, 3), atol=0.05)
+    assert out[:, :, 32, 32].max() == CLIP
+    assert (out[3, 1] == 0).all()
+    assert torch.allclose(normalise(3.0 * images[:3] + 0.5), out[:3], atol=1e-3)  # scale and offset free
+
+
+def test_the_store_holds_one_split_sorted_by_stamp_id(tmp_path: Path) -> None:
+    images, labels = toy_stamps(30, 16, seed=1)
+    ids = np.random.default_rng(0).permutation(np.arange(100, 130))
+    splits = np.array(["train", "val", "test"])[np.arange(30) % 3]
+    write_shards(tmp_path, images, labels, splits, rows_per_shard=7, stamp_ids=ids)
+    store = load_store(tmp_path, "val", 16, CPU)
+    want = np.flatnonzero(splits == "val")
+    order = np.argsort(ids[want])
+    assert list(store.stamp_ids) == sorted(ids[want])
+    assert torch.equal(store.images, normalise(torch.from_numpy(images[want][order])))
+    assert store.labels.tolist() == labels[want][order].tolist()
+    batch_images, batch_labels = store.batch(torch.tensor([2, 0]))
+    assert torch.equal(batch_images, store.images[[2, 0]]) and torch.equal(batch_labels, store.labels[[2, 0]])
+
+
+def test_the_store_never_reads_metadata_so_leaky_columns_change_nothing(tmp_path: Path) -> None:
+    images, labels = toy_stamps(20, 16, seed=2)
+    splits = ["train"] * 20
+    write_shards(tmp_path / "plain", images, labels, splits)
+    leaky = {"theta_e": np.where(labels == 1, 1.2, np.nan), "arc_snr": labels * 50.0, "label_copy": labels}
+    write_shards(tmp_path / "leaky", images, labels, splits, extra=leaky)
+    plain = load_store(tmp_path / "plain", "train", 16, CPU)
+    with_metadata = load_store(tmp_path / "leaky", "train", 16, CPU)
+    assert torch.equal(plain.images, with_metadata.images) and torch.equal(plain.labels, with_metadata.labels)
+    assert READ_COLUMNS == ("stamp_id", "label", "split", "image")
+    assert with_metadata.model_input_columns == MODEL_INPUT_COLUMNS == ("image",)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        ("nan", r"part-00001.parquet: stamp_id 13 has non-finite pixels"),
+        ("duplicate", r"stamp_id 3 appears more than once"),
+        ("label", r"part-00000.parquet: stamp_id 4 has label 2, expected 0 or 1"),
+        ("size", r"part-00000.parquet: stamp_id 0 image holds 3072 bytes, expected 768"),
+        ("missing", r"part-00000.parquet: stamp shard lacks column\(s\) split"),
+    ],
+)
+def test_bad_shards_are_refused_naming_file_and_stamp(tmp_path: Path, corrupt: str, message: str) -> None:
+    images, labels = toy_stamps(20, 8, seed=3)
+    ids = np.arange(20)
+    if corrupt == "nan":
+        images[13, 2, 1, 1] = np.nan
+    if corrupt == "duplicate":
+        ids[17] = 3
+    if corrupt == "label":
+        labels[4] = 2
+    size = 16 if corrupt == "size" else 8
+    if corrupt == "size":
+        images, _ = toy_stamps(20, 16, seed=3)
+    paths = write_shards(tmp_path, images, labels, ["train"] * 20, rows_per_shard=10, stamp_ids=ids)
+    if corrupt == "missing":
+        import pyarrow.parquet as pq
+
+        pq.write_table(pq.read_table(paths[0]).drop_columns(["split"]), paths[0])
+    if corrupt == "size":
+        size = 8
+    with pytest.raises(ValueError, match=message):
+        load_store(tmp_path, "train", size, CPU)
+
+
+def test_a_folder_without_shards_or_without_the_split_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no stamp shards in"):
+        load_store(tmp_path, "train", 8, CPU)
+    images, labels = toy_stamps(4, 8, seed=0)
+    write_shards(tmp_path, images, labels, ["train"] * 4)
+    with pytest.raises(ValueError, match="no 'val' stamps"):
+        load_store(tmp_path, "val", 8, CPU)
+
+
+# --- augmentation ---------------------------------------------------------------------------------
+
+
+def test_augmentation_applies_exactly_the_allowed_symmetries() -> None:
+    image = torch.arange(2 * 5 * 5, dtype=torch.float32).view(1, 2, 5, 5)
+    both = transform_table(5, ["flip", "rot90"], CPU)
+    expected = [torch.rot90(image.flip(-1) if f else image, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
+    for row, want in zip(both, expected, strict=True):
+        got = image.flatten(2)[:, :, row].view_as(image)
+        assert torch.equal(got, want)
+    assert transform_table(5, ["flip"], CPU).shape[0] == 2
+    assert transform_table(5, ["rot90"], CPU).shape[0] == 4
+    assert transform_table(5, [], CPU).shape[0] == 1
+    batch = image.expand(400, -1, -1, -1)
+    out = augment(batch, both, torch.Generator().manual_seed(0))
+    seen = {next(i for i, w in enumerate(expected) if torch.equal(o[None], w)) for o in out}
+    assert seen == set(range(8))
+    again = augment(batch, both, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert augment(batch, transform_table(5, [], CPU), torch.Generator()) is batch
+
+
+# --- best epoch -----------------------------------------------------------------------------------
+
+
+def test_the_best_epoch_is_chosen_by_completeness_at_a_resolvable_fpr_not_by_auroc() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(100), np.zeros(1000)]
+    # epoch 1: high AUROC, but 20 negatives outscore every positive, so nothing is found at FPR 1 %
+    high_auroc = np.r_[rng.normal(3, 1, 100), rng.normal(0, 1, 980), np.full(20, 10.0)]
+    # epoch 2: a lower AUROC, but a clean top end
+    clean_top = np.r_[rng.normal(2.0, 1, 100), rng.normal(0, 1, 1000)]
+    selection = selection_fpr(0.01, 1000)
+    assert selection.fpr == 0.01
+    rows = [
+        {"epoch": e, "val_loss": 0.3, **epoch_metrics(s, labels, 0.01, selection)}
+        for e, s in ((1, high_auroc), (2, clean_top))
+    ]
+    assert rows[0]["val_auroc"] > rows[1]["val_auroc"]
+    assert rows[0]["select_completeness"] == 0 < rows[1]["select_completeness"]
+    assert rows[0]["val_completeness_resolved"] and rows[1]["val_completeness_resolved"]
+    epoch, why = choose_best(rows, selection)
+    assert epoch == 2 and "AUROC not used" in why and "FPR 0.01" in why
+
+
+def test_an_unresolvable_target_falls_back_to_the_lowest_resolvable_fpr_then_to_val_loss() -> None:
+    fallback = selection_fpr(1e-3, 200)
+    assert fallback.fpr == pytest.approx(0.05) and "target 0.001 needs 10000 negatives" in fallback.why
+    none = selection_fpr(1e-3, 5)
+    assert none.fpr is None
+    rows = [
+        {"epoch": 1, "val_loss": 0.5, "select_completeness": math.nan, "val_auroc": 0.99},
+        {"epoch": 2, "val_loss": 0.4, "select_completeness": math.nan, "val_auroc": 0.6},
+    ]
+    epoch, why = choose_best(rows, none)
+    assert epoch == 2 and why.startswith("lowest val loss")
+    assert choose_best(rows, Selection(0.1, "x"))[0] == 2
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def test_loss_falls_on_a_separable_toy_set(stores, tmp_path: Path) -> None:
+    train, val = stores
+    result = fit(train, val, _spec(epochs=3), seed=1, checkpoint_dir=tmp_path)
+    losses = [r["train_loss"] for r in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[-1]["val_auroc"] > 0.9
+    assert result.device == "cpu" and result.precision == "fp32"
+    assert [p.name for p in sorted(tmp_path.glob("*.pt"))] == ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]
+
+
+class Interrupted(Exception):
+    """Stands in for a kill in the middle of an epoch."""
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(stores, tmp_path: Path) -> None:
+    train, val = stores
+    spec = _spec(epochs=2, augment=["flip", "rot90"], loss="focal")
+    whole = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "whole")
+
+    def kill_in_epoch_two(done: int, total: int) -> None:
+        if done == total - 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut", on_step=kill_in_epoch_two)
+    assert [p.name for p in (tmp_path / "cut").glob("*.pt")] == ["epoch-001.pt"]
+    resumed = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut")
+    assert resumed.resumed_from == 1
+    for key in ("train_loss", "val_loss", "val_auroc", "select_completeness", "lr"):
+        assert [r[key] for r in resumed.history] == [r[key] for r in whole.history], key
+    a = load_checkpoint(tmp_path / "whole" / "epoch-002.pt")
+    b = load_checkpoint(tmp_path / "cut" / "epoch-002.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert torch.equal(a["generator"], b["generator"])
+
+    with pytest.raises(CheckpointError, match=r"made for another run \(lr: 0.001 there, 0.002 here\)"):
+        fit(train, val, spec.model_copy(update={"lr": 2e-3}), seed=3, checkpoint_dir=tmp_path / "cut")
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+class NotATensor:
+    """An arbitrary object: a checkpoint holding it needs unpickling, which is refused."""
+
+
+def test_checkpoints_load_with_weights_only_and_pickled_objects_are_refused(stores, tmp_path: Path) -> None:
+    train, val = stores
+    fit(train, val, _spec(epochs=1), seed=0, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "epoch-001.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["arch"] == "resnet18" and isinstance(state["generator"], torch.Tensor)
+    assert state["history"][0]["epoch"] == 1
+    model = load_model(tmp_path / "epoch-001.pt")
+    assert not model.training and model(train.images[:3]).shape == (3, 1)
+
+    save_checkpoint(tmp_path / "evil.pt", {**state, "extra": NotATensor()})
+    with pytest.raises(CheckpointError, match=r"evil.pt: refused, it holds pickled objects"):
+        load_checkpoint(tmp_path / "evil.pt")
+    save_checkpoint(tmp_path / "other.pt", {**state, "normalisation": "asinh"})
+    with pytest.raises(CheckpointError, match="trained with normalisation 'asinh'"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "torn.pt").write_bytes((tmp_path / "epoch-001.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"torn\.pt: cannot read checkpoint"):
+        load_checkpoint(tmp_path / "torn.pt")
