@@ -200,6 +200,12 @@ def test_bad_shapes_are_named() -> None:
     p = random_params(2)
     with pytest.raises(ValueError, match=r"ArcParams\.src_n"):
         ArcParams(**{**p.__dict__, "src_n": torch.ones(3)})
+    with pytest.raises(ValueError, match=r"ArcParams\.src_q: row 1 is 1\.5, must be in \(0, 1\]"):
+        ArcParams(**{**p.__dict__, "src_q": torch.tensor([0.5, 1.5])})
+    with pytest.raises(ValueError, match=r"ArcParams\.flux: row 0 .* must be >= 0"):
+        ArcParams(**{**p.__dict__, "flux": torch.tensor([[1.0, -2.0, 1.0], [1.0, 1.0, 1.0]])})
+    with pytest.raises(ValueError, match=r"ArcParams\.g1: row 1 is nan, must be finite"):
+        ArcParams(**{**p.__dict__, "g1": torch.tensor([0.0, float("nan")])})
     with pytest.raises(ValueError, match="psf"):
         render_arcs(p, torch.ones(2, 2, 5, 5), 16)
     with pytest.raises(ValueError, match="inside the stamp"):

@@ -18,6 +18,17 @@ from darkhalo.lensing.imaging import fft_convolve, pixel_offsets
 from darkhalo.lensing.sersic import sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.lensing.sie import sie_frame_terms, sie_scale
 
+#: What each ranged parameter must satisfy: a q or radius of 0 has no light profile, and sersic_b
+#: is solved for n in (0.2, 10]; every parameter must also be finite.
+_VALID: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
+    "theta_e": (lambda v: (v >= 0) & (v <= 100), "in [0, 100] arcsec"),
+    "lens_q": (lambda v: (v > 0) & (v <= 1), "in (0, 1]"),
+    "src_q": (lambda v: (v > 0) & (v <= 1), "in (0, 1]"),
+    "src_reff": (lambda v: (v > 0) & (v <= 100), "in (0, 100] arcsec"),
+    "src_n": (lambda v: (v > 0.2) & (v <= 10), "in (0.2, 10]"),
+    "flux": (lambda v: v >= 0, ">= 0 nanomaggies"),
+}
+
 
 @dataclass(frozen=True)
 class ArcParams:
@@ -47,6 +58,11 @@ class ArcParams:
             expected = (n, value.shape[-1]) if f.name == "flux" else (n,)
             if value.ndim != len(expected) or value.shape != expected:
                 raise ValueError(f"ArcParams.{f.name}: expected shape {expected}, got {tuple(value.shape)}")
+            valid, text = _VALID.get(f.name, (torch.isfinite, "finite"))
+            bad = ~(torch.isfinite(value) & valid(value))
+            if bool(bad.any()):
+                row = int(torch.nonzero(bad.reshape(n, -1).any(dim=1))[0])
+                raise ValueError(f"ArcParams.{f.name}: row {row} is {value[row].tolist()}, must be {text}")
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ArcParams:
         """The same rows on another device and/or dtype."""
