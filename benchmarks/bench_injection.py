@@ -97,10 +97,13 @@ def main() -> dict:
         render_arcs(*batches[0], SIZE, SCALE, SUPERSAMPLE)  # warm-up
         ours_s = sum(_best_seconds(lambda b=b: render_arcs(*b, SIZE, SCALE, SUPERSAMPLE)) for b in batches)
         peer_s = sum(_best_seconds(call) for call in peer)
+        double = [(params.to(dtype=torch.float64), psf.double()) for params, psf in batches[:1]]
+        double_s = _best_seconds(lambda: render_arcs(*double[0], SIZE, SCALE, SUPERSAMPLE))
         ours_rate, peer_rate = BATCH * BATCHES / ours_s, PEER_STAMPS / peer_s
         result = {
             "stamp": f"{SIZE}x{SIZE} grz, supersample {SUPERSAMPLE}, {KERNEL}x{KERNEL} survey PSF",
             "darkhalo_stamps_per_cpu_s": round(ours_rate, 1),
+            "darkhalo_float64_stamps_per_cpu_s": round(BATCH / double_s, 1),
             "lenstronomy_stamps_per_cpu_s": round(peer_rate, 2),
             "ratio_vs_lenstronomy": round(ours_rate / peer_rate, 1),
             "target_ratio": 30,
