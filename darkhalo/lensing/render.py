@@ -1,10 +1,11 @@
 """The batched arc renderer: SIE + shear lens, elliptical Sersic source, per-band PSF, stamp pixels.
 
 ``render_arcs`` is the one entry point of the injection physics. For each stamp it ray-traces a
-supersampled grid through the lens once, evaluates the unit-flux source there, bins to stamp
-pixels, then scales by each band's flux and convolves with that band's PSF (FFT, kernel centre
-at ``K // 2``). The lens sits at the stamp centre (pixel ``size // 2``). Same code on CPU and
-CUDA; the dtype and device follow ``params``.
+supersampled grid through the lens once (only the pixels that can hold source light, see
+``lensed_source``), evaluates the unit-flux source there, sums sub-pixels into stamp pixels, then
+scales by each band's flux and convolves with that band's PSF (FFT, kernel centre at ``K // 2``).
+The lens sits at the stamp centre (pixel ``size // 2``). Same code on CPU and CUDA; the dtype
+and device follow ``params`` (float32 is twice as fast as float64 and agrees to ~1e-5 of the flux).
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ class RenderedArcs:
     magnification: torch.Tensor
 
 
-#: Sub-pixels traced per chunk: on CPU a chunk's temporaries stay in cache (memory traffic, not
-#: arithmetic, bounds this kernel); a GPU wants big launches.
+#: Sub-pixels traced per chunk: on CPU a chunk's temporaries stay in cache; a GPU wants big launches.
 CHUNK_SUBPIXELS = {"cpu": 2**16, "cuda": 2**25}
 #: Light the renderer may leave out, as a share of the source's total flux (see ``lensed_source``).
 NEGLIGIBLE_FLUX = 1e-6
