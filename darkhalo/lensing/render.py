@@ -5,7 +5,7 @@ supersampled grid through the lens once (only the pixels that can hold source li
 ``lensed_source``), evaluates the unit-flux source there, sums sub-pixels into stamp pixels, then
 scales by each band's flux and convolves with that band's PSF (FFT, kernel centre at ``K // 2``).
 The lens sits at the stamp centre (pixel ``size // 2``). Same code on CPU and CUDA; the dtype
-and device follow ``params`` (float32 is twice as fast as float64 and agrees to ~1e-5 of the flux).
+and device follow ``params`` (float32 is twice as fast as float64 and agrees to ~1e-6 of the flux).
 """
 
 from __future__ import annotations
