@@ -83,6 +83,9 @@ class RenderedArcs:
 CHUNK_SUBPIXELS = {"cpu": 2**16, "cuda": 2**25}
 #: Light the renderer may leave out, as a share of the source's total flux (see ``lensed_source``).
 NEGLIGIBLE_FLUX = 1e-6
+#: Skipping thresholds tried per stamp: NEGLIGIBLE_FLUX x 2^-k, k < SKIP_LEVELS (the highest that
+#: keeps the skipped pixels' light bounds summed within NEGLIGIBLE_FLUX wins).
+SKIP_LEVELS = 24
 #: Pixels within this many pixels of the lens centre are always traced (the deflection is
 #: discontinuous there, so their corners say nothing about their interior).
 CENTRE_PIXELS = 2
@@ -93,10 +96,10 @@ def lensed_source(params: ArcParams, size: int, pixel_scale: float, supersample:
 
     Each of the ``supersample``^2 sub-pixels of a pixel is traced to the source plane and the
     Sersic surface brightness there times the sub-pixel area is summed into the pixel. Only pixels
-    that can hold light are traced: a pixel is skipped when the source-plane images of its corners
-    (a box, widened for safety) stay where the source is so faint that even the whole stamp at that
-    brightness would hold less than ``NEGLIGIBLE_FLUX`` of its flux. The result equals tracing
-    every sub-pixel to that precision.
+    that can hold light are traced: per stamp, pixels are skipped only while the most light they
+    could hold (bounded from the source-plane images of their corners, ``_active_pixels``) sums to
+    at most ``NEGLIGIBLE_FLUX`` of the source's flux. The result equals tracing every sub-pixel to
+    that precision.
     """
     dtype, device = params.theta_e.dtype, params.theta_e.device
     n_stamps = params.theta_e.shape[0]
@@ -125,35 +128,49 @@ def _trace_pixels(x: torch.Tensor, y: torch.Tensor, sub: torch.Tensor, coefficie
 
 
 def _active_pixels(plane: _SourcePlaneMap, size: int, pixel_scale: float, supersample: int) -> torch.Tensor:
-    """(N, size, size) True where a pixel may hold more than negligible source light.
+    """(N, size, size) True where a pixel must be traced.
 
-    Per stamp, r2_cut is the scaled source radius^2 beyond which a sub-pixel holds at most
-    ``NEGLIGIBLE_FLUX`` / (sub-pixels in the stamp). A pixel is traced when the box spanned by its
-    corners' source-plane positions, widened on each side by its own size plus one unlensed pixel,
-    comes within r2_cut of the source centre (or when it is next to the lens centre).
+    A pixel's footprint in the source plane lies inside the box spanned by its corners' images,
+    widened on each side by the box's own size plus one unlensed pixel (the lens bends smoothly
+    away from its centre). The Sersic light peaks at the source centre, so the box's nearest point
+    to it bounds every sub-pixel's light: s^2 times that is the pixel's brightest possible light.
+    Per stamp, the pixels below a threshold are skipped, the threshold the highest of
+    ``SKIP_LEVELS`` halving levels at which their bounds sum to at most ``NEGLIGIBLE_FLUX``;
+    pixels next to the lens centre (where the deflection jumps) are always traced.
     """
-    device = plane.n.device
-    corners = pixel_offsets(size + 1, pixel_scale, dtype=plane.n.dtype, device=device) - 0.5 * pixel_scale
-    log_excess = torch.log(plane.amplitude * (size * supersample) ** 2 / NEGLIGIBLE_FLUX) / plane.b_n
-    r2_cut = torch.clamp(1 + log_excess, min=0) ** (2 * plane.n)
+    device, dtype = plane.n.device, plane.n.dtype
+    corners = pixel_offsets(size + 1, pixel_scale, dtype=dtype, device=device) - 0.5 * pixel_scale
     # how far X and Y move across one pixel without the lens: a floor for the margin
     unlensed_pixel = [
         pixel_scale * (plane.p11.abs() + plane.p12.abs()),
         pixel_scale * (plane.p21.abs() + plane.p22.abs()),
     ]
+    levels = NEGLIGIBLE_FLUX * 2.0 ** -torch.arange(SKIP_LEVELS, dtype=dtype, device=device)
     active = []
     step = max(1, CHUNK_SUBPIXELS.get(device.type, CHUNK_SUBPIXELS["cuda"]) // (size + 1) ** 2)
     for start in range(0, plane.n.shape[0], step):
         rows = slice(start, start + step)
-        coords = plane.shaped(lambda t, rows=rows: _col(t[rows])).coords(corners[None, None, :], corners[None, :, None])
+        part = plane.shaped(lambda t, rows=rows: _col(t[rows]))
         nearest = []
-        for c, floor in zip(coords, unlensed_pixel, strict=True):
+        for c, floor in zip(part.coords(corners[None, None, :], corners[None, :, None]), unlensed_pixel, strict=True):
             quad = torch.stack([c[:, :-1, :-1], c[:, 1:, :-1], c[:, :-1, 1:], c[:, 1:, 1:]])
             low, high = quad.amin(dim=0), quad.amax(dim=0)
             margin = (high - low) + _col(floor[rows])
-            nearest.append(torch.clamp(torch.zeros_like(low), min=low - margin, max=high + margin))
-        active.append(nearest[0] ** 2 + nearest[1] ** 2 <= _col(r2_cut[rows]))
-    result = torch.cat(active) if active else torch.zeros(0, size, size, dtype=torch.bool, device=device)
+            nearest.append(torch.maximum(low - margin, torch.clamp(high + margin, max=0)))  # 0 if inside
+        r2 = torch.addcmul(nearest[0] * nearest[0], nearest[1], nearest[1]).clamp(min=torch.finfo(dtype).tiny)
+        bound = (supersample**2 * sersic_at_scaled_r2(r2, part.n, part.amplitude, part.b_n)).flatten(1)
+        # level k holds the pixels with bound in (levels[k+1], levels[k]] (the last also all fainter
+        # ones); light skipped at threshold levels[k] = the sum over levels >= k
+        octaves = torch.log2(NEGLIGIBLE_FLUX / bound)  # >= 0 where a pixel could be skipped at all
+        per_level = torch.zeros(bound.shape[0], SKIP_LEVELS, dtype=dtype, device=device).scatter_add_(
+            1, octaves.clamp(0, SKIP_LEVELS - 1).long(), torch.where(octaves >= 0, bound, 0.0)
+        )
+        fits = per_level.flip(1).cumsum(dim=1).flip(1) <= NEGLIGIBLE_FLUX
+        threshold = torch.where(fits.any(dim=1), levels[fits.to(torch.int8).argmax(dim=1)], 0.0)
+        active.append((bound > threshold[:, None]).reshape(-1, size, size))
+    if not active:
+        return torch.zeros(0, size, size, dtype=torch.bool, device=device)
+    result = torch.cat(active)
     centre = slice(size // 2 - CENTRE_PIXELS, size // 2 + CENTRE_PIXELS + 1)
     result[:, centre, centre] = True
     return result
