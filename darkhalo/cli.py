@@ -160,9 +160,8 @@ def survey_mock(
     import pandas as pd
 
     from darkhalo.spec import MockSurvey
-    from darkhalo.stages.survey import write_block
     from darkhalo.surveys.cutout_fits import cutout_name, write_cutout_fits
-    from darkhalo.surveys.mock import mock_catalog, n_blocks
+    from darkhalo.surveys.mock import mock_catalog, n_blocks, write_block
     from darkhalo.surveys.mock_cutouts import MockCutoutProvider
 
     survey = MockSurvey(kind="mock", n_objects=n)

@@ -179,7 +179,7 @@ class DesiLrg(_SelectionBase):
     r_minus_w1_highz: float = Field(gt=0, lt=10, description="... or r - W1 > this (high-z extension)")
     r_snr_min: float = Field(0.0, ge=0, description="FLUX_R sqrt(FLUX_IVAR_R) > this")
     z_snr_min: float = Field(0.0, ge=0)
-    w1_snr_min: float = Field(4.0, ge=0)
+    w1_snr_min: float = Field(4.0, ge=0, description="SV-era default; desitarget's main survey uses 0 (ivar > 0)")
     maskbits_veto: tuple[Annotated[int, Field(ge=0, le=31)], ...] = Field(
         (1, 12, 13), description="MASKBITS bits that must be unset (bright star, galaxy, cluster)"
     )

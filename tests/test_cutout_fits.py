@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from darkhalo.spec import LegacySurvey
 from darkhalo.surveys.cutout_fits import (
@@ -96,3 +98,18 @@ def test_the_folder_provider_serves_the_central_stamp_of_each_host(tmp_path: Pat
         provider_for(survey, 0).cutouts(hosts, 64)
     with pytest.raises(CutoutFileError, match=r"10000_7_3\.fits"):
         provider_for(survey, 0).cutouts(pd.DataFrame({"RELEASE": [10000], "BRICKID": [7], "OBJID": [3]}), 16)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    order=st.permutations("grz"),
+    side=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_any_band_order_reads_back_as_grz(tmp_path_factory, order: list[str], side: int, seed: int) -> None:
+    image = _cube(seed, (3, side, side))
+    path = tmp_path_factory.mktemp("fits") / "c.fits"
+    planes = ["grz".index(b) for b in order]
+    _write_raw(path, image[planes], "".join(order), np.abs(image[planes]))
+    cut = read_cutout_fits(path)
+    assert np.array_equal(cut.image, image) and np.array_equal(cut.invvar, np.abs(image))

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.table import Table
-from conftest import REAL
+from conftest import REAL, spec_data
 from scipy.spatial import cKDTree
 
-from darkhalo.spec import MockSurvey
+from darkhalo.spec import MockSurvey, SpecError, spec_from_dict
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.mock import BLOCK_ROWS, brick_of, mock_catalog, n_blocks
 
@@ -138,3 +138,18 @@ def test_extinction_is_a_smooth_field_and_transmission_follows_it(catalog) -> No
     sky = catalog[["RA", "DEC"]].to_numpy()
     _, nearest = cKDTree(sky).query(sky, k=2)  # smooth: nearest neighbours differ far less than the field varies
     assert np.median(np.abs(ebv - ebv[nearest[:, 1]])) < 0.1 * ebv.std()
+
+
+@pytest.mark.parametrize(
+    ("survey", "field"),
+    [
+        ({"kind": "mock", "n_objects": -5}, "survey.n_objects"),
+        ({"kind": "mock", "n_objects": 0}, "survey.n_objects"),
+        ({"kind": "mock", "dec_range": [10, 5]}, "survey.dec_range"),
+    ],
+)
+def test_impossible_mock_parameters_fail_naming_the_field(survey: dict, field: str) -> None:
+    data = spec_data()
+    data["survey"] = survey
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        spec_from_dict(data)

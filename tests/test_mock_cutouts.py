@@ -9,11 +9,18 @@ import torch
 from conftest import REAL
 
 from darkhalo.lensing.psf import psf_kernels
+from darkhalo.lensing.psfex import read_psfex
 from darkhalo.spec import LegacySurvey, MockSurvey
 from darkhalo.surveys.mock import mock_catalog
-from darkhalo.surveys.mock_cutouts import BETA_RANGE, KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.mock_cutouts import (
+    BETA_RANGE,
+    HOST_COLUMNS,
+    KERNEL_SIZE,
+    PIXEL_SCALE,
+    SKY_MAG,
+    MockCutoutProvider,
+)
 from darkhalo.surveys.provider import Cutouts, provider_for
-from darkhalo.surveys.psfex import read_psfex
 
 SURVEY = MockSurvey(kind="mock", n_objects=20_000)
 SEED = 5
@@ -75,7 +82,7 @@ def test_host_flux_lands_in_the_stamp(hosts) -> None:
 
 def test_a_point_source_is_the_survey_psf_kernel_times_its_flux(hosts) -> None:
     star = hosts.iloc[[0]].copy()
-    star["TYPE"], star["FLUX_R"], star["PSFDEPTH_R"] = "PSF", 1e6, 1e12  # noise 1e-6 of the peak
+    star["SERSIC"], star["FLUX_R"], star["PSFDEPTH_R"] = 0.0, 1e6, 1e12  # SERSIC 0: a point source
     stamp = MockCutoutProvider(SURVEY, SEED).cutouts(star, 64)
     kernel = psf_kernels(
         "survey",
@@ -102,9 +109,11 @@ def test_background_sigma_per_band_is_within_25_percent_of_real_dr10_cutouts() -
 
 
 def _real_ee() -> np.ndarray:
+    """EE of each real PSFEx model's constant term (the polynomial at its origin), on the stamp grid."""
     models = [read_psfex(p) for p in sorted((REAL / "psf" / "psfex").glob("*.fits"))]
     assert len(models) >= 10
-    return np.array([[_ee(m.kernel, r) for r in RADII] for m in models])
+    kernels = [m.kernel(*m.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64).numpy() for m in models]
+    return np.array([[_ee(k, r) for r in RADII] for k in kernels])
 
 
 def _mock_ee(stamps: Cutouts, model: str) -> np.ndarray:
@@ -156,6 +165,23 @@ def test_impossible_host_values_fail_naming_the_field_and_row(hosts, column: str
     assert "row 2" in str(info.value) and f"OBJID={bad.loc[2, 'OBJID']}" in str(info.value)
 
 
+def test_the_interface_columns_are_enough(stamps, hosts) -> None:
+    """The manifest carries host columns but not TYPE: SERSIC alone sets the profile."""
+    minimal = hosts[[*HOST_COLUMNS, "RA", "DEC"]]
+    assert "TYPE" not in minimal and "MW_TRANSMISSION_R" not in minimal
+    again = MockCutoutProvider(SURVEY, SEED).cutouts(minimal, 64)
+    assert np.array_equal(again.invvar, stamps.invvar)
+    centre = np.s_[:, :, 28:37, 28:37]  # the host, where neighbours (unreddened here) hardly reach
+    assert np.allclose(again.images[centre], stamps.images[centre], rtol=0.01, atol=1e-3)
+
+
+def test_a_negative_key_is_named(hosts) -> None:
+    bad = hosts.head(2).copy()
+    bad.loc[1, "OBJID"] = -3
+    with pytest.raises(ValueError, match="row 1: OBJID = -3 must be >= 0"):
+        MockCutoutProvider(SURVEY, SEED).cutouts(bad, 32)
+
+
 def test_a_missing_column_is_named(hosts) -> None:
     with pytest.raises(ValueError, match="PSFDEPTH_G"):
         MockCutoutProvider(SURVEY, SEED).cutouts(hosts.drop(columns="PSFDEPTH_G"), 32)
@@ -165,3 +191,39 @@ def test_legacy_survey_without_a_cutout_folder_is_refused() -> None:
     survey = LegacySurvey(kind="legacy", catalogs=["x.fits"])
     with pytest.raises(ValueError, match=r"survey\.cutouts\.dir"):
         provider_for(survey, 0)
+
+
+def test_neighbours_come_at_the_catalog_density(hosts) -> None:
+    """A dense sky (~0.015 objects per arcsec^2) puts light around the hosts; the default sky hardly any."""
+    quiet = hosts.head(8).copy()
+    for band in "GRZ":
+        quiet[f"PSFDEPTH_{band}"] = 1e12
+    dense = MockSurvey(kind="mock", n_objects=2000, ra_range=(150.0, 150.1), dec_range=(0.0, 0.1))
+    outer = np.ones((64, 64), bool)
+    outer[16:48, 16:48] = False  # away from the host
+    light = {
+        name: MockCutoutProvider(survey, SEED).cutouts(quiet, 64).images[:, 1][:, outer].sum(axis=1)
+        for name, survey in (("dense", dense), ("sparse", SURVEY))
+    }
+    assert np.median(light["dense"]) > 3 * np.median(light["sparse"])
+    assert np.mean(light["dense"] > light["sparse"]) >= 0.75
+
+
+def test_bright_host_cores_carry_their_own_photon_noise(hosts) -> None:
+    """Noise = sigma_sky sqrt(1 + m / f_sky): above the sky's in a bright core, the sky's far out."""
+    provider = MockCutoutProvider(SURVEY, SEED)
+    bright = hosts.copy()
+    bright["FLUX_R"] *= 20  # r ~ 17.5: cores brighter than the sky per pixel
+    quiet = bright.copy()
+    quiet["PSFDEPTH_R"] = 1e12  # same draws, noise ~1e-6 of the real one: the noiseless model
+    model = provider.cutouts(quiet, 64).images[:, 1].astype(np.float64)
+    noisy = provider.cutouts(bright, 64)
+    sigma = 1 / np.sqrt(noisy.invvar[:, 1].astype(np.float64))
+    sky = 10 ** ((22.5 - SKY_MAG["r"]) / 2.5) * PIXEL_SCALE**2
+    residual = noisy.images[:, 1] - model
+    core = model > sky  # source photons at least double the variance here
+    assert core.sum() > 100
+    assert np.std(residual[core] / sigma[core]) > 1.3
+    assert abs(np.std(residual[core] / (sigma * np.sqrt(1 + model / sky))[core]) - 1) < 0.1
+    far = model < 0.01 * sky
+    assert abs(np.std(residual[far] / sigma[far]) - 1) < 0.05

@@ -150,3 +150,55 @@ def test_desi_numbers_default_per_variant_and_a_spec_value_overrides_them() -> N
     data["selection"] = {"variant": "desi_lrg_south", "zfiber_mag": 21.0}
     with pytest.raises(SpecError, match=r"unknown key 'zfiber_mag'.*did you mean 'zfiber_mag_max'"):
         spec_from_dict(data)
+
+
+def _mag_flux(mag: float) -> float:
+    return 10 ** (-0.4 * (mag - 22.5))
+
+
+#: One change to an LRG that passes desi_lrg_south, and whether it must still pass (desitarget's rules).
+DESI_EDGES = {
+    "unchanged": ({}, True),
+    "gaia_no_match": ({"GAIA_PHOT_G_MEAN_MAG": 0.0}, True),
+    "gaia_18": ({"GAIA_PHOT_G_MEAN_MAG": 18.0}, False),
+    "gaia_17.9": ({"GAIA_PHOT_G_MEAN_MAG": 17.9}, False),
+    "gaia_18.1": ({"GAIA_PHOT_G_MEAN_MAG": 18.1}, True),
+    "maskbit_1": ({"MASKBITS": 1 << 1}, False),
+    "maskbit_12": ({"MASKBITS": 1 << 12}, False),
+    "maskbit_13": ({"MASKBITS": 1 << 13}, False),
+    "maskbit_5_not_vetoed": ({"MASKBITS": 1 << 5}, True),
+    "nobs_g_0": ({"NOBS_G": 0}, False),
+    "nobs_z_0": ({"NOBS_Z": 0}, False),
+    "g_negative_counts_as_red": ({"FLUX_G": -0.5}, True),
+    "g_zero_counts_as_red": ({"FLUX_G": 0.0}, True),
+    "zfiber_zero": ({"FIBERFLUX_Z": 0.0}, False),
+    "r_ivar_zero": ({"FLUX_IVAR_R": 0.0}, False),
+    "w1_snr_just_below_4": ({"w1_snr": 4 * (1 - 1e-4)}, False),
+    "w1_snr_just_above_4": ({"w1_snr": 4 * (1 + 1e-4)}, True),
+    "zfibertot_17.4": ({"zfibertot_mag": 17.4}, False),
+}
+
+
+def test_desi_quality_edges_follow_desitarget_in_sql_and_pandas(spark, synthetic) -> None:
+    selection = SELECTIONS["desi_south"]
+    inside = synthetic[cuts_mask(synthetic, selection.model_dump())]
+    base = inside[(inside["GAIA_PHOT_G_MEAN_MAG"] == 0) & (inside["MASKBITS"] == 0)].iloc[0]
+    rows = []
+    for index, (changes, _) in enumerate(DESI_EDGES.values()):
+        row = base.copy()
+        row["OBJID"] = index
+        for column, value in changes.items():
+            if column == "w1_snr":
+                row["FLUX_IVAR_W1"] = (value / float(row["FLUX_W1"])) ** 2
+            elif column == "zfibertot_mag":
+                row["FIBERTOTFLUX_Z"] = _mag_flux(value) * float(row["MW_TRANSMISSION_Z"])
+            else:
+                row[column] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows).astype({c: (object if d == "str" else d) for c, d in SWEEP_COLUMNS.items()})
+    expected = {name for name, (_, kept) in DESI_EDGES.items() if kept}
+    names = list(DESI_EDGES)
+    by_pandas = {names[i] for i in np.flatnonzero(cuts_mask(frame, selection.model_dump()))}
+    by_sql = {names[key[2]] for key in _sql_keys(spark, frame, selection)}
+    assert by_pandas == expected
+    assert by_sql == expected

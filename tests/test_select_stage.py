@@ -9,15 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from catalogs import synthetic_catalog, write_catalog
-from conftest import spec_data
+from conftest import REAL, spec_data
 from rich.console import Console
 
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import V3ColorRelaxed, spec_from_dict
 from darkhalo.stages import STAGES, Stage, StageContext
-from darkhalo.stages.select import read_catalog_parts, run
+from darkhalo.stages.select import catalog_parts, read_catalog_parts, reconciliation, run
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import BUNDLED, load_known_lenses
+from darkhalo.surveys.legacy import ingest_catalogs
 from data_contracts.parent_sample import cuts_mask
 
 pytestmark = pytest.mark.spark
@@ -64,8 +65,8 @@ def test_a_clean_catalog_is_selected_with_validation_docs_and_contract(tmp_path:
     catalog = synthetic_catalog(N, seed=5)
     ctx = _context(tmp_path, catalog)
     result = run(ctx)
-    assert [f.verdict for f in result.findings] == ["pass", "pass"]
-    assert [f.id for f in result.findings] == ["edge:survey_catalog", "schema:parent_sample"]
+    assert [f.verdict for f in result.findings] == ["pass", "pass", "pass"]
+    assert [f.id for f in result.findings] == ["edge:survey_catalog", "select:reconciliation", "schema:parent_sample"]
     parent = _parent(ctx)
     expected = catalog[cuts_mask(catalog, ctx.spec.selection.model_dump())]
     assert sorted(parent["OBJID"]) == sorted(expected["OBJID"])
@@ -87,7 +88,7 @@ def test_each_bad_row_kind_is_quarantined_with_only_its_own_reason(tmp_path: Pat
     catalog.loc[29, ["BRICKID", "OBJID"]] = catalog.loc[31, ["BRICKID", "OBJID"]].to_numpy()  # a repeated key
     ctx = _context(tmp_path, catalog, quarantine_bad_rows=True)
     result = run(ctx)
-    assert [f.verdict for f in result.findings] == ["pass", "pass"]
+    assert [f.verdict for f in result.findings] == ["pass", "pass", "pass"]
     quarantine = pd.read_parquet(ctx.out / "quarantine.parquet")
     reasons = dict(zip(quarantine["OBJID"], quarantine["REASON"], strict=True))
     expected = {int(catalog.at[row, "OBJID"]): reason for row, _, _, reason in CORRUPTIONS.values()}
@@ -154,7 +155,7 @@ def test_a_spec_csv_of_known_lenses_is_used_instead_of_the_bundled_one(tmp_path:
 def test_catalog_parts_keep_their_file_and_row(tmp_path: Path) -> None:
     catalog = synthetic_catalog(10, seed=1)
     write_catalog(catalog, tmp_path, parts=2)
-    frame, origin = read_catalog_parts(tmp_path)
+    frame, origin = read_catalog_parts(catalog_parts(tmp_path))
     assert origin["file"].tolist() == ["part-00000.parquet"] * 5 + ["part-00001.parquet"] * 5
     assert origin["row"].tolist() == [0, 1, 2, 3, 4] * 2
     pd.testing.assert_frame_equal(frame[list(KEY)], catalog[list(KEY)])
@@ -186,3 +187,35 @@ def test_the_runner_keeps_a_failed_edge_validation_aside(tmp_path: Path, monkeyp
         run_generation(spec, tmp_path, stages=SURVEY_AND_SELECT, console=Console(quiet=True))
     assert not (tmp_path / spec.generation / "select").exists()
     assert (caught.value.kept / "validation" / "data_docs" / "index.html").is_file()
+
+
+def test_reconciliation_fails_when_a_row_is_unaccounted_for() -> None:
+    assert reconciliation(100, 30, 60, 10).passed
+    lost = reconciliation(100, 30, 59, 10)
+    assert not lost.passed and (lost.measured, lost.threshold) == (99, 100)
+    assert not reconciliation(100, 30, 80, -10).passed
+
+
+def test_an_empty_selection_writes_one_empty_part_with_the_full_schema(tmp_path: Path) -> None:
+    ctx = _context(tmp_path, synthetic_catalog(N, seed=12), z_mag_max=11.0)
+    result = run(ctx)
+    assert result.rows["parent_sample"] == 0 and all(f.passed for f in result.findings)
+    (part,) = (ctx.out / "parent_sample").glob("part-*.parquet")
+    empty = pd.read_parquet(part)
+    assert len(empty) == 0 and list(empty.columns) == [*SWEEP_COLUMNS, "KNOWN_LENS", "KNOWN_LENS_NAME"]
+
+
+@pytest.mark.parametrize("variant", ["v3_color_relaxed", "desi_lrg_north"])
+def test_a_real_dr9_tractor_file_goes_through_ingest_and_select(tmp_path: Path, variant: str) -> None:
+    run_dir = tmp_path / "run"
+    ingest_catalogs([REAL / "catalogs" / "tractor-1054p567.fits"], run_dir / "survey" / "catalog")
+    data = spec_data()
+    data["selection"] = {"variant": variant}
+    spec = spec_from_dict(data)
+    (run_dir / ".select.tmp").mkdir()
+    ctx = StageContext(spec, run_dir, run_dir / ".select.tmp", run_dir / ".scratch", Console(quiet=True))
+    result = run(ctx)
+    assert all(f.passed for f in result.findings)
+    catalog = pd.read_parquet(run_dir / "survey" / "catalog")
+    expected = int(cuts_mask(catalog, spec.selection.model_dump()).sum())
+    assert result.measured["input"] == 1 and result.measured["selected"] == expected

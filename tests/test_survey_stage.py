@@ -8,14 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import spec_data
+from conftest import REAL, spec_data
 
 from darkhalo.artifacts import file_sha256
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages.survey import (
     arrow_schema,
-    catalog_paths,
     external_inputs,
     key_finding,
     schema_finding,
@@ -77,13 +76,18 @@ def test_the_key_finding_fails_on_a_repeated_key() -> None:
     assert not repeated.passed and repeated.measured == 1 and repeated.evidence[0]["OBJID"] == 7
 
 
-def test_legacy_catalog_paths_expand_globs_and_name_a_pattern_that_matches_nothing(tmp_path: Path) -> None:
-    for name in ("sweep-b.fits", "sweep-a.fits"):
-        (tmp_path / name).write_bytes(b"")
-    assert catalog_paths([str(tmp_path / "sweep-*.fits")]) == [tmp_path / "sweep-a.fits", tmp_path / "sweep-b.fits"]
-    with pytest.raises(FileNotFoundError, match="nothing-here"):
-        catalog_paths([str(tmp_path / "nothing-here*.fits")])
+@pytest.mark.spark
+def test_the_legacy_branch_ingests_real_files_and_records_them_as_inputs(spark, tmp_path: Path) -> None:
     data = spec_data()
-    data["survey"] = {"kind": "legacy", "catalogs": [str(tmp_path / "sweep-a.fits")]}
-    assert external_inputs(spec_from_dict(data)) == [tmp_path / "sweep-a.fits"]
+    data["survey"] = {"kind": "legacy", "catalogs": [str(REAL / "catalogs" / "tractor-1054p*.fits")]}
+    spec = spec_from_dict(data)
+    assert external_inputs(spec) == [REAL / "catalogs" / "tractor-1054p567.fits"]
     assert external_inputs(_spec()) == []
+    outcomes = run_generation(spec, tmp_path, stop="survey")
+    assert outcomes[0].rows == {"catalog": 1}
+    folder = tmp_path / spec.generation / "survey"
+    assert json.loads((folder / "contract.json").read_text())["passed"]
+    lineage = json.loads((folder / "lineage.json").read_text())
+    assert list(lineage["external_inputs"]) == [str(REAL / "catalogs" / "tractor-1054p567.fits")]
+    row = pd.read_parquet(folder / "catalog").iloc[0]
+    assert (row["BRICKNAME"], row["TYPE"], int(row["OBJID"])) == ("1054p567", "REX", 2657)

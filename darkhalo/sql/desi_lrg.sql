@@ -16,7 +16,8 @@ WITH mags AS (
         22.5 - 2.5 * LOG10(GREATEST(FIBERTOTFLUX_Z / MW_TRANSMISSION_Z, 1e-7D)) AS _zfibertot
     FROM catalog
     -- quality (notinLRG_mask): positive flux and S/N, observed in g, r and z, outside bright-star,
-    -- large-galaxy and globular-cluster masks
+    -- large-galaxy and globular-cluster masks. The default W1 S/N > 4 is the SV-era cut; the main
+    -- survey asks only W1 ivar > 0 (w1_snr_min: 0).
     WHERE FLUX_R > 0 AND FLUX_Z > 0 AND FLUX_W1 > 0 AND FIBERFLUX_Z > 0
       AND FLUX_R * SQRT(FLUX_IVAR_R) > :r_snr_min
       AND FLUX_Z * SQRT(FLUX_IVAR_Z) > :z_snr_min

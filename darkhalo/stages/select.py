@@ -16,9 +16,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from darkhalo.artifacts import atomic_file
 from darkhalo.stages.base import StageContext, StageResult
@@ -26,11 +29,10 @@ from darkhalo.stages.catalog_checks import EdgeReport, validate_catalog
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import flag_known_lenses, known_lens_path, load_known_lenses
 from data_contracts import parent_sample
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.types import StructType
 
     from darkhalo.spec import GenerationSpec, SelectionSpec
 
@@ -43,6 +45,7 @@ SQL_FILES = {
 VIEW = "catalog"
 PART_ROWS = 1_000_000
 EDGE_ID = "edge:survey_catalog"
+RECONCILIATION_ID = "select:reconciliation"
 #: Offending rows named in a failed edge validation's title.
 NAMED_ROWS = 5
 
@@ -84,7 +87,8 @@ def select_rows(spark: SparkSession, catalog: DataFrame, selection: SelectionSpe
 def run(ctx: StageContext) -> StageResult:
     """Validate the survey catalog, select the parent sample, flag known lenses, check the contract."""
     selection = ctx.spec.selection
-    catalog, origin = read_catalog_parts(ctx.input("survey") / "catalog")
+    parts = catalog_parts(ctx.input("survey") / "catalog")
+    catalog, origin = read_catalog_parts(parts)
     n_input = len(catalog)
     edge = validate_catalog(catalog, ctx.out / "validation")
     edge_finding, bad = _edge_finding(edge, origin, catalog, selection.quarantine_bad_rows)
@@ -92,38 +96,67 @@ def run(ctx: StageContext) -> StageResult:
     if not edge_finding.passed:
         return StageResult(rows={"catalog": n_input}, findings=[edge_finding], measured=measured)
 
-    n_quarantined = len(bad)
-    if n_quarantined:
+    if bad:
         quarantine = catalog.loc[bad].assign(
             SOURCE_FILE=origin.loc[bad, "file"].to_numpy(),
             SOURCE_ROW=origin.loc[bad, "row"].to_numpy(),
             REASON=["; ".join(edge.row_reasons[i]) for i in bad],
         )
         _write_parquet(quarantine, ctx.out / "quarantine.parquet")
-        catalog = catalog.drop(index=bad)
 
     spark = ctx.spark()
-    clean = spark.createDataFrame(catalog[list(SWEEP_COLUMNS)], schema=spark_schema())
+    clean = clean_catalog(spark, parts, catalog.loc[bad, list(KEY)])
+    n_clean = clean.count()
     selected = select_rows(spark, clean, selection).toPandas()
     selected = _with_known_lenses(selected, known_lens_path(selection.known_lenses), selection.known_lens_radius_arcsec)
     _write_parts(selected, ctx.out / "parent_sample")
 
-    n_selected = len(selected)
-    measured |= {
-        "quarantined": n_quarantined,
-        "rejected_by_cuts": len(catalog) - n_selected,
-        "selected": n_selected,
-        "known_lenses_flagged": int(selected["KNOWN_LENS"].sum()),
+    counts = {
+        "input": n_input,
+        "selected": len(selected),
+        "rejected_by_cuts": n_clean - len(selected),
+        "quarantined": len(bad),
     }
-    contract = parent_sample.check(selected, selection.model_dump())
-    rows = {"catalog": n_input, "quarantine": n_quarantined, "parent_sample": n_selected}
-    return StageResult(rows=rows, findings=[edge_finding, contract], measured=measured)
+    measured |= counts | {"known_lenses_flagged": int(selected["KNOWN_LENS"].sum())}
+    balance = reconciliation(n_input, len(selected), n_clean - len(selected), len(bad))
+    findings = [edge_finding, balance, parent_sample.check(selected, selection.model_dump())]
+    rows = {"catalog": n_input, "quarantine": len(bad), "parent_sample": len(selected)}
+    return StageResult(rows=rows, findings=findings, measured=measured)
 
 
-def spark_schema() -> StructType:
-    """The Spark schema of the sweep columns (so that even an empty catalog keeps its types)."""
-    from pyspark.sql import types as T
+def reconciliation(input_rows: int, selected: int, rejected_by_cuts: int, quarantined: int) -> Finding:
+    """Every input row is accounted for: input = selected + rejected_by_cuts + quarantined.
 
+    ``input_rows`` and ``quarantined`` are counted by the edge validation (pandas), the others by Spark.
+    """
+    total = selected + rejected_by_cuts + quarantined
+    return Finding(
+        RECONCILIATION_ID,
+        "catalog rows reconciled: input = selected + rejected_by_cuts + quarantined",
+        passed=total == input_rows and min(selected, rejected_by_cuts, quarantined) >= 0,
+        measured=total,
+        threshold=input_rows,
+        detail=f"{selected} selected + {rejected_by_cuts} rejected by cuts + {quarantined} quarantined",
+    )
+
+
+def clean_catalog(spark: SparkSession, parts: list[Path], quarantined: pd.DataFrame) -> DataFrame:
+    """The catalog parts read by Spark (in parallel), less every row whose key is quarantined.
+
+    A quarantined key is never shared with a clean row (a repeated key quarantines all its rows), so
+    dropping by key (null-safe) drops exactly the quarantined rows.
+    """
+    catalog = spark.read.parquet(*[str(p) for p in parts]).select(*SWEEP_COLUMNS)
+    if quarantined.empty:
+        return catalog
+    key_schema = T.StructType([f for f in spark_schema().fields if f.name in KEY])
+    keys = spark.createDataFrame(quarantined[list(KEY)], schema=key_schema)
+    same_key = [catalog[k].eqNullSafe(keys[k]) for k in KEY]
+    return catalog.join(F.broadcast(keys), on=same_key, how="left_anti")
+
+
+def spark_schema() -> T.StructType:
+    """The Spark schema of the sweep columns (pandas frames handed to Spark keep their types)."""
     spark_types = {
         "int16": T.ShortType(),
         "int32": T.IntegerType(),
@@ -134,16 +167,22 @@ def spark_schema() -> StructType:
     return T.StructType([T.StructField(name, spark_types[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
 
 
-def read_catalog_parts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The catalog's parquet parts as one frame (RangeIndex) and, per row, its source file and row."""
+def catalog_parts(folder: Path) -> list[Path]:
+    """The survey catalog's parquet parts, in order."""
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"{folder}: no part-*.parquet files (run the survey stage)")
+    return parts
+
+
+def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The catalog parts as one frame (RangeIndex) and, per row, its source file and row in it."""
     frames = [pq.read_table(p).to_pandas() for p in parts]
+    lengths = [len(f) for f in frames]
     origin = pd.DataFrame(
         {
-            "file": [p.name for p, f in zip(parts, frames, strict=True) for _ in range(len(f))],
-            "row": [i for f in frames for i in range(len(f))],
+            "file": np.repeat(np.array([p.name for p in parts], dtype=object), lengths),
+            "row": np.concatenate([np.arange(n) for n in lengths]),
         }
     )
     return pd.concat(frames, ignore_index=True), origin
@@ -154,22 +193,22 @@ def _edge_finding(
 ) -> tuple[Finding, list[int]]:
     """The edge validation as a finding, and the row positions to quarantine (when allowed)."""
     bad = sorted(edge.row_reasons)
-    rows = [
+    n = len(bad)
+    evidence = tuple(
         {
             "file": origin.at[i, "file"],
             "row": int(origin.at[i, "row"]),
             "key": {k: int(catalog.at[i, k]) for k in KEY if pd.notna(catalog.at[i, k])},
             "failed": edge.row_reasons[i],
         }
-        for i in bad
-    ]
-    evidence, n = evidence_rows(rows)
+        for i in bad[:MAX_EVIDENCE_ROWS]
+    )
     detail = "Great Expectations suite 'sweep_catalog'; result and Data Docs in validation/"
     if edge.table_problems:
         title = f"survey catalog unusable: {'; '.join(edge.table_problems)}"
         return Finding(EDGE_ID, title, False, len(edge.table_problems), 0, detail, evidence, n), bad
     if bad and not quarantine:
-        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in rows[:NAMED_ROWS])
+        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in evidence[:NAMED_ROWS])
         title = f"survey catalog has {n} bad rows (quarantine_bad_rows is off); first: {named}"
         return Finding(EDGE_ID, title, False, n, 0, detail, evidence, n), bad
     title = f"survey catalog passed edge validation ({n} rows quarantined)"

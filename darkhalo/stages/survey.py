@@ -12,57 +12,28 @@ Findings: the columns and dtypes of every part against SWEEP_COLUMNS, and a uniq
 
 from __future__ import annotations
 
-import glob
-import io
 from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from darkhalo.artifacts import atomic_file
 from darkhalo.spec import GenerationSpec, MockSurvey
 from darkhalo.stages.base import StageContext, StageResult
-from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
-from darkhalo.surveys.mock import mock_catalog, n_blocks
+from darkhalo.surveys.columns import KEY
+from darkhalo.surveys.mock import arrow_schema, n_blocks, write_block
 from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding, evidence_rows
 
 CATALOG = "catalog"
-ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "float64": pa.float64()} | {
-    f"int{bits}": getattr(pa, f"int{bits}")() for bits in (16, 32, 64)
-}
 
 
 def external_inputs(spec: GenerationSpec) -> list[Path]:
     """The real catalog files a legacy survey reads (none for the mock)."""
-    return [] if isinstance(spec.survey, MockSurvey) else catalog_paths(spec.survey.catalogs)
+    if isinstance(spec.survey, MockSurvey):
+        return []
+    from darkhalo.surveys.legacy import catalog_paths
 
-
-def catalog_paths(patterns: list[str]) -> list[Path]:
-    """Expand paths and globs, in order; a pattern that matches nothing is an error naming it."""
-    paths: list[Path] = []
-    for pattern in patterns:
-        matched = sorted(glob.glob(pattern))
-        if not matched:
-            raise FileNotFoundError(f"survey.catalogs: {pattern!r} matches no file")
-        paths.extend(Path(p) for p in matched)
-    return paths
-
-
-def write_block(survey: MockSurvey, seed: int, folder: Path, block: int) -> int:
-    """Write one mock block as ``part-<block>.parquet`` (atomically); returns its row count."""
-    frame = mock_catalog(survey, seed, block)
-    table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    with atomic_file(folder / f"part-{block:05d}.parquet", "wb") as handle:
-        handle.write(buffer.getvalue())
-    return len(frame)
-
-
-def arrow_schema() -> pa.Schema:
-    """The Arrow schema of SWEEP_COLUMNS."""
-    return pa.schema([(name, ARROW_TYPES[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
+    return catalog_paths(spec.survey.catalogs)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -76,8 +47,8 @@ def run(ctx: StageContext) -> StageResult:
         task = partial(write_block, survey, ctx.spec.seed, folder)
         counts = spark.sparkContext.parallelize(range(blocks), blocks).map(task).collect()
         rows = sum(counts)
-    else:
-        from darkhalo.surveys.legacy import ingest_catalogs
+    else:  # imported here: astropy stays out of the Spark workers that write mock blocks
+        from darkhalo.surveys.legacy import catalog_paths, ingest_catalogs
 
         rows = sum(ingest_catalogs(catalog_paths(survey.catalogs), folder).values())
     parts = sorted(folder.glob("part-*.parquet"))

@@ -48,12 +48,15 @@ def catalog_paths(patterns: list[str]) -> list[Path]:
 def ingest_catalogs(paths: list[Path], out: Path) -> dict[str, int]:
     """Convert each catalog to ``out/part-NNNNN.parquet`` (sweep columns); rows written per input path.
 
-    Every file is read and checked before the first part is written, so a bad file leaves no parts.
+    Every file's columns are checked before the first part is written, so a file lacking a column
+    leaves no parts; files are then converted one at a time (one sweep in memory at once).
     """
-    frames = [read_catalog(Path(p)) for p in paths]
+    for path in paths:
+        check_columns(Path(path))
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    for index, (path, frame) in enumerate(zip(paths, frames, strict=True)):
+    for index, path in enumerate(paths):
+        frame = read_catalog(Path(path))
         table = pa.Table.from_pandas(frame, preserve_index=False)
         with atomic_file(out / f"part-{index:05d}.parquet", "wb") as handle:
             pq.write_table(table, handle)
@@ -61,26 +64,46 @@ def ingest_catalogs(paths: list[Path], out: Path) -> dict[str, int]:
     return counts
 
 
-def read_catalog(path: Path) -> pd.DataFrame:
-    """One sweep/tractor FITS or sweep-column parquet file as a frame of exactly ``SWEEP_COLUMNS``."""
+def _is_parquet(path: Path) -> bool:
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith(".parquet"):
-        return _read_parquet(path)
+        return True
     if suffixes.endswith((".fits", ".fits.gz", ".fit")):
-        return _read_fits(path)
+        return False
     raise CatalogError(f"{path}: not a catalog (expected .fits, .fits.gz or .parquet)")
 
 
-def _read_fits(path: Path) -> pd.DataFrame:
+def check_columns(path: Path) -> None:
+    """Refuse a catalog lacking a needed column (or, for parquet, with a wrong dtype) from its header."""
+    if _is_parquet(path):
+        _parquet_schema(path)
+        return
+    with _fits_table(path) as hdus:
+        _require(path, {name.upper() for name in _bintable(path, hdus).columns.names})
+
+
+def read_catalog(path: Path) -> pd.DataFrame:
+    """One sweep/tractor FITS or sweep-column parquet file as a frame of exactly ``SWEEP_COLUMNS``."""
+    return _read_parquet(path) if _is_parquet(path) else _read_fits(path)
+
+
+def _fits_table(path: Path) -> fits.HDUList:
     try:
-        hdus = fits.open(path, memmap=True)
+        return fits.open(path, memmap=True)
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path}: cannot read as FITS ({exc})") from exc
-    with hdus:
-        table = next((h for h in hdus if isinstance(h, fits.BinTableHDU)), None)
-        if table is None:
-            raise CatalogError(f"{path}: no binary table HDU")
-        data = table.data
+
+
+def _bintable(path: Path, hdus: fits.HDUList) -> fits.BinTableHDU:
+    table = next((h for h in hdus if isinstance(h, fits.BinTableHDU)), None)
+    if table is None:
+        raise CatalogError(f"{path}: no binary table HDU")
+    return table
+
+
+def _read_fits(path: Path) -> pd.DataFrame:
+    with _fits_table(path) as hdus:
+        data = _bintable(path, hdus).data
         by_upper = {name.upper(): name for name in data.columns.names}
         _require(path, set(by_upper))
         if "BRICK_PRIMARY" in by_upper:  # a tractor file: keep what a sweep keeps
@@ -126,7 +149,8 @@ def _native(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarray
     return cast
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _parquet_schema(path: Path) -> pa.Schema:
+    """A parquet file's schema, refused unless it has the sweep columns with their dtypes."""
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -146,6 +170,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             problems.append(f"{name} is {found}, expected {dtype}")
     if problems:
         raise CatalogError(f"{path}: not a sweep-column parquet file: {'; '.join(problems)}")
+    return schema
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    schema = _parquet_schema(path)
     present = [c for c in SWEEP_COLUMNS if c in schema.names]
     frame = pq.read_table(path, columns=present).to_pandas()
     for name in OPTIONAL_DEFAULTS:

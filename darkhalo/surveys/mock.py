@@ -15,18 +15,24 @@ Bricks follow a plain version of the Legacy Surveys scheme: rows 0.25 deg tall c
 multiples of 0.25 deg in Dec, each split into round(360 cos(dec_centre) / 0.25) equal RA columns;
 BRICKID counts bricks from the south pole (1-based) and BRICKNAME is '%04d' of RA_centre x 10
 (truncated), 'p' or 'm', '%03d' of |Dec_centre| x 10 (truncated), as in '1054p567'.
-OBJID is the row's index in the whole catalog, so (RELEASE, BRICKID, OBJID) is unique.
+OBJID is the row's index in the whole catalog, so (RELEASE, BRICKID, OBJID) is unique. FITBITS is
+0 (no forced or frozen fits); MASKBITS sets BRIGHT and MEDIUM around a few bright stars.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
+from darkhalo.artifacts import atomic_file
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.columns import SWEEP_COLUMNS
 
@@ -62,6 +68,10 @@ MASK_MEDIUM = 1 << 11
 FIBER_RADIUS = 0.75
 FIBER_SEEING_SIGMA = 1.0 / 2.3548
 
+ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "float64": pa.float64()} | {
+    f"int{bits}": getattr(pa, f"int{bits}")() for bits in (16, 32, 64)
+}
+
 _BRICK_ROWS = 721  # 0.25 deg rows centred on Dec -90, -89.75, ..., +90
 _ROW_CENTRES = -90 + np.arange(_BRICK_ROWS) * 0.25
 _ROW_COLUMNS = np.maximum(1, np.round(360 * np.cos(np.radians(_ROW_CENTRES)) / 0.25)).astype(np.int64)
@@ -71,6 +81,22 @@ _ROW_OFFSETS = np.concatenate([[0], np.cumsum(_ROW_COLUMNS)[:-1]])
 def n_blocks(survey: MockSurvey) -> int:
     """Number of row blocks of the survey's catalog."""
     return math.ceil(survey.n_objects / BLOCK_ROWS)
+
+
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema of SWEEP_COLUMNS (strings as UTF-8)."""
+    return pa.schema([(name, ARROW_TYPES[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
+
+
+def write_block(survey: MockSurvey, seed: int, folder: Path, block: int) -> int:
+    """Write one mock block as ``part-<block>.parquet`` (atomically); returns its row count."""
+    frame = mock_catalog(survey, seed, block)
+    table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    with atomic_file(folder / f"part-{block:05d}.parquet", "wb") as handle:
+        handle.write(buffer.getvalue())
+    return len(frame)
 
 
 def brick_of(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

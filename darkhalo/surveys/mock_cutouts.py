@@ -2,20 +2,25 @@
 
 Image formation, per host and band (float64 throughout, float32 out):
 
-- Sources are pixel-integrated: each Sersic (from SHAPE_R, SHAPE_E1/E2 and SERSIC or the TYPE's
-  index) is sampled on a ``supersample``-times finer grid and binned; a point source (TYPE PSF)
-  lands in one pixel. Neighbours are drawn from the mock's own population at the catalog's
-  density, on a canvas padded by half a PSF kernel so that light from just outside reaches in.
+- Sources: the host's Sersic (SHAPE_R, SHAPE_E1/E2 and SERSIC, which the sweeps set for every
+  TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV) is sampled ``supersample`` x ``supersample`` per
+  pixel over the stamp and binned, its steep core integrated analytically (``_integrate_core``);
+  a point source (SERSIC 0) lands in its pixel. Neighbours are drawn from the mock's own
+  population at the catalog's density (dimmed by the host's MW_TRANSMISSION when the rows carry
+  it) at pixel centres of a canvas padded by half a PSF kernel, so light from just outside the
+  stamp reaches in; they are sampled once per pixel with the same core integration.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + outer wings) with FWHM = the
-  host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the real DECam PSFEx
-  models' encircled energies need that range). Like a PSFEx model and PSFSIZE, it is the
-  effective (pixel-convolved) PSF sampled at pixel centres, so the pixel-integrated sources are
-  convolved with it directly (FFT, zero padded); only off-centre point sources pick up an extra
-  pixel-box blur, < 2 % of the FWHM at 1.3".
+  host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the range the real
+  DECam PSFEx models' encircled energies at 2", 3", 5" call for). Like a PSFEx model and PSFSIZE,
+  it is the effective (pixel-convolved) PSF sampled at pixel centres, so the pixel-integrated
+  light is convolved with it directly (FFT, zero padded).
 - Noise: PSFDEPTH is the inverse variance of a PSF-weighted flux, 1 / (sigma^2 NEA), with the
   noise-equivalent area NEA = 1 / sum(p_i^2) (pixels) of the unit-sum pixel PSF p. So each pixel
-  gets independent Gaussian noise sigma = 1 / sqrt(PSFDEPTH x NEA) and invvar = 1 / sigma^2
-  (sky-limited: the sources' own photon noise is left out).
+  has sky noise sigma = 1 / sqrt(PSFDEPTH x NEA), and invvar = 1 / sigma^2 (like the coadd invvar
+  of the cutout service, the sky alone). The sources' own photon noise is added too: with a sky of
+  f_sky nanomaggies per pixel (SKY_MAG, dark DECam sky), sigma^2 = f_sky / g for g electrons per
+  nanomaggy, so light m (nanomaggies) in a pixel adds variance m / g = m sigma^2 / f_sky. A pixel's
+  noise is Gaussian with sigma^2 (1 + m / f_sky).
 
 Every random draw of a host (beta, neighbours, noise) comes from an RNG seeded by (seed, RELEASE,
 BRICKID, OBJID), so a stamp does not depend on which other hosts share its batch.
@@ -41,19 +46,19 @@ PIXEL_SCALE = 0.262  # arcsec / pixel
 BETA_RANGE = (2.5, 3.2)
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
 SUPERSAMPLE = 3  # odd, so a sub-pixel sits on each pixel centre
+#: Dark-sky surface brightness (AB mag / arcsec^2) of DECam in g, r, z: sets the source photon noise.
+SKY_MAG = {"g": 22.04, "r": 20.91, "z": 18.46}
 CHUNK = 32  # hosts rendered together
 CORE_RINGS = 4  # sub-pixel rings around a Sersic centre integrated analytically
 MIN_REFF = 0.02  # arcsec: smaller half-light radii are rendered at this size
-SERSIC_N = {"REX": 1.0, "EXP": 1.0, "DEV": 4.0}
 
 HOST_COLUMNS = (
     *KEY,
-    "TYPE",
     "SHAPE_R",
     "SHAPE_E1",
     "SHAPE_E2",
     "SERSIC",
-    *(f"{prefix}_{b.upper()}" for prefix in ("FLUX", "MW_TRANSMISSION", "PSFSIZE", "PSFDEPTH") for b in BANDS),
+    *(f"{prefix}_{b.upper()}" for prefix in ("FLUX", "PSFSIZE", "PSFDEPTH") for b in BANDS),
 )
 
 
@@ -75,21 +80,21 @@ class MockCutoutProvider:
         if size < 1:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
         check_hosts(hosts)
-        parts = [self._render(hosts.iloc[i : i + CHUNK], size) for i in range(0, len(hosts), CHUNK)]
+        parts = [self._render_chunk(hosts.iloc[i : i + CHUNK], size) for i in range(0, len(hosts), CHUNK)]
         if not parts:
             stamps, per_band = np.zeros((0, 3, size, size), np.float32), np.zeros((0, 3), np.float32)
             return Cutouts(stamps, stamps.copy(), per_band, per_band.copy())
         return Cutouts(*(np.concatenate([getattr(p, f) for p in parts]) for f in Cutouts.__dataclass_fields__))
 
-    def _render(self, hosts: pd.DataFrame, size: int) -> Cutouts:
-        """Stamps of one chunk of hosts (memory grows with the chunk: ~100 MB for 32 hosts at 64 pixels)."""
+    def _render_chunk(self, hosts: pd.DataFrame, size: int) -> Cutouts:
+        """Stamps of one chunk of hosts (memory grows with the chunk: ~50 MB for 32 hosts at 64 pixels)."""
         n = len(hosts)
-        pad = KERNEL_SIZE // 2
+        pad = _fast_pad(size)
         canvas = size + 2 * pad
         draws = [self._draws(hosts.iloc[i], canvas, size) for i in range(n)]
         beta = np.array([d["beta"] for d in draws]).reshape(n, 3)
         fwhm = np.stack([hosts[f"PSFSIZE_{b.upper()}"].to_numpy(np.float64) for b in BANDS], axis=1)
-        scene = self._scene(hosts, draws, canvas)  # (N, 3, canvas, canvas) before the PSF
+        scene = self._scene(hosts, draws, canvas, size)  # (N, 3, canvas, canvas) before the PSF
         images = np.empty((n, 3, size, size), dtype=np.float32)
         invvar = np.empty_like(images)
         for j, band in enumerate(BANDS):
@@ -101,7 +106,9 @@ class MockCutoutProvider:
             depth = torch.from_numpy(hosts[f"PSFDEPTH_{band.upper()}"].to_numpy(np.float64))
             sigma = 1 / torch.sqrt(depth * nea)
             noise = torch.from_numpy(np.stack([d["noise"][j] for d in draws]))
-            images[:, j] = (blurred + sigma[:, None, None] * noise).numpy()
+            sky = 10 ** ((22.5 - SKY_MAG[band]) / 2.5) * PIXEL_SCALE**2  # nanomaggies per pixel
+            spread = sigma[:, None, None] * torch.sqrt(1 + blurred.clamp(min=0) / sky)
+            images[:, j] = (blurred + spread * noise).numpy()
             invvar[:, j] = (1 / sigma**2)[:, None, None].expand(n, size, size).numpy()
         return Cutouts(images, invvar, fwhm.astype(np.float32), beta.astype(np.float32))
 
@@ -112,23 +119,27 @@ class MockCutoutProvider:
         beta = rng.uniform(*BETA_RANGE, 3)
         half = canvas * PIXEL_SCALE / 2
         k = int(rng.poisson(self.density * (2 * half) ** 2))
-        step = PIXEL_SCALE / self.supersample
-        xy = np.round(rng.uniform(-half, half, (k, 2)) / step) * step  # on sub-pixel centres
+        xy = np.round(rng.uniform(-half, half, (k, 2)) / PIXEL_SCALE) * PIXEL_SCALE  # on pixel centres
         population = draw_population(rng, k)
         noise = rng.standard_normal((3, size, size))
         return {"beta": beta, "xy": xy, "population": population, "noise": noise}
 
-    def _scene(self, hosts: pd.DataFrame, draws: list[dict], canvas: int) -> torch.Tensor:
+    def _scene(self, hosts: pd.DataFrame, draws: list[dict], canvas: int, size: int) -> torch.Tensor:
         """Pixel-integrated light of hosts and neighbours (N, 3, canvas, canvas) in nanomaggies."""
         n = len(hosts)
         slots = 1 + max((len(d["xy"]) for d in draws), default=0)
         params = np.zeros((n, slots, 9))  # x, y, flux g, r, z, r_eff, sersic n (0 = point), e1, e2
         params[:, :, 5:7] = 1.0
-        transmission = np.stack([hosts[f"MW_TRANSMISSION_{b.upper()}"].to_numpy(np.float64) for b in BANDS], axis=1)
+        transmission = np.stack(
+            [
+                hosts.get(f"MW_TRANSMISSION_{b.upper()}", pd.Series(1.0, hosts.index)).to_numpy(np.float64)
+                for b in BANDS
+            ],
+            axis=1,
+        )
         for j, band in enumerate(BANDS):
             params[:, 0, 2 + j] = np.clip(hosts[f"FLUX_{band.upper()}"].to_numpy(np.float64), 0, None)
         params[:, 0, 5:9] = _shapes(
-            hosts["TYPE"].to_numpy(),
             hosts["SHAPE_R"].to_numpy(np.float64),
             hosts["SERSIC"].to_numpy(np.float64),
             hosts["SHAPE_E1"].to_numpy(np.float64),
@@ -141,35 +152,42 @@ class MockCutoutProvider:
             params[i, 1 : 1 + k, 0:2] = d["xy"]
             for j, band in enumerate(BANDS):
                 params[i, 1 : 1 + k, 2 + j] = pop[f"flux_{band.upper()}"] * transmission[i, j]
-            params[i, 1 : 1 + k, 5:9] = _shapes(
-                pop["TYPE"], pop["SHAPE_R"], pop["SERSIC"], pop["SHAPE_E1"], pop["SHAPE_E2"]
-            )
+            params[i, 1 : 1 + k, 5:9] = _shapes(pop["SHAPE_R"], pop["SERSIC"], pop["SHAPE_E1"], pop["SHAPE_E2"])
         p = torch.from_numpy(params)
-        s = self.supersample
-        x, y = pixel_grid(canvas, PIXEL_SCALE, s, dtype=torch.float64)
         scene = torch.zeros(n, 3, canvas, canvas, dtype=torch.float64)
-        for m in range(slots):
-            col = p[:, m]
-            point = col[:, 6] == 0
-            sersic_n = torch.where(point, 1.0, col[:, 6])
-            q, phi = ellipticity_to_q_phi(col[:, 7], col[:, 8])
-            sb = sersic_sb(
-                x - col[:, 0, None, None],
-                y - col[:, 1, None, None],
-                torch.ones(n, 1, 1, dtype=torch.float64),
-                col[:, 5, None, None],
-                sersic_n[:, None, None],
-                q[:, None, None],
-                phi[:, None, None],
-            )
-            sub = _integrate_core(sb * (PIXEL_SCALE / s) ** 2, col[:, 0], col[:, 1], col[:, 5], sersic_n, s)
-            profile = bin_pixels(sub, s)
-            delta = torch.zeros_like(profile)
-            ix, iy = (canvas // 2 + torch.round(col[:, :2] / PIXEL_SCALE)).long().clamp(0, canvas - 1).unbind(1)
-            delta[torch.arange(n), iy, ix] = 1.0
-            profile = torch.where(point[:, None, None], delta, profile)
-            scene += col[:, 2:5, None, None] * profile[:, None]
+        pad = (canvas - size) // 2
+        host = _profiles(p[:, 0], size, self.supersample)  # supersampled, on the stamp
+        scene[:, :, pad : pad + size, pad : pad + size] += p[:, 0, 2:5, None, None] * host[:, None]
+        for m in range(1, slots):  # neighbours: pixel-sampled on the whole canvas
+            scene += p[:, m, 2:5, None, None] * _profiles(p[:, m], canvas, 1)[:, None]
         return scene
+
+
+def _profiles(objects: torch.Tensor, side: int, s: int) -> torch.Tensor:
+    """Unit-flux, pixel-integrated profiles (N, side, side) of objects (N, 9) sampled s x s per pixel.
+
+    Object centres must lie on sub-pixel centres; a point source (n = 0) lands in its pixel.
+    """
+    n = len(objects)
+    x, y = pixel_grid(side, PIXEL_SCALE, s, dtype=torch.float64)
+    point = objects[:, 6] == 0
+    sersic_n = torch.where(point, 1.0, objects[:, 6])
+    q, phi = ellipticity_to_q_phi(objects[:, 7], objects[:, 8])
+    sb = sersic_sb(
+        x - objects[:, 0, None, None],
+        y - objects[:, 1, None, None],
+        torch.ones(n, 1, 1, dtype=torch.float64),
+        objects[:, 5, None, None],
+        sersic_n[:, None, None],
+        q[:, None, None],
+        phi[:, None, None],
+    )
+    sub = _integrate_core(sb * (PIXEL_SCALE / s) ** 2, objects[:, 0], objects[:, 1], objects[:, 5], sersic_n, s)
+    profile = bin_pixels(sub, s)
+    delta = torch.zeros_like(profile)
+    ix, iy = (side // 2 + torch.round(objects[:, :2] / PIXEL_SCALE)).long().clamp(0, side - 1).unbind(1)
+    delta[torch.arange(n), iy, ix] = 1.0
+    return torch.where(point[:, None, None], delta, profile)
 
 
 def _integrate_core(
@@ -182,32 +200,49 @@ def _integrate_core(
     analytic flux between the equal-area radii of its inner and outer edges, L(R) = P(2n, b (R/r_eff)^(1/n)),
     keeping the sampled shape within the ring; total flux is then right to ~5 % down to r_eff = 0.1".
     """
+    k = CORE_RINGS
     step = PIXEL_SCALE / s
     side = sub.shape[-1]
-    index = torch.arange(side)
-    ci = (side // 2 + torch.round(y0 / step)).long()
-    cj = (side // 2 + torch.round(x0 / step)).long()
-    ring = torch.maximum(
-        (index[None, :, None] - ci[:, None, None]).abs(), (index[None, None, :] - cj[:, None, None]).abs()
-    )
+    centre = (side // s // 2) * s + s // 2  # the sub-pixel on the centre of pixel side // 2
+    padded = torch.nn.functional.pad(sub, (k, k, k, k))
+    offsets = torch.arange(-k, k + 1)
+    rows = (centre + torch.round(y0 / step)).long().clamp(0, side - 1)[:, None] + k + offsets
+    cols = (centre + torch.round(x0 / step)).long().clamp(0, side - 1)[:, None] + k + offsets
+    at = (torch.arange(len(sub))[:, None, None], rows[:, :, None], cols[:, None, :])
+    window = padded[at]
+    ring = torch.maximum(offsets.abs()[:, None], offsets.abs()[None, :])
     b = sersic_b(n)
     enclosed = torch.zeros_like(n)
-    for k in range(CORE_RINGS + 1):
-        radius = (2 * k + 1) * step / math.sqrt(math.pi)
+    for ring_k in range(k + 1):
+        radius = (2 * ring_k + 1) * step / math.sqrt(math.pi)
         outer = torch.special.gammainc(2 * n, b * (radius / r_eff) ** (1 / n))
-        inside = ring == k
-        sampled = (sub * inside).sum(dim=(-2, -1))
+        inside = ring == ring_k
+        sampled = (window * inside).sum(dim=(-2, -1))
         scale = (outer - enclosed) / sampled.clamp(min=1e-300)
-        sub = torch.where(inside, sub * scale[:, None, None], sub)
+        window = torch.where(inside, window * scale[:, None, None], window)
         enclosed = outer
-    return sub
+    padded[at] = window
+    return padded[:, k : k + side, k : k + side]
 
 
-def _shapes(types: np.ndarray, r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-    """(r_eff, n, e1, e2) per object; n = 0 marks a point source."""
-    n = np.array([SERSIC_N.get(t, 0.0) for t in types])
-    ser = types == "SER"
-    n[ser] = np.clip(sersic[ser], 0.5, 6.0)
+def _fast_pad(size: int) -> int:
+    """Canvas margin (pixels) >= half a kernel such that the FFT length canvas + KERNEL_SIZE - 1 is 5-smooth."""
+    pad = KERNEL_SIZE // 2
+    while not _smooth(size + 2 * pad + KERNEL_SIZE - 1):
+        pad += 1
+    return pad
+
+
+def _smooth(n: int) -> bool:
+    for factor in (2, 3, 5):
+        while n % factor == 0:
+            n //= factor
+    return n == 1
+
+
+def _shapes(r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """(r_eff, n, e1, e2) per object; n = 0 (SERSIC <= 0) marks a point source."""
+    n = np.where(sersic <= 0, 0.0, np.clip(sersic, 0.5, 6.0))
     return np.stack([np.maximum(r_eff, MIN_REFF), n, e1, e2], axis=1)
 
 
@@ -216,9 +251,13 @@ def check_hosts(hosts: pd.DataFrame) -> None:
     missing = [c for c in HOST_COLUMNS if c not in hosts.columns]
     if missing:
         raise ValueError(f"hosts lack the column(s) {', '.join(missing)}")
-    positive = [c for c in HOST_COLUMNS if c.startswith(("PSFSIZE", "PSFDEPTH", "MW_TRANSMISSION"))]
+    for column in KEY:  # the key seeds the host's random draws
+        negative = np.flatnonzero(hosts[column].to_numpy() < 0)
+        if len(negative):
+            raise ValueError(f"hosts row {negative[0]}: {column} = {hosts[column].iloc[negative[0]]} must be >= 0")
+    positive = [c for c in HOST_COLUMNS if c.startswith(("PSFSIZE", "PSFDEPTH"))]
     for column in HOST_COLUMNS:
-        if column in (*KEY, "TYPE"):
+        if column in KEY:
             continue
         values = hosts[column].to_numpy(np.float64)
         bad = ~np.isfinite(values) | ((values <= 0) if column in positive else np.zeros(len(values), bool))
