@@ -193,7 +193,7 @@ POINT_HEADER = [
     "negatives flagged",
 ]
 FINDING_HEADER = ["id", "title", "verdict", "measured", "threshold", "detail"]
-BUDGET_HEADER = ["operating point", "expected true", "expected false", "purity"]
+BUDGET_HEADER = ["operating point", "expected true", "expected false (95 % high)", "purity (95 % low)"]
 
 
 def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
@@ -202,7 +202,12 @@ def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
 
 def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
     return [
-        [name, f"{b['expected_true']:.1f}", f"{b['expected_false']:.1f}", f"{b['purity']:.3f}"]
+        [
+            name,
+            f"{b['expected_true']:.1f}",
+            f"{b['expected_false']:.1f} ({b['expected_false_high']:.1f})",
+            f"{b['purity']:.3f} ({b['purity_low']:.3f})",
+        ]
         for name, b in metrics.get("inspection_budget", {}).items()
     ]
 
