@@ -223,7 +223,8 @@ def _probe_table(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[
         s = swap.get(name)
         swapped = "—" if s is None else f"{s['survey']:.3f} → {s['gaussian']:.3f} ({s['change']:+.3f})"
         rows.append([name, f"{fpr:.3g}", f"{probes['blob_flag_rates'][name]:.3g}", swapped])
-    title = f"Shortcut probes (core-pixel AUC {probes['core_auc']:.3f})"
+    ring = probes.get("ring_auc", float("nan"))
+    title = f"Shortcut probes (core-pixel AUC {probes['core_auc']:.3f}, ring AUC {ring:.3f})"
     return {title: (["operating point", "control FPR", "blob flag rate", "completeness: survey → Gaussian PSF"], rows)}
 
 

@@ -26,7 +26,7 @@ import torch
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
-from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness
+from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness, ring_probe_auc
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics, resolved_points
 from darkhalo.spec import GenerationSpec
@@ -213,11 +213,18 @@ def evaluate(
         points = dict(resolved_points(metrics))
         thresholds = {name: p["threshold"] for name, p in points.items()}
         limits = spec.invariants.L9
-        core_auc = core_probe_auc(images, scores["label"].to_numpy(), limits.core_size_pix, spec.seed)
+        labels = scores["label"].to_numpy()
+        core_auc = core_probe_auc(images, labels, limits.core_size_pix, spec.seed)
+        ring_auc = ring_probe_auc(images, labels, limits.core_size_pix, spec.seed)
         rates, blobs, blob_scores = blob_probe(spec, meta, images, score, thresholds)
         fprs = {name: p["fpr"] for name, p in points.items()}
-        findings.append(l9_no_shortcut.check(core_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"]))
-        metrics["probes"] = {"core_auc": core_auc, "blob_flag_rates": rates, "fpr_at_thresholds": fprs}
+        findings.append(l9_no_shortcut.check(core_auc, ring_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"]))
+        metrics["probes"] = {
+            "core_auc": core_auc,
+            "ring_auc": ring_auc,
+            "blob_flag_rates": rates,
+            "fpr_at_thresholds": fprs,
+        }
         if manifest is not None:
             metrics["probes"]["psf_swap"] = psf_swap(spec, manifest, meta, images, score, thresholds)
     write_json(out / "metrics.json", metrics)
