@@ -99,6 +99,13 @@ def test_l9_accepts_core_light_when_the_ring_carries_at_least_as_much_class_sign
     assert not check(0.93, 0.85, rates, FPRS, LIMITS).passed
 
 
+def test_l9_judges_a_blob_rate_by_its_lower_bound_when_the_count_is_known() -> None:
+    fprs = {"completeness=0.99": 0.23}
+    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS).passed
+    assert check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=99).passed  # 49 of 99: noise
+    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=10_000).passed
+
+
 def test_ring_pixels_surround_the_core_without_it() -> None:
     images = np.zeros((1, 3, 32, 32))
     images[0, :, 12:20, 12:20] = 1.0  # the 8x8 core

@@ -70,7 +70,7 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
     flagged = int((small["score"] >= metrics["fpr_at_completeness"][0]["threshold"]).sum())
     assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
-    assert "## Shortcut probes (core-pixel AUC 0.512)" in markdown
+    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC" in markdown
     assert "| completeness=0.9 | 0.1 | 0.15 | 0.800 → 0.900 (+0.100) |" in markdown
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
 

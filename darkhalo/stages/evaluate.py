@@ -171,15 +171,14 @@ def _galleries(scores: pd.DataFrame, images: np.ndarray, blobs: np.ndarray | Non
     return galleries
 
 
-def _data_docs_links(run_dir: Path) -> list[tuple[str, str]]:
-    """The select stage's Great Expectations Data Docs (its top index.html), relative to evaluate/."""
+def _report_links(run_dir: Path) -> list[tuple[str, str]]:
+    """Links from the report (relative to evaluate/): the select stage's Great Expectations Data
+    Docs (its top index.html) and the generation's audit (every invariant, written after evaluate)."""
     docs = run_dir / "select" / "validation"
     pages = sorted(docs.rglob("index.html"), key=lambda p: (len(p.parts), p)) if docs.is_dir() else []
-    return (
-        [("Great Expectations Data Docs (select)", f"../select/validation/{pages[0].relative_to(docs)}")]
-        if pages
-        else []
-    )
+    title = "Great Expectations Data Docs (select)"
+    links = [(title, f"../select/validation/{page.relative_to(docs)}") for page in pages[:1]]
+    return [*links, ("Audit: every invariant of this generation", "../audit/audit.md")]
 
 
 def evaluate(
@@ -218,7 +217,11 @@ def evaluate(
         ring_auc = ring_probe_auc(images, labels, limits.core_size_pix, spec.seed)
         rates, blobs, blob_scores = blob_probe(spec, meta, images, score, thresholds)
         fprs = {name: p["fpr"] for name, p in points.items()}
-        findings.append(l9_no_shortcut.check(core_auc, ring_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"]))
+        findings.append(
+            l9_no_shortcut.check(
+                core_auc, ring_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"], n_blobs=len(blobs)
+            )
+        )
         metrics["probes"] = {
             "core_auc": core_auc,
             "ring_auc": ring_auc,
@@ -237,7 +240,7 @@ def evaluate(
         scores,
         _galleries(scores, images, blobs, blob_scores),
         findings,
-        _data_docs_links(run_dir),
+        _report_links(run_dir),
         title=f"darkhalo evaluation: {spec.generation}",
     )
     n_pos = int((scores["label"] == 1).sum())

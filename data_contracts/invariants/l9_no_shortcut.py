@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from scipy import stats
+
 from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L9Thresholds
@@ -24,11 +26,14 @@ def check(
     fpr_at_thresholds: Mapping[str, float],
     thresholds: L9Thresholds,
     fpr_floor: float = 0.0,
+    n_blobs: int | None = None,
 ) -> Finding:
     """Judge the probes' results, keyed by operating point name (e.g. ``completeness=0.9``).
 
     ``fpr_floor`` is the smallest FPR the controls can show (1 / n_controls): a zero FPR is raised
-    to it, so one flagged blob out of many does not fail an otherwise perfect finder.
+    to it, so one flagged blob out of many does not fail an otherwise perfect finder. With
+    ``n_blobs`` given, a blob rate fails only when its one-sided 95 % lower bound (exact binomial)
+    exceeds the allowed ratio x FPR, so a few hundred test controls do not fail on noise.
     """
     if set(blob_flag_rates) != set(fpr_at_thresholds):
         raise ValueError(
@@ -44,7 +49,8 @@ def check(
         fpr = max(fpr_at_thresholds[name], fpr_floor)
         ratio = rate / fpr if fpr > 0 else (math.inf if rate > 0 else 0.0)
         worst = max(worst, ratio)
-        if ratio > thresholds.max_blob_rate_ratio:
+        lower = _lower_bound(rate, n_blobs)
+        if lower > thresholds.max_blob_rate_ratio * fpr:
             offending.append({"probe": "blob", "operating_point": name, "blob_rate": rate, "fpr": fpr, "ratio": ratio})
     evidence, count = evidence_rows(offending)
     detail = "; ".join(
@@ -63,3 +69,11 @@ def check(
         evidence=evidence,
         n_offending=count,
     ).waived(thresholds.waiver)
+
+
+def _lower_bound(rate: float, n: int | None) -> float:
+    """One-sided 95 % Clopper-Pearson lower bound of a rate seen in ``n`` trials (the rate itself if n is None)."""
+    if n is None or rate <= 0:
+        return rate
+    k = round(rate * n)
+    return float(stats.beta.ppf(0.05, k, n - k + 1))
