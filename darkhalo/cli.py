@@ -63,7 +63,11 @@ def run(
     except RunError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    out.print(f"run folder: {out_dir / generation.generation}")
+    run_dir = out_dir / generation.generation
+    out.print(f"run folder: {run_dir}")
+    for label, path in (("report", run_dir / "evaluate" / "report.html"), ("audit", run_dir / "audit" / "audit.md")):
+        if path.is_file():
+            out.print(f"{label}: {path}")
 
 
 @app.command()
