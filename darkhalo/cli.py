@@ -6,6 +6,8 @@ file, a stage run out of order).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +45,21 @@ def _load(path: Path) -> GenerationSpec:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _run_errors() -> Iterator[None]:
+    """A contract failure exits 1, any other run error (missing or stale input) exits 2."""
+    from darkhalo.runner import RunError, StageFailed
+
+    try:
+        yield
+    except StageFailed as exc:
+        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except RunError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def run(
     spec: SpecPath,
@@ -52,17 +69,11 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="re-run stages even when up to date")] = False,
 ) -> None:
     """Run a generation's stages in order; stages whose lineage matches are skipped."""
-    from darkhalo.runner import RunError, StageFailed, run_generation
+    from darkhalo.runner import run_generation
 
     generation = _load(spec)
-    try:
+    with _run_errors():
         run_generation(generation, out_dir, start=start, stop=stop, force=force, console=err)
-    except StageFailed as exc:
-        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except RunError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     run_dir = out_dir / generation.generation
     out.print(f"run folder: {run_dir}")
     for label, path in (("report", run_dir / "evaluate" / "report.html"), ("audit", run_dir / "audit" / "audit.md")):
@@ -125,17 +136,10 @@ def compare(
 ) -> None:
     """Train both generations and evaluate both models on the corrected one's realistic test set."""
     from darkhalo.compare import compare as run_compare
-    from darkhalo.runner import RunError, StageFailed
 
     specs = _load(baseline), _load(corrected)
-    try:
+    with _run_errors():
         folder = run_compare(*specs, out_dir, err)
-    except StageFailed as exc:
-        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except RunError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     out.print((folder / "compare.md").read_text(), highlight=False)
     out.print(f"comparison: {folder}")
 
