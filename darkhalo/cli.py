@@ -186,6 +186,24 @@ def survey_mock(
     out.print(f"cutouts: {len(chosen)} FITS files in {out_dir / 'cutouts'}")
 
 
+@survey_app.command("cutouts-from-npz")
+def survey_cutouts_from_npz(
+    npz_dir: Annotated[Path, typer.Argument(help="folder of real .npz cutouts (101x101x3 grz + meta_*)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for cutouts/*.fits and hosts.parquet")],
+    psfex_dir: Annotated[Path, typer.Option("--psfex-dir", help="PSFEx files giving each band's PSFSIZE")],
+    size: Annotated[int, typer.Option("--size", help="central stamp kept (pixels)", min=8)] = 64,
+) -> None:
+    """Convert real .npz cutouts to cutout-service FITS (<RELEASE>_<BRICKID>_<OBJID>.fits) and catalog rows."""
+    from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_fwhm
+
+    try:
+        _, written = convert_npz_folder(npz_dir, out_dir, psfex_fwhm(psfex_dir), size)
+    except (NpzCutoutError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"darkhalo {__version__}")
