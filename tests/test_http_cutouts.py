@@ -17,7 +17,7 @@ import pytest
 from astropy.io import fits
 
 from darkhalo.spec import CutoutSource, LegacySurvey
-from darkhalo.surveys.cutout_fits import sky_sigma
+from darkhalo.surveys.cutout_fits import cutout_name, sky_sigma, write_cutout_fits
 from darkhalo.surveys.http_cutouts import (
     CutoutFetchError,
     HttpCutoutClient,
@@ -199,3 +199,16 @@ def test_provider_for_picks_the_service_and_estimates_the_sky_invvar(server: Ser
     assert np.allclose(stamps.invvar[0, :, 5, 7], 1 / sky_sigma(stamps.images[0]) ** 2, rtol=1e-6)
     assert np.allclose(stamps.psf_fwhm, [[1.5, 1.3, 1.2]] * 2)
     assert "ra=150.1334567" in server.requests[1]
+
+
+def test_a_host_in_the_local_folder_is_read_from_it_without_a_request(server: Server, tmp_path: Path) -> None:
+    hosts = pd.DataFrame(
+        {"RELEASE": [10000, 10000], "BRICKID": [5, 6], "OBJID": [7, 8], "RA": [RA, RA + 0.01], "DEC": [DEC, DEC]}
+    ).assign(PSFSIZE_G=1.5, PSFSIZE_R=1.3, PSFSIZE_Z=1.2)
+    local = np.full((3, SIZE, SIZE), 0.5, np.float32)
+    write_cutout_fits(tmp_path / "dir" / cutout_name(hosts.iloc[0]), local, np.full_like(local, 4.0))
+    source = CutoutSource(dir=tmp_path / "dir", url=server.url, cache_dir=tmp_path / "cache", retries=0)
+    server.replies.append((200, fits_body(seed=4), 0))
+    stamps = HttpCutoutProvider(source).cutouts(hosts, SIZE)
+    assert np.array_equal(stamps.images[0], local) and (stamps.invvar[0] == 4.0).all()
+    assert len(server.requests) == 1 and "ra=150.1334567" in server.requests[0]

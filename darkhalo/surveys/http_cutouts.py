@@ -25,7 +25,15 @@ import pandas as pd
 from darkhalo.artifacts import atomic_file
 from darkhalo.spec import CutoutSource
 from darkhalo.surveys.columns import BANDS
-from darkhalo.surveys.cutout_fits import CutoutFile, CutoutFileError, read_cutout_fits, sky_invvar, survey_psf
+from darkhalo.surveys.cutout_fits import (
+    CutoutFile,
+    CutoutFileError,
+    FolderCutoutProvider,
+    cutout_name,
+    read_cutout_fits,
+    sky_invvar,
+    survey_psf,
+)
 from darkhalo.surveys.provider import Cutouts
 
 DEFAULT_LAYER = "ls-dr10"
@@ -128,7 +136,8 @@ class HttpCutoutClient:
 
 
 class HttpCutoutProvider:
-    """Real stamps from the cutout service (spec ``survey.cutouts.url``), cached in ``cache_dir``.
+    """Real stamps from the cutout service (spec ``survey.cutouts.url``), cached in ``cache_dir``;
+    a host whose file is in the spec's cutout ``dir`` (if any) is read from there instead.
 
     The service returns no inverse variance with a plain cutout, so each band's invvar is the
     sky's (1 / robust background sigma^2, constant over the stamp); the PSF is the survey model
@@ -139,12 +148,17 @@ class HttpCutoutProvider:
         if source.url is None:
             raise ValueError("survey.cutouts.url: the HTTP provider needs the cutout service URL")
         self.client = HttpCutoutClient(source.url, source.cache_dir, source.timeout_s, source.retries, source.max_bytes)
+        self.folder = None if source.dir is None else FolderCutoutProvider(source.dir)
 
     def cutouts(self, hosts: pd.DataFrame, size: int) -> Cutouts:
         """Stamps for ``hosts`` (RA, DEC, PSFSIZE_*), in the rows' order."""
         images = np.zeros((len(hosts), len(BANDS), size, size), np.float32)
         invvar = np.zeros_like(images)
         for i, (ra, dec) in enumerate(zip(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), strict=True)):
+            if self.folder is not None and (self.folder.folder / cutout_name(hosts.iloc[i])).is_file():
+                local = self.folder.cutouts(hosts.iloc[[i]], size)
+                images[i], invvar[i] = local.images[0], local.invvar[0]
+                continue
             cut = self.client.fetch(float(ra), float(dec), size)
             images[i] = cut.image
             invvar[i] = cut.invvar if cut.invvar is not None else sky_invvar(cut.image)
