@@ -204,6 +204,20 @@ def survey_cutouts_from_npz(
     out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
 
 
+@survey_app.command("compare-real")
+def survey_compare_real(
+    real_dir: Annotated[Path, typer.Argument(help="real files: cutouts/*.npz and psf/psfex/*.fits")],
+    seed: Annotated[int, typer.Option("--seed", help="mock seed", min=0)] = 5,
+    n_hosts: Annotated[int, typer.Option("--hosts", help="mock galaxies compared", min=1)] = 16,
+) -> None:
+    """Print the mock survey beside the real files (background sigma, PSF encircled energy) as Markdown."""
+    from darkhalo.spec import MockSurvey
+    from darkhalo.surveys.realism import comparison, markdown, mock_hosts
+
+    survey = MockSurvey(kind="mock", n_objects=20_000)
+    typer.echo(markdown(comparison(real_dir, survey, seed, mock_hosts(survey, seed, n_hosts))), nl=False)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"darkhalo {__version__}")

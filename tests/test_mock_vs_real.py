@@ -50,3 +50,13 @@ def test_a_psf_half_again_as_wide_falls_outside_and_only_the_encircled_energies_
         wide[f"PSFDEPTH_{band}"] /= 1.5**2  # pixel sigma = 1 / sqrt(depth x NEA), NEA ~ FWHM^2: the same sky
     checked = _checked(comparison(REAL, SURVEY, SEED, wide))
     assert list(checked.index[~checked["inside"]]) == [(q, "grz") for q in CHECKED_EE]
+
+
+def test_the_cli_prints_the_table() -> None:
+    from typer.testing import CliRunner
+
+    from darkhalo.cli import app
+
+    result = CliRunner().invoke(app, ["survey", "compare-real", str(REAL), "--hosts", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("| quantity | band |") and result.output.count("\n") == 2 + 3 + 16
