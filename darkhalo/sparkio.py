@@ -13,27 +13,25 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
 
-_SPARK_TYPES = {
-    "bool": "boolean",
-    "int8": "tinyint",
-    "int16": "smallint",
-    "int32": "int",
-    "int64": "bigint",
-    "float32": "float",
-    "float64": "double",
-    "object": "string",
-    "str": "string",
-}
-
 
 def spark_schema(frame: pd.DataFrame) -> StructType:
-    """The Spark schema matching a pandas frame's dtypes (object columns are strings)."""
-    from pyspark.sql.types import StructType, _parse_datatype_string
+    """The Spark schema matching a pandas frame's dtypes (object columns are strings); no session needed."""
+    from pyspark.sql import types as T
 
-    schema = StructType()
+    spark_types = {
+        "bool": T.BooleanType,
+        "int8": T.ByteType,
+        "int16": T.ShortType,
+        "int32": T.IntegerType,
+        "int64": T.LongType,
+        "float32": T.FloatType,
+        "float64": T.DoubleType,
+        "str": T.StringType,
+    }
+    schema = T.StructType()
     for name, dtype in frame.dtypes.items():
         key = "str" if pd.api.types.is_string_dtype(dtype) else np.dtype(dtype).name
-        schema.add(str(name), _parse_datatype_string(_SPARK_TYPES[key]), nullable=True)
+        schema.add(str(name), spark_types[key](), nullable=True)
     return schema
 
 

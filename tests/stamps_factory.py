@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import torch
 
 from darkhalo.stamps import encode_images
 
@@ -57,3 +59,12 @@ def write_shards(
         pq.write_table(table.slice(start, rows_per_shard), path)
         paths.append(path)
     return paths
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Train with one CPU thread: on this shared 2-core machine two threads mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

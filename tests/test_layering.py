@@ -37,6 +37,7 @@ RULES = [
     ("darkhalo.lensing", ("darkhalo.stages", "darkhalo.runner", "darkhalo.cli", "darkhalo.surveys")),
     ("darkhalo.surveys", ("darkhalo.stages", "darkhalo.runner", "darkhalo.cli")),
     ("darkhalo.metrics", ("darkhalo.stages", "darkhalo.runner", "darkhalo.cli")),
+    ("darkhalo.training", ("darkhalo.stages", "darkhalo.runner", "darkhalo.cli")),
     ("darkhalo.stages", ("darkhalo.runner", "darkhalo.cli")),
     ("darkhalo.runner", ("darkhalo.cli",)),
 ]

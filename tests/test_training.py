@@ -8,15 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stamps_factory import toy_stamps, write_shards
+from stamps_factory import one_torch_thread, toy_stamps, write_shards
 
 from darkhalo.spec import TrainSpec
+from darkhalo.training import store as store_module
 from darkhalo.training.augment import augment, transform_table
 from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from darkhalo.training.loop import Selection, choose_best, epoch_metrics, fit, selection_fpr
+from darkhalo.training.device import resolve_device
+from darkhalo.training.loop import (
+    Selection,
+    Trainer,
+    choose_best,
+    epoch_metrics,
+    fit,
+    loss_function,
+    selection_fpr,
+    uses_bf16,
+)
 from darkhalo.training.model import build_model
 from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
 
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 CPU = torch.device("cpu")
 SIZE = 32
 
@@ -57,6 +69,15 @@ def test_the_64_stem_keeps_full_resolution_and_unknown_archs_fail() -> None:
     assert build_model("resnet18").conv1.stride == (2, 2)
     with pytest.raises(ValueError, match="unknown arch 'resnet50'"):
         build_model("resnet50")
+
+
+def test_the_device_follows_the_engine_setting() -> None:
+    assert resolve_device("cpu") == CPU
+    assert not uses_bf16(_spec(precision="bf16"), CPU)  # CPU trains in fp32 whatever the spec says
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match=r"engine\.device is 'cuda' but torch sees no CUDA device"):
+            resolve_device("cuda")
 
 
 # --- normalisation and store ----------------------------------------------------------------------
@@ -107,6 +128,22 @@ def test_the_store_never_reads_metadata_so_leaky_columns_change_nothing(tmp_path
     assert with_metadata.model_input_columns == MODEL_INPUT_COLUMNS == ("image",)
 
 
+def test_a_store_too_big_for_memory_is_memory_mapped_with_the_same_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = toy_stamps(24, 16, seed=4)
+    write_shards(tmp_path, images, labels, ["train"] * 24, rows_per_shard=10)
+    in_memory = load_store(tmp_path, "train", 16, CPU)
+    monkeypatch.setattr(store_module, "HOST_SHARE", 0.0)  # as if the host had no room
+    with pytest.raises(MemoryError, match=r"fit neither cpu nor host memory, and no spill file"):
+        load_store(tmp_path, "train", 16, CPU)
+    mapped = load_store(tmp_path, "train", 16, CPU, spill=tmp_path / "spill" / "train.npy")
+    assert (tmp_path / "spill" / "train.npy").stat().st_size >= 24 * 3 * 16 * 16 * 4
+    assert torch.equal(mapped.images, in_memory.images)
+    index = torch.tensor([5, 1, 20])
+    assert torch.equal(mapped.batch(index)[0], in_memory.batch(index)[0])
+
+
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
@@ -152,23 +189,35 @@ def test_a_folder_without_shards_or_without_the_split_is_named(tmp_path: Path) -
 # --- augmentation ---------------------------------------------------------------------------------
 
 
-def test_augmentation_applies_exactly_the_allowed_symmetries() -> None:
+def _symmetries(image: torch.Tensor) -> list[torch.Tensor]:
+    """The square's 8 symmetries of ``image`` (N, C, S, S), written with torch.flip and torch.rot90."""
+    return [torch.rot90(image.flip(-1) if f else image, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "allowed"),
+    [
+        (["flip", "rot90"], range(8)),
+        (["rot90"], range(4)),
+        (["flip"], (0, 2, 4, 6)),  # identity, rot180 = both mirrors, left-right mirror, up-down mirror
+        ([], (0,)),
+    ],
+)
+def test_augmentation_draws_exactly_the_allowed_symmetries(kinds: list[str], allowed) -> None:
     image = torch.arange(2 * 5 * 5, dtype=torch.float32).view(1, 2, 5, 5)
-    both = transform_table(5, ["flip", "rot90"], CPU)
-    expected = [torch.rot90(image.flip(-1) if f else image, k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
-    for row, want in zip(both, expected, strict=True):
-        got = image.flatten(2)[:, :, row].view_as(image)
-        assert torch.equal(got, want)
-    assert transform_table(5, ["flip"], CPU).shape[0] == 2
-    assert transform_table(5, ["rot90"], CPU).shape[0] == 4
-    assert transform_table(5, [], CPU).shape[0] == 1
-    batch = image.expand(400, -1, -1, -1)
-    out = augment(batch, both, torch.Generator().manual_seed(0))
-    seen = {next(i for i, w in enumerate(expected) if torch.equal(o[None], w)) for o in out}
-    assert seen == set(range(8))
-    again = augment(batch, both, torch.Generator().manual_seed(0))
-    assert torch.equal(out, again)
-    assert augment(batch, transform_table(5, [], CPU), torch.Generator()) is batch
+    expected = _symmetries(image)
+    table = transform_table(5, kinds, CPU)
+    assert table.shape[0] == len(allowed)
+    batch = image.expand(200, -1, -1, -1)
+    out = augment(batch, table, torch.Generator().manual_seed(0))
+    seen = {next(i for i, want in enumerate(expected) if torch.equal(o[None], want)) for o in out}
+    assert seen == set(allowed)
+    assert torch.equal(out, augment(batch, table, torch.Generator().manual_seed(0)))  # reproducible from the seed
+
+
+def test_an_unknown_augmentation_is_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown augmentation\(s\) \['blur'\]"):
+        transform_table(5, ["flip", "blur"], CPU)
 
 
 # --- best epoch -----------------------------------------------------------------------------------
@@ -211,6 +260,29 @@ def test_an_unresolvable_target_falls_back_to_the_lowest_resolvable_fpr_then_to_
 # --- the loop -------------------------------------------------------------------------------------
 
 
+def test_focal_loss_is_bce_at_gamma_zero_and_down_weights_easy_stamps() -> None:
+    logits = torch.tensor([4.0, -4.0, 0.3, -0.2])
+    targets = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    bce = loss_function(_spec())(logits, targets)
+    assert torch.allclose(loss_function(_spec(loss="focal", focal_gamma=0.0))(logits, targets), bce)
+    easy, hard = logits[:2], logits[2:]
+    focal = loss_function(_spec(loss="focal", focal_gamma=2.0))
+    ratio_easy = focal(easy, targets[:2]) / loss_function(_spec())(easy, targets[:2])
+    ratio_hard = focal(hard, targets[2:]) / loss_function(_spec())(hard, targets[2:])
+    assert ratio_easy < 0.001 < 0.2 < ratio_hard < 1
+
+
+@pytest.mark.parametrize(("schedule", "factors"), [("cosine", [0.5, 0.0]), ("constant", [1.0, 1.0])])
+def test_the_schedule_steps_per_batch(schedule: str, factors: list[float]) -> None:
+    trainer = Trainer.build(_spec(schedule=schedule, lr=0.01), CPU, seed=0, total_steps=2)
+    images, labels = torch.randn(2, 3, 16, 16), torch.tensor([0.0, 1.0])
+    seen = []
+    for _ in range(2):
+        trainer.step(images, labels)
+        seen.append(trainer.scheduler.get_last_lr()[0])
+    assert seen == pytest.approx([0.01 * f for f in factors], abs=1e-12)
+
+
 def test_loss_falls_on_a_separable_toy_set(stores, tmp_path: Path) -> None:
     train, val = stores
     result = fit(train, val, _spec(epochs=3), seed=1, checkpoint_dir=tmp_path)
@@ -243,8 +315,8 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(store
         assert [r[key] for r in resumed.history] == [r[key] for r in whole.history], key
     a = load_checkpoint(tmp_path / "whole" / "epoch-002.pt")
     b = load_checkpoint(tmp_path / "cut" / "epoch-002.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
     assert torch.equal(a["generator"], b["generator"])
 
     with pytest.raises(CheckpointError, match=r"made for another run \(lr: 0.001 there, 0.002 here\)"):

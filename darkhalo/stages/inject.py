@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from darkhalo.injection import STAMP_COLUMNS, WING_COLUMNS, inject_batch, injection_kernels
+from darkhalo.injection import RENDER_DTYPE, STAMP_COLUMNS, WING_COLUMNS, inject_batch, injection_kernels
 from darkhalo.lensing.render import render_point_sources
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
@@ -76,8 +76,8 @@ def point_source_test(spec: GenerationSpec, fwhm: float) -> dict[str, float]:
     model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
     kernels = injection_kernels(model, np.full((1, 3), fwhm), np.full((1, 3), spec.psf.moffat_beta), spec)
     dx, dy = 0.3, -0.2
-    x, y = torch.tensor([dx * scale], dtype=torch.float64), torch.tensor([dy * scale], dtype=torch.float64)
-    image = render_point_sources(x, y, torch.ones(1, 3, dtype=torch.float64), kernels, size, scale)[0, 1].numpy()
+    x, y = torch.tensor([dx * scale], dtype=RENDER_DTYPE), torch.tensor([dy * scale], dtype=RENDER_DTYPE)
+    image = render_point_sources(x, y, torch.ones(1, 3, dtype=RENDER_DTYPE), kernels, size, scale)[0, 1].numpy()
     grid = np.arange(size) - size // 2
     total = image.sum()
     cx, cy = (image.sum(axis=0) * grid).sum() / total, (image.sum(axis=1) * grid).sum() / total
@@ -93,7 +93,9 @@ def run(ctx: StageContext) -> StageResult:
         )
     n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
     ctx.console.print(f"  injecting {n_rows:,} stamps ({spec.stamps.size}x{spec.stamps.size}, PSF {spec.psf.model})")
-    manifest = ctx.spark().read.parquet(*[str(p) for p in parts])
+    # one Spark task per render batch or so, so every core renders (the manifest may be one file)
+    n_tasks = max(1, -(-n_rows // spec.injection.batch_size))
+    manifest = ctx.spark().read.parquet(*[str(p) for p in parts]).repartition(n_tasks, "stamp_id")
     stamps = manifest.mapInPandas(lambda batches: inject_batches(batches, spec), stamps_schema())
     shards = write_sorted_parquet(stamps, ctx.out / "stamps", "stamp_id", spec.injection.shard_rows, n_rows)
     record = pd.concat([pd.read_parquet(p, columns=RECORD_COLUMNS) for p in shards], ignore_index=True)

@@ -7,6 +7,7 @@ stopped. Writes ``model.pt`` (the best epoch's weights, arch and normalisation n
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -27,12 +28,9 @@ def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec.train
     device = resolve_device(ctx.spec.engine.device)
     stamps = ctx.input("inject")
-    train = load_store(stamps, "train", ctx.spec.stamps.size, device)
-    val = load_store(stamps, "val", ctx.spec.stamps.size, device)
+    train = load_store(stamps, "train", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-train.npy")
+    val = load_store(stamps, "val", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-val.npy")
     leakage = l10_no_label_leakage.check(train.model_input_columns, ctx.spec.invariants.L10.allowed_conditions)
-    rows = {"train_stamps": len(train), "val_stamps": len(val)}
-    if not leakage.passed:
-        return StageResult(rows=rows, findings=[leakage])
 
     with ctx.progress() as progress:
         task = progress.add_task(f"train {spec.arch} on {device}", total=None)
@@ -56,7 +54,7 @@ def run(ctx: StageContext) -> StageResult:
             "format": best["format"],
             "arch": best["arch"],
             "normalisation": best["normalisation"],
-            "model": best["model"],
+            "state_dict": best["state_dict"],
             "epoch": result.best_epoch,
             "selection": result.best_reason,
         },
@@ -66,7 +64,7 @@ def run(ctx: StageContext) -> StageResult:
 
     best_row = result.history[result.best_epoch - 1]
     return StageResult(
-        rows={**rows, "epochs": len(result.history)},
+        rows={"train_stamps": len(train), "val_stamps": len(val), "epochs": len(result.history)},
         findings=[leakage],
         measured={
             "device": result.device,
@@ -74,12 +72,17 @@ def run(ctx: StageContext) -> StageResult:
             "store_on_device": train.on_device,
             "best_epoch": result.best_epoch,
             "best_reason": result.best_reason,
-            "best_val_completeness": best_row["select_completeness"],
-            "best_val_auroc": best_row["val_auroc"],
+            "best_val_completeness": _finite_or_none(best_row["select_completeness"]),
+            "best_val_auroc": _finite_or_none(best_row["val_auroc"]),
             "resumed_from_epoch": result.resumed_from,
             "images_per_s": [round(r["images_per_s"], 1) for r in result.history],
         },
     )
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A metric for contract.json (strict JSON): NaN (undefined, e.g. one class only) becomes null."""
+    return value if math.isfinite(value) else None
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

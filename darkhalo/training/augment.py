@@ -12,18 +12,23 @@ import torch
 
 
 def transform_table(size: int, kinds: Sequence[str], device: torch.device) -> torch.Tensor:
-    """(K, size*size) source-pixel indices of the K transforms ``kinds`` allow (identity first).
+    """(K, size*size) source-pixel indices of the K distinct transforms ``kinds`` allow (identity first).
 
-    ``flip`` gives a left-right mirror, ``rot90`` quarter turns; both give all 8 symmetries.
+    ``flip`` gives left-right and up-down mirrors (4 transforms), ``rot90`` quarter turns (4);
+    both give the square's 8 symmetries.
     """
     unknown = set(kinds) - {"flip", "rot90"}
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; known: flip, rot90")
     grid = torch.arange(size * size, device=device).view(size, size)
-    flips = (False, True) if "flip" in kinds else (False,)
+    flips = ((), (1,), (0,), (0, 1)) if "flip" in kinds else ((),)
     turns = range(4) if "rot90" in kinds else range(1)
-    views = [torch.rot90(grid.flip(-1) if flip else grid, k, dims=(0, 1)) for flip in flips for k in turns]
-    return torch.stack([view.reshape(-1) for view in views])
+    views: dict[tuple[int, ...], torch.Tensor] = {}
+    for dims in flips:
+        for k in turns:
+            view = torch.rot90(grid.flip(dims) if dims else grid, k, dims=(0, 1)).reshape(-1)
+            views.setdefault(tuple(view.tolist()), view)
+    return torch.stack(list(views.values()))
 
 
 def augment(images: torch.Tensor, table: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

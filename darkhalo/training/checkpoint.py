@@ -64,7 +64,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     Refuses a file made with another normalisation: inputs must be ``normalise``d as in training.
     """
     payload = load_checkpoint(path)
-    missing = [k for k in ("arch", "normalisation", "model") if k not in payload]
+    missing = [k for k in ("arch", "normalisation", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: not a darkhalo model file (lacks {', '.join(missing)})")
     if payload["normalisation"] != NORMALISATION:
@@ -72,5 +72,5 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
             f"{path}: trained with normalisation {payload['normalisation']!r}, this code applies {NORMALISATION!r}"
         )
     model = build_model(payload["arch"])
-    model.load_state_dict(payload["model"])
+    model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

@@ -150,6 +150,62 @@ def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: b
     return torch.cat(out).cpu().numpy()
 
 
+@dataclass
+class Trainer:
+    """A model with its optimizer, schedule and loss, stepped on device batches (fit and the benchmark)."""
+
+    spec: TrainSpec
+    device: torch.device
+    model: nn.Module
+    forward: nn.Module  # the model, compiled when the spec asks
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    bf16: bool
+    memory_format: torch.memory_format
+
+    @classmethod
+    def build(cls, spec: TrainSpec, device: torch.device, seed: int, total_steps: int) -> Trainer:
+        """A fresh model (initialised from ``seed``), AdamW and the per-step schedule over ``total_steps``."""
+        torch.manual_seed(seed)
+        memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+        model = build_model(spec.arch).to(device).to(memory_format=memory_format)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, fused=device.type == "cuda"
+        )
+        schedule = partial(_cosine, total=total_steps) if spec.schedule == "cosine" else _constant
+        return cls(
+            spec=spec,
+            device=device,
+            model=model,
+            forward=torch.compile(model) if spec.compile else model,
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
+            loss_fn=loss_function(spec),
+            bf16=uses_bf16(spec, device),
+            memory_format=memory_format,
+        )
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a batch already on the device; returns the (detached) batch loss."""
+        images = images.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.forward(images).squeeze(1)
+        loss = self.loss_fn(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.spec.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per epoch (the remainder joins later epochs' shuffles; at least one batch)."""
+    return max(1, n_train // batch_size)
+
+
 def fit(
     train: StampStore,
     val: StampStore,
@@ -160,7 +216,8 @@ def fit(
 ) -> FitResult:
     """Train ``spec.arch`` on ``train``, validate on ``val`` each epoch, resuming from ``checkpoint_dir``."""
     device = train.device
-    bf16 = uses_bf16(spec, device)
+    if len(train) < 2:
+        raise ValueError(f"need at least 2 train stamps (batch norm), got {len(train)}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     identity = {
         **spec.model_dump(mode="json"),
@@ -169,18 +226,9 @@ def fit(
         "val_stamps": val.digest(),
         "device": device.type,
     }
-
-    torch.manual_seed(seed)
-    model = build_model(spec.arch).to(device)
-    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, fused=device.type == "cuda"
-    )
-    steps_per_epoch = max(1, len(train) // spec.batch_size)  # the remainder joins later epochs' shuffles
-    total_steps = steps_per_epoch * spec.epochs
-    schedule = partial(_cosine, total=total_steps) if spec.schedule == "cosine" else _constant
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    per_epoch = steps_per_epoch(len(train), spec.batch_size)
+    total_steps = per_epoch * spec.epochs
+    trainer = Trainer.build(spec, device, seed, total_steps)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
 
@@ -189,9 +237,9 @@ def fit(
     if latest is not None:
         state = load_checkpoint(latest)
         _check_identity(latest, state.get("identity"), identity)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in state:
@@ -199,61 +247,51 @@ def fit(
         history = list(state["history"])
     resumed_from = len(history)
 
-    forward = torch.compile(model) if spec.compile else model
-    loss_fn = loss_function(spec)
     table = transform_table(train.images.shape[-1], spec.augment, device)
     selection = selection_fpr(spec.select_at_fpr, val.n_negatives)
     val_labels = val.labels.cpu().numpy()
+    batch = min(spec.batch_size, len(train))
 
     for epoch in range(resumed_from + 1, spec.epochs + 1):
         started = time.perf_counter()
-        model.train()
+        trainer.model.train()
         order = train.shuffled(generator)
         loss_sum = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            images, labels = train.batch(order[step * spec.batch_size : (step + 1) * spec.batch_size])
-            images = augment(images, table, generator).contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = forward(images).squeeze(1)
-            loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if spec.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
+        for step in range(per_epoch):
+            images, labels = train.batch(order[step * batch : (step + 1) * batch])
+            loss_sum += trainer.step(augment(images, table, generator), labels)
             if on_step is not None:
-                on_step((epoch - 1) * steps_per_epoch + step + 1, total_steps)
-        train_loss = float(loss_sum) / steps_per_epoch
+                on_step((epoch - 1) * per_epoch + step + 1, total_steps)
+        train_loss = float(loss_sum) / per_epoch  # float() waits for the device
         train_s = time.perf_counter() - started
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training diverged: epoch {epoch} mean train loss is {train_loss}")
 
         val_started = time.perf_counter()
-        val_logits = predict_logits(forward, val, spec.batch_size, bf16)
-        val_loss = float(loss_fn(torch.from_numpy(val_logits), torch.from_numpy(val_labels.astype(np.float32))))
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            **epoch_metrics(val_logits, val_labels, spec.select_at_fpr, selection),
-            "lr": scheduler.get_last_lr()[0],
-            "train_s": train_s,
-            "val_s": time.perf_counter() - val_started,
-            "epoch_s": time.perf_counter() - started,
-            "images_per_s": steps_per_epoch * min(spec.batch_size, len(train)) / train_s,
-        }
-        history.append(row)
+        val_logits = predict_logits(trainer.forward, val, spec.batch_size, trainer.bf16)
+        val_loss = float(trainer.loss_fn(torch.from_numpy(val_logits), torch.from_numpy(val_labels.astype(np.float32))))
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                **epoch_metrics(val_logits, val_labels, spec.select_at_fpr, selection),
+                "lr": trainer.scheduler.get_last_lr()[0],
+                "train_s": train_s,
+                "val_s": time.perf_counter() - val_started,
+                "epoch_s": time.perf_counter() - started,
+                "images_per_s": per_epoch * batch / train_s,
+            }
+        )
         state = {
             "format": FORMAT,
             "arch": spec.arch,
             "normalisation": NORMALISATION,
             "identity": identity,
             "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "state_dict": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": history,
@@ -270,7 +308,7 @@ def fit(
         resumed_from=resumed_from,
         checkpoint_dir=checkpoint_dir,
         device=str(device),
-        precision="bf16" if bf16 else "fp32",
+        precision="bf16" if trainer.bf16 else "fp32",
     )
 
 

@@ -1,7 +1,8 @@
 """The stamp store: one split's stamps in one contiguous, normalised float32 tensor, batched by index.
 
-The store lives on the GPU when it fits (else in pinned host memory; on CPU in plain memory), so
-an epoch is a seeded permutation and a gather per batch, with no DataLoader workers. It reads only
+The store lives on the GPU when it fits, else in (pinned, for CUDA) host memory, else in a
+memory-mapped file in a spill folder, so an epoch is a seeded permutation and a gather per batch,
+with no DataLoader workers. It reads only
 ``READ_COLUMNS`` from the shards and feeds the model only ``MODEL_INPUT_COLUMNS`` (L10 by
 construction): injection parameters, arc S/N and other metadata are never read.
 """
@@ -9,6 +10,7 @@ construction): injection parameters, arc S/N and other metadata are never read.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ CLIP = 50.0  # sky sigmas; bright host cores saturate here instead of dominating
 
 #: Share of the GPU's free memory the store may take (the rest is for the model and activations).
 GPU_SHARE = 0.6
+#: Share of the host's free memory the store may take before it spills to a memory-mapped file.
+HOST_SHARE = 0.5
 #: Rows decoded and normalised per chunk while loading (bounds host and device memory use).
 LOAD_CHUNK = 4096
 
@@ -55,7 +59,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 class StampStore:
     """One split's stamps, normalised, sorted by stamp_id; ``batch(index)`` gives model-ready tensors."""
 
-    images: torch.Tensor  # (N, 3, S, S) float32, on ``device`` or in pinned host memory
+    images: torch.Tensor  # (N, 3, S, S) float32: on ``device``, in host memory or memory-mapped
     labels: torch.Tensor  # (N,) float32 0/1 on ``device``
     stamp_ids: np.ndarray  # (N,) int64, ascending
     device: torch.device
@@ -89,10 +93,11 @@ class StampStore:
         return self.images[index.cpu()].to(self.device, non_blocking=True), self.labels[index]
 
 
-def load_store(folder: Path, split: str, size: int, device: torch.device) -> StampStore:
+def load_store(folder: Path, split: str, size: int, device: torch.device, spill: Path | None = None) -> StampStore:
     """Load the ``split`` rows of ``folder/stamps/part-*.parquet`` into a StampStore on ``device``.
 
-    Raises ValueError naming the file and stamp for missing columns, bad labels, duplicate ids,
+    ``spill`` is the file (``.npy``) the images are memory-mapped to when they fit neither the
+    GPU nor host memory. Raises ValueError naming the file and stamp for missing columns, bad labels, duplicate ids,
     wrongly sized or non-finite images.
     """
     files = sorted((folder / "stamps").glob("part-*.parquet"))
@@ -110,7 +115,7 @@ def load_store(folder: Path, split: str, size: int, device: torch.device) -> Sta
     destination[order] = np.arange(order.size)
 
     shape = (ids.size, N_BANDS, size, size)
-    images = _allocate(shape, device)
+    images = _allocate(shape, device, spill)
     start = 0
     for path, count in zip(files, counts, strict=True):
         file_start = start
@@ -135,7 +140,7 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
         missing = [c for c in READ_COLUMNS if c not in schema.names]
         if missing:
             raise ValueError(f"{path}: stamp shard lacks column(s) {', '.join(missing)}")
-        table = pq.read_table(path, columns=["stamp_id", "label", "split"])
+        table = pq.read_table(path, columns=[c for c in READ_COLUMNS if c != "image"])
         table = table.filter(pc.equal(table["split"], split))
         file_ids = table["stamp_id"].to_numpy().astype(np.int64)
         file_labels = table["label"].to_numpy()
@@ -151,7 +156,7 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
 def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(stamp ids, decoded images) of the ``split`` rows of one shard, in chunks of LOAD_CHUNK rows."""
     reader = pq.ParquetFile(path)
-    for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=["stamp_id", "split", "image"]):
+    for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=[c for c in READ_COLUMNS if c != "label"]):
         batch = batch.filter(pc.equal(batch.column("split"), pa.scalar(split)))
         if not batch.num_rows:
             continue
@@ -171,12 +176,15 @@ def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray
         yield chunk_ids, images
 
 
-def _allocate(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """An empty float32 image tensor: on the GPU if it takes <= GPU_SHARE of free memory, else pinned host."""
-    if device.type != "cuda":
-        return torch.empty(shape, dtype=torch.float32)
+def _allocate(shape: tuple[int, ...], device: torch.device, spill: Path | None) -> torch.Tensor:
+    """An empty float32 tensor: on the GPU if it fits GPU_SHARE of free memory, else in host memory
+    (pinned for CUDA) if it fits HOST_SHARE of free RAM, else a memory map at ``spill``."""
     nbytes = int(np.prod(shape)) * 4
-    free, _ = torch.cuda.mem_get_info(device)
-    if nbytes <= GPU_SHARE * free:
+    if device.type == "cuda" and nbytes <= GPU_SHARE * torch.cuda.mem_get_info(device)[0]:
         return torch.empty(shape, dtype=torch.float32, device=device)
-    return torch.empty(shape, dtype=torch.float32, pin_memory=True)
+    if nbytes <= HOST_SHARE * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"):
+        return torch.empty(shape, dtype=torch.float32, pin_memory=device.type == "cuda")
+    if spill is None:
+        raise MemoryError(f"{nbytes / 2**30:.1f} GiB of stamps fit neither {device} nor host memory, and no spill file")
+    spill.parent.mkdir(parents=True, exist_ok=True)
+    return torch.from_numpy(np.lib.format.open_memmap(spill, mode="w+", dtype=np.float32, shape=shape))
