@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from darkhalo.artifacts import atomic_file
-from darkhalo.lensing.psfex import DECAM_PIXEL_SCALE, read_psfex
+from darkhalo.lensing.pixelized import model_fwhm, psfex_by_band
 from darkhalo.surveys.bricks import brick_id
 from darkhalo.surveys.columns import BANDS, SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import cutout_name, sky_invvar, sky_sigma, write_cutout_fits
@@ -60,17 +60,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, dict[str, object]]:
 
 
 def psfex_fwhm(folder: Path) -> dict[str, float]:
-    """Median PSF FWHM (arcsec) per band of the PSFEx files in ``folder`` (band from the ``_ooi_<band>_`` name)."""
-    found: dict[str, list[float]] = {b: [] for b in BANDS}
-    for path in sorted(Path(folder).glob("*.fits")):
-        match = re.search(r"_ooi_([grz])_", path.name)
-        model = read_psfex(path) if match else None
-        if model is not None and model.fwhm_pix is not None:
-            found[match.group(1)].append(model.fwhm_pix * DECAM_PIXEL_SCALE)
-    missing = [b for b in BANDS if not found[b]]
-    if missing:
-        raise NpzCutoutError(f"{folder}: no PSFEx file with a PSF_FWHM for band(s) {', '.join(missing)}")
-    return {b: float(np.median(v)) for b, v in found.items()}
+    """Median recorded PSF FWHM (arcsec) per band of the PSFEx files in ``folder``."""
+    return {band: float(np.median([model_fwhm(m) for m in models])) for band, models in psfex_by_band(folder).items()}
 
 
 def _objid(path: Path, galaxy_id: str) -> int:

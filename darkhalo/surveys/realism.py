@@ -9,15 +9,14 @@ wings) at those hosts' PSFSIZE and beta. EE radii in arcsec.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from darkhalo.lensing.pixelized import psfex_by_band
 from darkhalo.lensing.psf import encircled_energy, psf_kernels
-from darkhalo.lensing.psfex import read_psfex
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.columns import BANDS
 from darkhalo.surveys.cutout_fits import sky_sigma
@@ -36,15 +35,11 @@ def real_sigmas(npz_folder: Path) -> np.ndarray:
 
 def real_ee(psfex_folder: Path) -> dict[str, np.ndarray]:
     """EE (n_models, len(EE_RADII)) of each band's real PSFEx models at the polynomial's origin."""
-    found: dict[str, list[np.ndarray]] = {b: [] for b in BANDS}
-    for path in sorted(Path(psfex_folder).glob("*.fits")):
-        match = re.search(r"_ooi_([grz])_", path.name)
-        if match is None:
-            continue
-        model = read_psfex(path)
-        kernel = model.kernel(*model.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64)
-        found[match.group(1)].append(np.array([float(encircled_energy(kernel, PIXEL_SCALE, r)) for r in EE_RADII]))
-    return {b: np.array(v) for b, v in found.items()}
+    ee = {}
+    for band, models in psfex_by_band(Path(psfex_folder)).items():
+        kernels = [m.kernel(*m.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64) for m in models]
+        ee[band] = np.array([[float(encircled_energy(k, PIXEL_SCALE, r)) for r in EE_RADII] for k in kernels])
+    return ee
 
 
 def mock_hosts(survey: MockSurvey, seed: int, n_hosts: int) -> pd.DataFrame:
