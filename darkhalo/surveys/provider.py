@@ -58,7 +58,7 @@ def provider_for(survey: SurveySpec, seed: int) -> CutoutProvider:
 
         return HttpCutoutProvider(survey.cutouts)
     if survey.cutouts is None or survey.cutouts.dir is None:
-        raise ValueError("survey.cutouts: the legacy survey needs a folder of cutout FITS files or a service url")
+        raise ValueError("survey.cutouts.dir or .url: the legacy survey needs a folder of cutout FITS or the service")
     from darkhalo.surveys.cutout_fits import FolderCutoutProvider
 
     return FolderCutoutProvider(survey.cutouts.dir)
