@@ -38,9 +38,10 @@ def converted(tmp_path_factory) -> Path:
     return out
 
 
-def smoke_spec(converted: Path) -> GenerationSpec:
+def smoke_spec(converted: Path, psf: dict | None = None) -> GenerationSpec:
     """The committed spec, reading the freshly converted host rows and cutouts (and no service URL)."""
     data = yaml.safe_load((SPECS / "real_dr10_smoke.yaml").read_text())
+    data["psf"] = psf or data["psf"]
     data["survey"]["catalogs"] = [str(REAL / "catalogs" / "tractor-1054p567.fits"), str(converted / "hosts.parquet")]
     data["survey"]["cutouts"] = {"dir": str(converted / "cutouts")}
     return spec_from_dict(data)
@@ -128,3 +129,16 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     assert lenscat["flagged"] == int((sample["score"] >= threshold).sum())
     assert lenscat["recall_low"] <= lenscat["recall"] <= lenscat["recall_high"]
     assert np.isnan(report.iloc[1]["recall"])  # no SLACS lens has a cutout here: no recall, not 0
+
+
+def test_the_pixelized_psf_injects_into_real_cutouts_with_real_psfex_models(converted: Path) -> None:
+    spec = smoke_spec(converted)
+    pixelized = smoke_spec(converted, psf={"model": "pixelized", "psfex_dir": str(REAL / "psf" / "psfex")})
+    hosts = host_frame(read_catalog(converted / "hosts.parquet").assign(KNOWN_LENS=False), spec).assign(role="positive")
+    rows = expand_hosts(hosts.head(2), spec)
+    provider = provider_for(spec.survey, spec.seed)
+    survey, real = inject_batch(rows, spec, provider), inject_batch(rows, pixelized, provider)
+    assert (real["psf_model"] == "pixelized").all() and (real["l8_problem"] == "").all()
+    assert np.isfinite(real[["psf_wing_2fwhm", "psf_wing_3as"]].to_numpy()).all()
+    assert np.allclose(real["arc_flux_r"], survey["arc_flux_r"], rtol=0.02)  # the same arcs, both PSFs unit-sum
+    assert not np.array_equal(decode_images(real["image"].tolist(), 64), decode_images(survey["image"].tolist(), 64))
