@@ -217,6 +217,38 @@ def survey_mock(
     out.print(f"cutouts: {len(chosen)} FITS files in {out_dir / 'cutouts'}")
 
 
+@survey_app.command("cutouts-from-npz")
+def survey_cutouts_from_npz(
+    npz_dir: Annotated[Path, typer.Argument(help="folder of real .npz cutouts (101x101x3 grz + meta_*)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for cutouts/*.fits and hosts.parquet")],
+    psfex_dir: Annotated[Path, typer.Option("--psfex-dir", help="PSFEx files giving each band's PSFSIZE")],
+    size: Annotated[int, typer.Option("--size", help="central stamp kept (pixels)", min=8)] = 64,
+) -> None:
+    """Convert real .npz cutouts to cutout-service FITS (<RELEASE>_<BRICKID>_<OBJID>.fits) and catalog rows."""
+    from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_fwhm
+
+    try:
+        _, written = convert_npz_folder(npz_dir, out_dir, psfex_fwhm(psfex_dir), size)
+    except (NpzCutoutError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
+
+
+@survey_app.command("compare-real")
+def survey_compare_real(
+    real_dir: Annotated[Path, typer.Argument(help="real files: cutouts/*.npz and psf/psfex/*.fits")],
+    seed: Annotated[int, typer.Option("--seed", help="mock seed", min=0)] = 5,
+    n_hosts: Annotated[int, typer.Option("--hosts", help="mock galaxies compared", min=1)] = 16,
+) -> None:
+    """Print the mock survey beside the real files (background sigma, PSF encircled energy) as Markdown."""
+    from darkhalo.spec import MockSurvey
+    from darkhalo.surveys.realism import comparison, markdown, mock_hosts
+
+    survey = MockSurvey(kind="mock", n_objects=20_000)
+    typer.echo(markdown(comparison(real_dir, survey, seed, mock_hosts(survey, seed, n_hosts))), nl=False)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"darkhalo {__version__}")
