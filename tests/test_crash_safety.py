@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -49,8 +50,23 @@ def baseline(spark, tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """An uninterrupted run of the chain: its run folder and each stage's wall time (s)."""
     root = tmp_path_factory.mktemp("baseline")
     spec = tiny_spec()
+    cwd_before = sorted(os.listdir())
     outcomes = run_generation(spec, root, stop=CHAIN[-1])
+    assert sorted(os.listdir()) == cwd_before, "a stage wrote into the working directory"
     return root / spec.generation, {o.stage: o.wall_s for o in outcomes}
+
+
+def test_every_file_a_stage_wrote_is_inside_its_folder_and_in_its_lineage(baseline) -> None:
+    """No stage writes outside ctx.out: the run folder holds the stage folders and the frozen spec
+    only, and every file in a stage folder is an output its lineage lists (or a record file)."""
+    base_dir, _ = baseline
+    assert [p.name for p in base_dir.parent.iterdir()] == [base_dir.name]
+    assert sorted(p.name for p in base_dir.iterdir()) == sorted([*CHAIN, "spec.yaml", ".lock"])
+    for stage in CHAIN:
+        folder = base_dir / stage
+        listed = set(json.loads((folder / "lineage.json").read_text())["outputs"])
+        found = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        assert found == listed | {"contract.json", "lineage.json"}, stage
 
 
 def content(stage: str, folder: Path) -> dict[str, str]:
