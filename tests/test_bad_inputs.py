@@ -36,6 +36,7 @@ from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
 from darkhalo.stages import StageContext
 from darkhalo.stages import inject as inject_stage
+from darkhalo.stages import manifest as manifest_stage
 from darkhalo.stages.catalog_checks import validate_catalog
 from darkhalo.stages.evaluate import load_test_stamps, model_scorer
 from darkhalo.stages.manifest import parent_files
@@ -211,6 +212,15 @@ def parent_sample_missing_column(tmp: Path):
         ValueError,
         r"part-00000.parquet: parent sample lacks column\(s\) PSFSIZE_R",
     )
+
+
+def parent_sample_empty(tmp: Path):
+    """An empty selection reaches the manifest stage: refused before Spark starts, naming the folder."""
+    _parent(tmp, synthetic_parent(0))
+    out = tmp / ".manifest.tmp"
+    out.mkdir()
+    ctx = StageContext(spec_from_dict(spec_data()), tmp, out, tmp / ".scratch", Console(quiet=True))
+    return lambda: manifest_stage.run(ctx), ValueError, r"parent_sample: the parent sample is empty"
 
 
 def parent_sample_absent(tmp: Path):
@@ -461,6 +471,7 @@ CASES: dict[str, Callable[[Path], tuple[Callable[[], object], type[Exception], s
         catalog_glob_matches_nothing,
         parent_sample_truncated,
         parent_sample_missing_column,
+        parent_sample_empty,
         parent_sample_absent,
         manifest_truncated,
         manifest_absent,

@@ -57,6 +57,8 @@ def run(ctx: StageContext) -> StageResult:
     empty = tables.read_schema(files[0]).empty_table().to_pandas()
     schema = spark_schema(expand_hosts(host_frame(empty, spec), spec))
     n_parent = sum(tables.num_rows(f) for f in files)
+    if n_parent == 0:
+        raise ValueError(f"{files[0].parent}: the parent sample is empty (the selection kept no host)")
 
     spark = ctx.spark()
     parent = spark.read.parquet(*[str(f) for f in files]).select(*PARENT_COLUMNS)
