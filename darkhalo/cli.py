@@ -63,7 +63,11 @@ def run(
     except RunError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    out.print(f"run folder: {out_dir / generation.generation}")
+    run_dir = out_dir / generation.generation
+    out.print(f"run folder: {run_dir}")
+    for label, path in (("report", run_dir / "evaluate" / "report.html"), ("audit", run_dir / "audit" / "audit.md")):
+        if path.is_file():
+            out.print(f"{label}: {path}")
 
 
 @app.command()
@@ -111,6 +115,29 @@ def audit(
     out.print(f"failed: {', '.join(result.failed) or 'none'} (the spec expects: {expected})")
     if not result.passed:
         raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="the baseline spec (e.g. Gen 1's recipe)", show_default=False)],
+    corrected: Annotated[Path, typer.Argument(help="the corrected spec; its test split is the shared test set")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder that holds the runs")] = Path("runs"),
+) -> None:
+    """Train both generations and evaluate both models on the corrected one's realistic test set."""
+    from darkhalo.compare import compare as run_compare
+    from darkhalo.runner import RunError, StageFailed
+
+    specs = _load(baseline), _load(corrected)
+    try:
+        folder = run_compare(*specs, out_dir, err)
+    except StageFailed as exc:
+        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except RunError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print((folder / "compare.md").read_text(), highlight=False)
+    out.print(f"comparison: {folder}")
 
 
 @app.command()

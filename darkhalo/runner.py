@@ -31,7 +31,7 @@ from darkhalo.artifacts import artifact_files, contained, digest_of, write_json,
 from darkhalo.spark import resolve_master
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages import STAGES, Stage, StageContext, StageResult
-from data_contracts.findings import Finding
+from data_contracts.findings import Finding, jsonable
 
 
 class RunError(RuntimeError):
@@ -243,7 +243,7 @@ def _contract_record(stage: Stage, findings: list[Finding], result: StageResult)
         "passed": not any(f.blocking for f in findings),
         "checks": [f.to_dict() for f in findings],
         "rows": result.rows,
-        "measured": result.measured,
+        "measured": jsonable(result.measured),
     }
 
 

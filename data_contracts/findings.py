@@ -47,11 +47,11 @@ class Finding:
             "title": self.title,
             "verdict": self.verdict,
             "passed": self.passed,
-            "measured": _jsonable(self.measured),
-            "threshold": _jsonable(self.threshold),
+            "measured": jsonable(self.measured),
+            "threshold": jsonable(self.threshold),
             "detail": self.detail,
             "n_offending": self.n_offending,
-            "evidence": [_jsonable(row) for row in self.evidence],
+            "evidence": [jsonable(row) for row in self.evidence],
             "waiver": self.waiver,
         }
 
@@ -61,11 +61,12 @@ def evidence_rows(rows: list[dict[str, Any]]) -> tuple[tuple[dict[str, Any], ...
     return tuple(rows[:MAX_EVIDENCE_ROWS]), len(rows)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A value made strict-JSON-ready: numpy scalars unwrapped, NaN and inf as strings."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -12,11 +12,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import spec_data
+from hosts import synthetic_parent
+from rich.console import Console
 
+from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.injection import inject_batch
+from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
-from darkhalo.stages.evaluate import evaluate, load_test_stamps
-from darkhalo.stamps import encode_images
+from darkhalo.stages import STAGES, Stage
+from darkhalo.stages.evaluate import evaluate, load_test_stamps, psf_swap
+from darkhalo.stamps import decode_images, encode_images
+from darkhalo.surveys.provider import provider_for
+from darkhalo.training.checkpoint import load_model
+from darkhalo.training.store import normalise
 from data_contracts.schema import schema_finding
 from data_contracts.scores import SCORES_SCHEMA
 
@@ -110,7 +120,7 @@ def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir:
     np.testing.assert_allclose(scores["score"], _annulus(images))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_neg"] == 600 and metrics["completeness_at_fpr"][0]["resolved"] is False  # 600 x 1e-2 < 10
-    assert metrics["probes"]["core_auc"] < 0.7 and metrics["psf_swap"]["status"] == "not run"
+    assert metrics["probes"]["core_auc"] < 0.7 and "psf_swap" not in metrics["probes"]  # no manifest given
     assert (tmp_path / "plots" / "gallery_2.png").is_file()  # the blob-probe gallery
 
 
@@ -140,3 +150,100 @@ def test_a_central_light_scorer_is_caught_by_the_blob_probe(inject_dir: Path, tm
     l9 = next(f for f in result.findings if f.id == "L9")
     assert not l9.passed and {row["probe"] for row in l9.evidence} == {"blob"}
     assert next(f for f in result.findings if f.id == "L4").passed
+
+
+TRAIN_AND_EVALUATE = (
+    Stage("manifest", (), ("seed", "grid", "controls", "splits"), "toy_stages.pandas_manifest", "manifest, no Spark"),
+    Stage("inject", ("manifest",), ("stamps", "psf"), "toy_stages.pandas_inject", "mock stamps, no Spark"),
+    *(s for s in STAGES if s.name in ("train", "evaluate")),
+)
+
+
+def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -> None:
+    data = spec_data()
+    data["stamps"] = {"size": SIZE}
+    data["splits"] = {"nside": 128, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}}  # 11 + 16 test stamps
+    data["psf"]["kernel_size_pix"] = 31
+    data["injection"]["supersample"] = 2
+    data["train"].update(epochs=1, batch_size=64)
+    data["evaluate"]["bootstrap_samples"] = 20
+    data["engine"] = {"device": "cpu"}
+    # a one-epoch toy model: the glue is under test here, not the model (L9 is tested above)
+    data["invariants"] = {"L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"}}
+    spec = spec_from_dict(data)
+    outcomes = run_generation(spec, tmp_path, stages=TRAIN_AND_EVALUATE, console=Console(quiet=True))
+    assert [o.status for o in outcomes] == ["ran"] * 4
+    folder = tmp_path / spec.generation / "evaluate"
+    contract = json.loads((folder / "contract.json").read_text())
+    verdicts = {f["id"]: f["verdict"] for f in contract["checks"]}
+    assert set(verdicts) == {"schema:scores", "L4", "L9"} and verdicts["L4"] == "pass"
+    # the scores are the saved model's logits on the normalised test stamps, in stamp_id order
+    meta, images = load_test_stamps(tmp_path / spec.generation / "inject")
+    model = load_model(tmp_path / spec.generation / "train" / "model.pt")
+    with torch.no_grad():
+        expected = model(normalise(torch.from_numpy(images))).squeeze(1).numpy()
+    scores = pd.read_parquet(folder / "scores.parquet")
+    assert scores["stamp_id"].tolist() == meta["stamp_id"].tolist() and len(scores) == 27
+    np.testing.assert_allclose(scores["score"], expected, rtol=1e-4, atol=1e-4)
+    swap = json.loads((folder / "metrics.json").read_text())["probes"]["psf_swap"]
+    assert swap["n_positives"] == 16 and swap["injection_psf"] == "survey"
+    assert set(swap["completeness"]) == {
+        "completeness=0.99",
+        "completeness=0.95",
+        "completeness=0.9",
+        "completeness=0.85",
+        "completeness=0.8",
+        "completeness=0.7",
+    }
+    assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()
+
+
+def _peak(batch: np.ndarray) -> np.ndarray:
+    """A stand-in scorer: the brightest r-band pixel."""
+    return batch[:, 1].max(axis=(1, 2)).astype(np.float64)
+
+
+def _psf_swap_case(tmp_path: Path, psf_model: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Inject 40 synthetic hosts' manifest rows with ``psf_model``, then run the PSF swap on them,
+    recording what the scorer is given. Returns (result, positives as made, swapped, their arc fluxes)."""
+    data = spec_data()
+    data["stamps"] = {"size": SIZE}
+    data["psf"] = {"model": psf_model, "kernel_size_pix": 31}
+    spec = spec_from_dict(data)
+    rows = expand_hosts(host_frame(synthetic_parent(40, seed=3), spec), spec).sort_values("stamp_id")
+    (tmp_path / "manifest").mkdir()
+    rows.to_parquet(tmp_path / "manifest" / "part-00000.parquet", index=False)
+    stamps = inject_batch(rows, spec, provider_for(spec.survey, spec.seed))
+    meta = stamps.drop(columns="image").reset_index(drop=True)
+    images = decode_images(stamps["image"].tolist(), SIZE)
+    seen: list[np.ndarray] = []
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch)
+        return _peak(batch)
+
+    result = psf_swap(spec, tmp_path, meta, images, recording, {"t": THRESHOLD})
+    arc_flux = meta.loc[meta["label"] == 1, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]].to_numpy()
+    return result, seen[0], seen[1], arc_flux
+
+
+THRESHOLD = 0.08  # nanomaggies: about the median peak pixel of these stamps
+
+
+def test_the_psf_swap_reinjects_the_same_positives_with_a_gaussian_psf(tmp_path: Path) -> None:
+    result, as_made, swapped, arc_flux = _psf_swap_case(tmp_path, "survey")
+    assert result["injection_psf"] == "survey" and result["n_positives"] == len(as_made) == len(arc_flux) > 5
+    # the Gaussian arc minus the survey arc: the same source, so the same flux up to the survey
+    # wings' light beyond the stamp edge (a few per cent)
+    gained = (swapped - as_made).sum(axis=(2, 3)) / arc_flux
+    assert (gained > -1e-4).all() and (gained < 0.1).all() and np.abs(swapped - as_made).max() > 0
+    rates = result["completeness"]["t"]
+    assert 0 < rates["survey"] < 1
+    assert rates["survey"] == (_peak(as_made) >= THRESHOLD).mean()
+    assert rates["gaussian"] == (_peak(swapped) >= THRESHOLD).mean()
+    assert rates["change"] == rates["gaussian"] - rates["survey"]
+
+
+def test_the_psf_swap_of_a_gaussian_injection_changes_nothing(tmp_path: Path) -> None:
+    result, as_made, swapped, _ = _psf_swap_case(tmp_path, "gaussian")
+    assert np.array_equal(as_made, swapped) and result["completeness"]["t"]["change"] == 0.0

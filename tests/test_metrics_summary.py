@@ -111,7 +111,10 @@ def test_stratified_completeness_counts_each_bin() -> None:
 
 
 def test_inspection_budget_is_survey_times_rates() -> None:
-    budget = inspection_budget({"completeness": 0.8, "fpr": 1e-3}, survey_hosts=1_000_000, prevalence=1e-3)
+    point = {"completeness": 0.8, "fpr": 1e-3, "fpr_interval": [5e-4, 2e-3]}
+    budget = inspection_budget(point, survey_hosts=1_000_000, prevalence=1e-3)
     assert budget["expected_true"] == pytest.approx(800)
     assert budget["expected_false"] == pytest.approx(999)
     assert budget["purity"] == pytest.approx(800 / 1799)
+    assert budget["expected_false_high"] == pytest.approx(1998)
+    assert budget["purity_low"] == pytest.approx(800 / 2798)

@@ -16,6 +16,7 @@ from darkhalo.metrics.probes import (
     core_probe_auc,
     flag_rates,
     psf_swap_completeness,
+    ring_pixels,
 )
 from data_contracts.invariants.l9_no_shortcut import check
 from data_contracts.thresholds import L9Thresholds
@@ -71,11 +72,9 @@ def test_a_blob_keeps_its_flux_at_the_centre_and_spreads_like_its_psf() -> None:
 
 def test_flag_rates_and_the_psf_swap_use_score_at_least_threshold() -> None:
     assert flag_rates(np.array([0.1, 0.5, 0.9, 0.5]), {"a": 0.5, "b": 1.0}) == {"a": 0.75, "b": 0.0}
-    positives = np.zeros((4, 3, 8, 8), dtype=np.float32)
-    survey = np.zeros_like(positives)
-    survey[:, 1, 4, 4] = [1, 2, 3, 4]
-    gaussian = survey / 2
-    swap = psf_swap_completeness(lambda im: im[:, 1, 4, 4], positives + survey, survey, gaussian, {"t": 2.0})
+    as_made = np.zeros((4, 3, 8, 8), dtype=np.float32)
+    as_made[:, 1, 4, 4] = [1, 2, 3, 4]
+    swap = psf_swap_completeness(lambda im: im[:, 1, 4, 4], as_made, as_made / 2, {"t": 2.0})
     assert swap == {"t": {"survey": 0.75, "gaussian": 0.25, "change": -0.5}}
 
 
@@ -84,25 +83,46 @@ FPRS = {"completeness=0.9": 0.05, "fpr=0.01": 0.01}
 
 
 def test_l9_passes_an_honest_finder() -> None:
-    finding = check(0.55, {"completeness=0.9": 0.08, "fpr=0.01": 0.015}, FPRS, LIMITS)
+    finding = check(0.55, 0.6, {"completeness=0.9": 0.08, "fpr=0.01": 0.015}, FPRS, LIMITS)
     assert finding.id == "L9" and finding.passed and finding.measured["max_blob_rate_ratio"] == pytest.approx(1.6)
 
 
 def test_l9_fails_a_core_shortcut_alone() -> None:
-    finding = check(0.83, {"completeness=0.9": 0.05, "fpr=0.01": 0.01}, FPRS, LIMITS)
+    finding = check(0.83, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.01}, FPRS, LIMITS)
     assert not finding.passed and [row["probe"] for row in finding.evidence] == ["core"]
 
 
+def test_l9_accepts_core_light_when_the_ring_carries_at_least_as_much_class_signal() -> None:
+    """Honest arcs at theta_E ~ PSF leak into the core; the ring where they live separates better."""
+    rates = {"completeness=0.9": 0.05, "fpr=0.01": 0.01}
+    assert check(0.93, 0.98, rates, FPRS, LIMITS).passed
+    assert not check(0.93, 0.85, rates, FPRS, LIMITS).passed
+
+
+def test_l9_judges_a_blob_rate_by_its_lower_bound_when_the_count_is_known() -> None:
+    fprs = {"completeness=0.99": 0.23}
+    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS).passed
+    assert check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=99).passed  # 49 of 99: noise
+    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=10_000).passed
+
+
+def test_ring_pixels_surround_the_core_without_it() -> None:
+    images = np.zeros((1, 3, 32, 32))
+    images[0, :, 12:20, 12:20] = 1.0  # the 8x8 core
+    ring = ring_pixels(images, 8)
+    assert ring.shape == (1, 3 * (16 * 16 - 8 * 8)) and ring.sum() == 0
+
+
 def test_l9_fails_blobs_flagged_beyond_the_fpr_at_one_threshold() -> None:
-    finding = check(0.55, {"completeness=0.9": 0.05, "fpr=0.01": 0.03}, FPRS, LIMITS)
+    finding = check(0.55, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.03}, FPRS, LIMITS)
     assert not finding.passed
     assert [(row["probe"], row["operating_point"]) for row in finding.evidence] == [("blob", "fpr=0.01")]
 
 
 def test_l9_zero_fpr_uses_the_floor_and_a_nan_auc_fails() -> None:
     fprs = {"completeness=0.7": 0.0}
-    assert check(0.5, {"completeness=0.7": 0.001}, fprs, LIMITS, fpr_floor=0.001).passed
-    assert not check(0.5, {"completeness=0.7": 0.001}, fprs, LIMITS).passed
-    assert not check(math.nan, {"completeness=0.7": 0.0}, fprs, LIMITS).passed
+    assert check(0.5, 0.6, {"completeness=0.7": 0.001}, fprs, LIMITS, fpr_floor=0.001).passed
+    assert not check(0.5, 0.6, {"completeness=0.7": 0.001}, fprs, LIMITS).passed
+    assert not check(math.nan, 0.6, {"completeness=0.7": 0.0}, fprs, LIMITS).passed
     with pytest.raises(ValueError, match="different operating points"):
-        check(0.5, {"a": 0.0}, {"b": 0.0}, LIMITS)
+        check(0.5, 0.6, {"a": 0.0}, {"b": 0.0}, LIMITS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from astropy.io import fits
 
-from darkhalo.lensing.psf import gaussian_ee, psf_kernels, wing_deficits
+from darkhalo.lensing.psf import gaussian_ee, moffat_ee, psf_kernels, wing_deficits
 from darkhalo.lensing.psfex import DECAM_PIXEL_SCALE, PsfexError, read_psfex
 
 SCALE = 0.262
@@ -80,6 +80,14 @@ def test_wing_deficits_match_the_gaussian_closed_form() -> None:
     assert torch.allclose(deficits[:, 1], 1 - gaussian_ee(3.0, fwhm), atol=1e-4)
 
 
+def test_wing_deficits_match_the_moffat_closed_form_inside_the_kernel_box() -> None:
+    fwhm, beta, size, scale = torch.tensor([1.0, 1.5], dtype=torch.float64), 2.8, 255, SCALE / 2
+    deficits = wing_deficits(psf_kernels("moffat", fwhm, size, scale, beta), scale, fwhm)
+    inside_box = moffat_ee(size // 2 * scale, fwhm, beta)  # kernels are normalised inside their box
+    assert torch.allclose(deficits[:, 0], 1 - moffat_ee(2 * fwhm, fwhm, beta) / inside_box, atol=3e-3)
+    assert torch.allclose(deficits[:, 1], 1 - moffat_ee(3.0, fwhm, beta) / inside_box, atol=3e-3)
+
+
 def test_unusable_files_are_named(tmp_path: Path, real_dir: Path) -> None:
     not_fits = tmp_path / "junk.fits"
     not_fits.write_text("not a FITS file")
@@ -99,3 +107,26 @@ def test_unusable_files_are_named(tmp_path: Path, real_dir: Path) -> None:
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(broken)
     with pytest.raises(PsfexError, match=r"nan\.fits: non-finite"):
         read_psfex(broken)
+
+
+def test_a_finer_sampled_model_is_resampled_onto_stamp_pixels(tmp_path: Path) -> None:
+    """PSF_SAMP = 0.5: a Gaussian stored on half-CCD-pixel steps comes out as the same Gaussian on
+    0.262" pixels (header-keyword layout, components beyond the constant term zero)."""
+    fwhm, k = 1.1, 63
+    native_scale = 0.5 * DECAM_PIXEL_SCALE
+    native = psf_kernels("gaussian", torch.tensor([fwhm], dtype=torch.float64), k, native_scale)[0].numpy()
+    mask = np.zeros((1, 6, k, k), dtype=np.float32)
+    mask[0, 0] = native * 3.0  # PSFEx images need not be normalised
+    header = {
+        "POLNAME1": "X_IMAGE", "POLNAME2": "Y_IMAGE", "POLZERO1": 1024.5, "POLZERO2": 2048.5,
+        "POLSCAL1": 2048.0, "POLSCAL2": 4096.0, "POLDEG1": 2, "PSF_SAMP": 0.5, "PSF_FWHM": fwhm / native_scale,
+    }  # fmt: skip
+    table = fits.BinTableHDU.from_columns([fits.Column("PSF_MASK", f"{6 * k * k}E", dim=f"({k},{k},6)", array=mask)])
+    table.header.update(header)
+    path = tmp_path / "fine-psfex.fits"
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    model = read_psfex(path)
+    assert model.sampling == 0.5 and model.fwhm_pix == pytest.approx(fwhm / native_scale)
+    kernel = model.kernel(300.0, 900.0, size=31, dtype=torch.float64)
+    expected = psf_kernels("gaussian", torch.tensor([fwhm], dtype=torch.float64), 31, SCALE)[0]
+    assert float((kernel - expected).abs().max()) < 2e-3 * float(expected.max())  # Lanczos-3: ~1.3e-3

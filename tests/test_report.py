@@ -40,6 +40,13 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
         "fpr=0.01"
     }
     assert metrics["stratified"]["fpr=0.01"]["theta_e_over_psf"]
+    names = [f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)]
+    metrics["probes"] = {
+        "core_auc": 0.512,
+        "fpr_at_thresholds": dict.fromkeys(names, 0.1),
+        "blob_flag_rates": dict.fromkeys(names, 0.15),
+        "psf_swap": {"completeness": {n: {"survey": 0.8, "gaussian": 0.9, "change": 0.1} for n in names}},
+    }
     stamps = np.random.default_rng(1).normal(0, 0.01, (4, 3, 16, 16)).astype(np.float32)
     findings = [Finding("L4", "operational reporting", True, 0, 0), Finding("L9", "no shortcut", False, 0.9, 0.7)]
     write_report(
@@ -63,6 +70,8 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
     flagged = int((small["score"] >= metrics["fpr_at_completeness"][0]["threshold"]).sum())
     assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
+    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC" in markdown
+    assert "| completeness=0.9 | 0.1 | 0.15 | 0.800 → 0.900 (+0.100) |" in markdown
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
 
 

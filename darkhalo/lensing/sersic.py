@@ -79,4 +79,5 @@ def sersic_at_scaled_r2(
     """Sersic surface brightness ie exp(-b_n ((R/R_eff)^(1/n) - 1)) from r2 = (R/R_eff)^2 (saves a
     sqrt); ``b`` = ``sersic_b(n)`` when the caller has it already."""
     b = sersic_b(n) if b is None else b
-    return torch.exp(torch.addcmul(torch.log(ie) + b, b, r2 ** (0.5 / n), value=-1))
+    scaled_r = torch.exp(torch.log(r2) * (0.5 / n))  # r2 ** (0.5 / n); torch's broadcast pow can be 15x slower
+    return torch.exp(torch.addcmul(torch.log(ie) + b, b, scaled_r, value=-1))

@@ -7,7 +7,7 @@
   band, convolved with the host's PSF and added at the centre of a control. A finder that flags
   these more often than plain controls is keying on "extra central light", not on lensing.
 - PSF-swap probe: the completeness change when the arcs are rendered with a Gaussian PSF instead
-  of the survey PSF (``psf_swap_completeness``; the arcs come from the injection renderer).
+  of the survey PSF (``psf_swap_completeness``; the stage re-injects the same positives).
 """
 
 from __future__ import annotations
@@ -39,18 +39,37 @@ def core_pixels(images: np.ndarray, core: int) -> np.ndarray:
     return images[:, :, start : start + core, start : start + core].reshape(len(images), -1)
 
 
-def core_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int, folds: int = 5) -> float:
-    """Out-of-fold AUROC of a logistic regression that sees only the central core pixels."""
+def ring_pixels(images: np.ndarray, core: int) -> np.ndarray:
+    """The pixels of every band between the central ``core`` box and the ``2 core`` box around it,
+    where arcs with theta_E of one to two PSF widths put most of their light: (N, 3 * 3 core^2)."""
+    size = images.shape[-1]
+    start, outer = size // 2 - core // 2, size // 2 - core
+    box = images[:, :, outer : outer + 2 * core, outer : outer + 2 * core]
+    keep = np.ones((2 * core, 2 * core), dtype=bool)
+    keep[start - outer : start - outer + core, start - outer : start - outer + core] = False
+    return box[:, :, keep].reshape(len(images), -1)
+
+
+def probe_auc(features: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> float:
+    """Out-of-fold AUROC of a logistic regression on ``features`` (N, F)."""
     labels = np.asarray(labels).astype(int)
     smallest = int(min((labels == 1).sum(), (labels == 0).sum()))
     if smallest < 2:
-        raise ValueError(f"the core probe needs at least 2 stamps of each class, got {smallest}")
+        raise ValueError(f"the pixel probes need at least 2 stamps of each class, got {smallest}")
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     split = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed % 2**32)
-    scores = cross_val_predict(
-        model, core_pixels(images, core).astype(np.float64), labels, cv=split, method="decision_function"
-    )
+    scores = cross_val_predict(model, features.astype(np.float64), labels, cv=split, method="decision_function")
     return float(roc_auc_score(labels, scores))
+
+
+def core_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int, folds: int = 5) -> float:
+    """Out-of-fold AUROC of a logistic regression that sees only the central core pixels."""
+    return probe_auc(core_pixels(images, core), labels, seed, folds)
+
+
+def ring_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int, folds: int = 5) -> float:
+    """The same probe on the ring around the core (``ring_pixels``): where real arcs live."""
+    return probe_auc(ring_pixels(images, core), labels, seed, folds)
 
 
 def blob_images(
@@ -90,15 +109,13 @@ def flag_rates(scores: np.ndarray, thresholds: Mapping[str, float]) -> dict[str,
 
 def psf_swap_completeness(
     score: Callable[[np.ndarray], np.ndarray],
-    positives: np.ndarray,
-    arcs_survey: np.ndarray,
-    arcs_gaussian: np.ndarray,
+    as_made: np.ndarray,
+    swapped: np.ndarray,
     thresholds: Mapping[str, float],
 ) -> dict[str, dict[str, float]]:
-    """Completeness at each threshold for the positives as made (survey-PSF arcs) and with their
-    arcs swapped for the same arcs rendered through a Gaussian PSF, and the change (Gaussian - survey)."""
-    swapped = positives - arcs_survey + arcs_gaussian
-    survey = flag_rates(score(positives), thresholds)
+    """Completeness at each threshold for positives as made (survey-PSF arcs) and for the same
+    positives with their arcs rendered through a Gaussian PSF instead, and the change (Gaussian - survey)."""
+    survey = flag_rates(score(as_made), thresholds)
     gaussian = flag_rates(score(swapped), thresholds)
     return {
         name: {"survey": survey[name], "gaussian": gaussian[name], "change": gaussian[name] - survey[name]}

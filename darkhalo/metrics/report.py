@@ -193,7 +193,7 @@ POINT_HEADER = [
     "negatives flagged",
 ]
 FINDING_HEADER = ["id", "title", "verdict", "measured", "threshold", "detail"]
-BUDGET_HEADER = ["operating point", "expected true", "expected false", "purity"]
+BUDGET_HEADER = ["operating point", "expected true", "expected false (95 % high)", "purity (95 % low)"]
 
 
 def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
@@ -202,9 +202,30 @@ def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
 
 def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
     return [
-        [name, f"{b['expected_true']:.1f}", f"{b['expected_false']:.1f}", f"{b['purity']:.3f}"]
+        [
+            name,
+            f"{b['expected_true']:.1f}",
+            f"{b['expected_false']:.1f} ({b['expected_false_high']:.1f})",
+            f"{b['purity']:.3f} ({b['purity_low']:.3f})",
+        ]
         for name, b in metrics.get("inspection_budget", {}).items()
     ]
+
+
+def _probe_table(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The shortcut probes per operating point: control FPR, blob flag rate, PSF-swap completeness."""
+    probes = metrics.get("probes")
+    if not probes:
+        return {}
+    swap = probes.get("psf_swap", {}).get("completeness", {})
+    rows = []
+    for name, fpr in probes["fpr_at_thresholds"].items():
+        s = swap.get(name)
+        swapped = "—" if s is None else f"{s['survey']:.3f} → {s['gaussian']:.3f} ({s['change']:+.3f})"
+        rows.append([name, f"{fpr:.3g}", f"{probes['blob_flag_rates'][name]:.3g}", swapped])
+    ring = probes.get("ring_auc", float("nan"))
+    title = f"Shortcut probes (core-pixel AUC {probes['core_auc']:.3f}, ring AUC {ring:.3f})"
+    return {title: (["operating point", "control FPR", "blob flag rate", "completeness: survey → Gaussian PSF"], rows)}
 
 
 def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -276,6 +297,7 @@ def write_report(
     tables = {
         "Operating points": (POINT_HEADER, _point_rows(metrics)),
         "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
+        **_probe_table(metrics),
         **_strata_tables(metrics),
         "Invariants": (FINDING_HEADER, _finding_rows(findings)),
     }

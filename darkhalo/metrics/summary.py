@@ -170,15 +170,15 @@ def stratified_completeness(
 
 def inspection_budget(point: dict[str, Any], survey_hosts: int, prevalence: float) -> dict[str, float]:
     """Expected true and false candidates when a survey of ``survey_hosts`` hosts with ``prevalence``
-    lenses per host is cut at this (resolved) operating point, and the candidates' purity."""
+    lenses per host is cut at this (resolved) operating point, and the candidates' purity; ``_high``
+    and ``_low`` use the upper end of the FPR's exact interval (a measured FPR of 0 is not 0)."""
     true = survey_hosts * prevalence * point["completeness"]
-    false = survey_hosts * (1 - prevalence) * point["fpr"]
-    return {
-        "expected_true": true,
-        "expected_false": false,
-        "expected_candidates": true + false,
-        "purity": true / (true + false) if true + false > 0 else 0.0,
-    }
+    budget = {"expected_true": true}
+    for suffix, fpr in (("", point["fpr"]), ("_high", point["fpr_interval"][1])):
+        false = survey_hosts * (1 - prevalence) * fpr
+        budget[f"expected_false{suffix}"] = false
+        budget["purity" if not suffix else "purity_low"] = true / (true + false) if true + false > 0 else 0.0
+    return budget
 
 
 def evaluation_metrics(

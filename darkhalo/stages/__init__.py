@@ -42,7 +42,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "evaluate",
-        inputs=("inject", "train"),
+        inputs=("manifest", "inject", "train"),
         sections=("seed", "evaluate", "stamps", "psf", "invariants"),
         module="darkhalo.stages.evaluate",
         description="test-split scores, operating points with intervals, probes, report",

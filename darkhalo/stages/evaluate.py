@@ -1,11 +1,12 @@
 """Phase 6: score the test split with the trained model, then the operating points (L4), the
 shortcut probes (L9), the report.
 
-Reads ``inject/stamps/`` (test split) and ``train/model.pt``; writes ``evaluate/scores.parquet``
-(stamp_id, label, split, score = the model's logit, metadata), ``metrics.json``, ``report.html``,
-``report.md`` and ``plots/``. Findings: the scores schema, L4 on metrics.json, L9 when probes run.
-The PSF-swap probe needs the arcs re-rendered with a Gaussian PSF (issue 6's renderer); until it is
-wired in, metrics.json says so under ``psf_swap``.
+Reads ``inject/stamps/`` (test split), ``train/model.pt`` and ``manifest/`` (for the PSF swap);
+writes ``evaluate/scores.parquet`` (stamp_id, label, split, score = the model's logit, metadata),
+``metrics.json``, ``report.html``, ``report.md`` and ``plots/``. Findings: the scores schema, L4 on
+metrics.json, L9 when probes run.
+The PSF-swap probe re-injects a sample of the test positives from their manifest rows with a
+Gaussian PSF and reports the completeness change at each operating threshold.
 """
 
 from __future__ import annotations
@@ -19,17 +20,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import torch
 
 from darkhalo import tables
 from darkhalo.artifacts import atomic_file, write_json
+from darkhalo.injection import inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
-from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates
+from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness, ring_probe_auc
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics, resolved_points
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.stamps import N_BANDS, decode_images, stamp_dataset
+from darkhalo.surveys.provider import provider_for
+from darkhalo.training.checkpoint import load_model
+from darkhalo.training.device import resolve_device
+from darkhalo.training.loop import predict_logits
+from darkhalo.training.store import StampStore, normalise
 from data_contracts.invariants import l4_operational_reporting, l9_no_shortcut
 from data_contracts.schema import schema_finding
 from data_contracts.scores import SCORES_SCHEMA
@@ -37,6 +45,12 @@ from data_contracts.scores import SCORES_SCHEMA
 Scorer = Callable[[np.ndarray], np.ndarray]
 ARC_FLUX = ("arc_flux_g", "arc_flux_r", "arc_flux_z")
 GALLERY_SIZE = 12
+#: Stamps normalised and scored per step (bounds device memory at any test-set size).
+SCORE_CHUNK = 8192
+#: Controls given a blob for the blob probe (a seeded sample; ~5 ms of CPU per blob).
+BLOB_MAX = 20_000
+#: Test positives re-injected with a Gaussian PSF for the PSF-swap probe (a seeded sample).
+PSF_SWAP_MAX = 2000
 
 
 def load_test_stamps(inject_dir: Path, size: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -71,31 +85,18 @@ def load_test_stamps(inject_dir: Path, size: int | None = None) -> tuple[pd.Data
     return table.drop(["image"]).to_pandas(), images
 
 
-def device_for(spec: GenerationSpec) -> torch.device:
-    """The engine's device: ``auto`` picks CUDA when present."""
-    if spec.engine.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec.engine.device)
-
-
 def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Scorer:
-    """A scorer from ``train/model.pt``: the trainer's ``normalise`` then the model's logit, in batches.
-
-    The file is read by the trainer's ``load_model`` (weights_only=True; a pickled object, a torn
-    file or another normalisation is refused naming the file).
-    """
-    from darkhalo.training.checkpoint import load_model
-    from darkhalo.training.store import normalise
-
+    """The trained model as a scorer of raw stamps: the trainer's ``normalise``, then its logit (fp32,
+    no bf16, so the low-FPR tail is not rounded into ties), ``SCORE_CHUNK`` stamps on the device at a time."""
     model = load_model(model_path, device)
 
-    @torch.inference_mode()
     def score(images: np.ndarray) -> np.ndarray:
-        out = [
-            model(normalise(torch.from_numpy(images[i : i + batch_size]).to(device))).float().reshape(-1).cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+        out = [np.empty(0, dtype=np.float32)]
+        for start in range(0, len(images), SCORE_CHUNK):
+            chunk = normalise(torch.from_numpy(np.ascontiguousarray(images[start : start + SCORE_CHUNK])).to(device))
+            store = StampStore(chunk, torch.zeros(len(chunk), device=device), np.arange(len(chunk)), device)
+            out.append(predict_logits(model, store, batch_size))
+        return np.concatenate(out).astype(np.float64)
 
     return score
 
@@ -103,9 +104,10 @@ def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Sco
 def blob_probe(
     spec: GenerationSpec, meta: pd.DataFrame, images: np.ndarray, score: Scorer, thresholds: dict[str, float]
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Controls plus a central blob carrying a random test positive's arc flux (per band): flag rates
-    at each threshold, the blob stamps and their scores. The blob goes through the injection PSF model
-    at the control's r-band FWHM in every band (stamps record only PSFSIZE_R)."""
+    """Controls (up to BLOB_MAX, a seeded sample) plus a central blob carrying a random test positive's
+    arc flux (per band): flag rates at each threshold, the blob stamps and their scores. The blob goes
+    through the injection PSF model at the control's r-band FWHM in every band (stamps record only
+    PSFSIZE_R)."""
     positive = meta["label"].to_numpy() == 1
     missing = [c for c in (*ARC_FLUX, "psfsize_r") if c not in meta]
     if missing:
@@ -115,8 +117,10 @@ def blob_probe(
     if len(fluxes) == 0:
         raise ValueError("no test positive has finite arc_flux_g/r/z for the blob probe")
     rng = np.random.default_rng([spec.seed, 9])
-    controls = images[~positive]
-    fwhm = meta.loc[~positive, "psfsize_r"].to_numpy(np.float64)
+    chosen = np.flatnonzero(~positive)
+    chosen = np.sort(rng.choice(chosen, min(BLOB_MAX, chosen.size), replace=False))
+    controls = images[chosen]
+    fwhm = meta["psfsize_r"].to_numpy(np.float64)[chosen]
     fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, np.nanmedian(meta["psfsize_r"]))
     model = spec.psf.model if spec.psf.model in PSF_MODELS else "survey"
     blobs = controls + blob_images(
@@ -130,6 +134,39 @@ def blob_probe(
     )
     blob_scores = score(blobs)
     return flag_rates(blob_scores, thresholds), blobs, blob_scores
+
+
+def psf_swap(
+    spec: GenerationSpec,
+    manifest_dir: Path,
+    meta: pd.DataFrame,
+    images: np.ndarray,
+    score: Scorer,
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    """Completeness of up to PSF_SWAP_MAX test positives (seeded sample) as injected and re-injected
+    (same manifest rows, same cutouts, inject's own ``inject_batch``) with a Gaussian PSF of the same FWHM."""
+    positive = np.flatnonzero(meta["label"].to_numpy() == 1)
+    rng = np.random.default_rng([spec.seed, 11])
+    chosen = np.sort(rng.choice(positive, min(PSF_SWAP_MAX, positive.size), replace=False))
+    ids = meta["stamp_id"].to_numpy()[chosen]
+    files = sorted((manifest_dir / "manifest").glob("part-*.parquet"))
+    rows = ds.dataset(files, format="parquet").to_table(filter=pc.field("stamp_id").isin(ids)).to_pandas()
+    rows = rows.sort_values("stamp_id", ignore_index=True)
+    if not np.array_equal(rows["stamp_id"].to_numpy(), ids):
+        raise ValueError(f"{manifest_dir / 'manifest'}: test positives missing from the manifest")
+    gaussian = spec.model_copy(update={"psf": spec.psf.model_copy(update={"model": "gaussian"})})
+    provider = provider_for(spec.survey, spec.seed)
+    step = spec.injection.batch_size
+    swapped = [
+        decode_images(inject_batch(rows.iloc[i : i + step], gaussian, provider)["image"].tolist(), images.shape[-1])
+        for i in range(0, len(rows), step)
+    ]
+    return {
+        "n_positives": len(chosen),
+        "injection_psf": spec.psf.model,
+        "completeness": psf_swap_completeness(score, images[chosen], np.concatenate(swapped), thresholds),
+    }
 
 
 def _caption(row: pd.Series) -> str:
@@ -153,21 +190,28 @@ def _galleries(scores: pd.DataFrame, images: np.ndarray, blobs: np.ndarray | Non
     return galleries
 
 
-def _data_docs_links(run_dir: Path) -> list[tuple[str, str]]:
-    """The select stage's Great Expectations Data Docs (its top index.html), relative to evaluate/."""
+def _report_links(run_dir: Path) -> list[tuple[str, str]]:
+    """Links from the report (relative to evaluate/): the select stage's Great Expectations Data
+    Docs (its top index.html) and the generation's audit (every invariant, written after evaluate)."""
     docs = run_dir / "select" / "validation"
     pages = sorted(docs.rglob("index.html"), key=lambda p: (len(p.parts), p)) if docs.is_dir() else []
-    return (
-        [("Great Expectations Data Docs (select)", f"../select/validation/{pages[0].relative_to(docs)}")]
-        if pages
-        else []
-    )
+    title = "Great Expectations Data Docs (select)"
+    links = [(title, f"../select/validation/{page.relative_to(docs)}") for page in pages[:1]]
+    return [*links, ("Audit: every invariant of this generation", "../audit/audit.md")]
 
 
 def evaluate(
-    spec: GenerationSpec, meta: pd.DataFrame, images: np.ndarray, score: Scorer, out: Path, run_dir: Path
+    spec: GenerationSpec,
+    meta: pd.DataFrame,
+    images: np.ndarray,
+    score: Scorer,
+    out: Path,
+    run_dir: Path,
+    manifest: Path | None = None,
 ) -> StageResult:
-    """Everything after the model: scores, metrics, probes, findings and the report, written into ``out``."""
+    """Everything after the model: scores, metrics, probes, findings and the report, written into ``out``.
+
+    With ``manifest`` (the manifest stage's folder) the probes include the PSF swap."""
     settings = spec.evaluate
     scores = meta.assign(score=np.asarray(score(images), dtype=np.float64))
     with atomic_file(out / "scores.parquet", "wb") as handle:
@@ -183,16 +227,28 @@ def evaluate(
     )
     findings = [schema_finding(SCORES_SCHEMA, scores, "scores")]
     blobs = blob_scores = None
-    metrics["psf_swap"] = {"status": "not run", "reason": "needs the injection renderer (issue 6) wired in"}
     if settings.probes:
         points = dict(resolved_points(metrics))
         thresholds = {name: p["threshold"] for name, p in points.items()}
         limits = spec.invariants.L9
-        core_auc = core_probe_auc(images, scores["label"].to_numpy(), limits.core_size_pix, spec.seed)
+        labels = scores["label"].to_numpy()
+        core_auc = core_probe_auc(images, labels, limits.core_size_pix, spec.seed)
+        ring_auc = ring_probe_auc(images, labels, limits.core_size_pix, spec.seed)
         rates, blobs, blob_scores = blob_probe(spec, meta, images, score, thresholds)
         fprs = {name: p["fpr"] for name, p in points.items()}
-        findings.append(l9_no_shortcut.check(core_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"]))
-        metrics["probes"] = {"core_auc": core_auc, "blob_flag_rates": rates, "fpr_at_thresholds": fprs}
+        findings.append(
+            l9_no_shortcut.check(
+                core_auc, ring_auc, rates, fprs, limits, fpr_floor=1 / metrics["n_neg"], n_blobs=len(blobs)
+            )
+        )
+        metrics["probes"] = {
+            "core_auc": core_auc,
+            "ring_auc": ring_auc,
+            "blob_flag_rates": rates,
+            "fpr_at_thresholds": fprs,
+        }
+        if manifest is not None:
+            metrics["probes"]["psf_swap"] = psf_swap(spec, manifest, meta, images, score, thresholds)
     write_json(out / "metrics.json", metrics)
     findings.insert(
         1, l4_operational_reporting.check(json.loads((out / "metrics.json").read_text()), spec.invariants.L4)
@@ -203,7 +259,7 @@ def evaluate(
         scores,
         _galleries(scores, images, blobs, blob_scores),
         findings,
-        _data_docs_links(run_dir),
+        _report_links(run_dir),
         title=f"darkhalo evaluation: {spec.generation}",
     )
     n_pos = int((scores["label"] == 1).sum())
@@ -216,6 +272,6 @@ def evaluate(
 
 def run(ctx: StageContext) -> StageResult:
     meta, images = load_test_stamps(ctx.input("inject"), ctx.spec.stamps.size)
-    settings = ctx.spec.evaluate
-    score = model_scorer(ctx.input("train") / "model.pt", device_for(ctx.spec), settings.batch_size)
-    return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir)
+    device = resolve_device(ctx.spec.engine.device)
+    score = model_scorer(ctx.input("train") / "model.pt", device, ctx.spec.evaluate.batch_size)
+    return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir, ctx.input("manifest"))
