@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 from astropy.io import fits
-from catalogs import synthetic_catalog
+from catalogs import synthetic_catalog, write_catalog
 from conftest import REAL, spec_data
 from hosts import synthetic_parent
 from rich.console import Console
@@ -40,6 +40,7 @@ from darkhalo.stages import manifest as manifest_stage
 from darkhalo.stages.catalog_checks import validate_catalog
 from darkhalo.stages.evaluate import load_test_stamps, model_scorer
 from darkhalo.stages.manifest import parent_files
+from darkhalo.stages.select import read_catalog_parts
 from darkhalo.surveys.cutout_fits import CutoutFileError, FolderCutoutProvider, write_cutout_fits
 from darkhalo.surveys.legacy import CatalogError, catalog_paths, ingest_catalogs
 from darkhalo.surveys.provider import Cutouts
@@ -188,6 +189,12 @@ def catalog_wrong_kind_of_file(tmp: Path):
 def catalog_glob_matches_nothing(tmp: Path):
     pattern = str(tmp / "sweep-*.fits")
     return lambda: catalog_paths([pattern]), CatalogError, r"sweep-\*.fits: no catalog file matches"
+
+
+def survey_catalog_part_truncated(tmp: Path):
+    parts = write_catalog(synthetic_catalog(40), tmp / "survey" / "catalog", parts=2)
+    _truncate(parts[1])
+    return lambda: read_catalog_parts(parts), ParquetFileError, r"part-00001.parquet: not a readable parquet file"
 
 
 # --- parent sample, manifest -----------------------------------------------------------------------
@@ -469,6 +476,7 @@ CASES: dict[str, Callable[[Path], tuple[Callable[[], object], type[Exception], s
         parquet_catalog_truncated,
         catalog_wrong_kind_of_file,
         catalog_glob_matches_nothing,
+        survey_catalog_part_truncated,
         parent_sample_truncated,
         parent_sample_missing_column,
         parent_sample_empty,
