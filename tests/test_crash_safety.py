@@ -7,10 +7,10 @@ time, and sends SIGKILL to the group. Nothing may then be at the stage's final p
 (in this process) must install outputs whose content hashes equal the baseline's.
 
 Content hashes are every artifact file's sha256 (darkhalo.artifacts.artifact_files), except for
-fields that record the wall clock, which are compared with those fields left out: the Great
-Expectations Data Docs and validation result of select (run timestamps) and the training history's
-timings (history.parquet and each checkpoint's copy of it); checkpoints are compared by their
-tensors. The default run kills once per stage; ``-m slow`` runs four more kills per stage.
+fields that record the wall clock or a run's random ids, which are compared with those fields left
+out: select's Great Expectations result (its run time and ids; its Data Docs HTML is not compared)
+and the training history's timings (history.parquet and each checkpoint's copy of it); checkpoints
+are compared by their tensors. The default run kills once per stage; ``-m slow`` runs four more kills per stage.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ pytestmark = pytest.mark.spark
 
 #: History fields that measure the wall clock (differ between any two runs).
 TIMING_FIELDS = ("train_s", "val_s", "epoch_s", "images_per_s")
-#: Select's validation record and Data Docs carry the validation's run time.
-GE_RECORDS = ("validation/",)
+#: Select's Great Expectations Data Docs (HTML) carry the validation's run time and ids; its
+#: result is compared without them (GE_RUN_KEYS).
+GE_DOCS = "validation/data_docs/"
+GE_RESULT = "validation/validation_result.json"
+GE_RUN_KEYS = {"validation_id", "run_id", "batch_markers", "checkpoint_id", "validation_time", "id"}
 SLOW_TRIALS = 4
 #: What test tools (possibly in another process) may add to the working directory meanwhile.
 TOOL_CACHES = {".hypothesis", ".pytest_cache", ".ruff_cache"}
@@ -75,7 +78,9 @@ def content(stage: str, folder: Path) -> dict[str, str]:
     """The stage's output content hashes by relative path (wall-clock fields left out)."""
     files = artifact_files(folder)
     if stage == "select":
-        return {k: v for k, v in files.items() if not k.startswith(GE_RECORDS)}
+        kept = {k: v for k, v in files.items() if not k.startswith(GE_DOCS)}
+        result = json.loads((folder / GE_RESULT).read_text())
+        return kept | {GE_RESULT: hashlib.sha256(json.dumps(_without_run_ids(result)).encode()).hexdigest()}
     if stage != "train":
         return files
     hashes = {"model.pt": files["model.pt"]}
@@ -89,6 +94,15 @@ def content(stage: str, folder: Path) -> dict[str, str]:
         epochs = pd.DataFrame(state["history"]).drop(columns=list(TIMING_FIELDS))
         hashes[f"checkpoints/{path.name}"] = digest.hexdigest() + _frame_hash(epochs)
     return hashes
+
+
+def _without_run_ids(value: object) -> object:
+    """A Great Expectations result without the keys that name or time this particular validation."""
+    if isinstance(value, dict):
+        return {k: _without_run_ids(v) for k, v in value.items() if k not in GE_RUN_KEYS}
+    if isinstance(value, list):
+        return [_without_run_ids(v) for v in value]
+    return value
 
 
 def _frame_hash(frame: pd.DataFrame) -> str:
