@@ -3,9 +3,10 @@
 Each trial copies the installed upstream stages of one uninterrupted baseline run, starts the
 stage in a child process (its own process group: the Spark JVM and Python workers die with it),
 waits for the stage's start line, sleeps a seeded random delay within the stage's baseline wall
-time, and sends SIGKILL to the group (if the stage finished first, it is tried again with a delay 4x
-shorter, up to KILL_ATTEMPTS times). Nothing may then be at the stage's final path; the re-run (in
-this process) must install outputs whose content hashes equal the baseline's.
+time, and sends SIGKILL to the group. Either nothing is then at the stage's final path, or the stage
+was installed before the kill and is whole (and the kill is tried again, 4x sooner, up to
+KILL_ATTEMPTS times); the re-run (in this process) must install outputs whose content hashes equal
+the baseline's.
 
 Content hashes are every artifact file's sha256 (darkhalo.artifacts.artifact_files), except for
 fields that record the wall clock or a run's random ids, which are compared with those fields left
@@ -124,9 +125,9 @@ def _child(stage: str, root: Path, err) -> subprocess.Popen:
     )
 
 
-def kill_inside(stage: str, root: Path, delay_s: float) -> bool:
-    """Run ``stage`` in a child process group under ``root``; SIGKILL it ``delay_s`` after the stage
-    starts. True when the kill landed (the stage had not finished)."""
+def kill_inside(stage: str, root: Path, delay_s: float) -> None:
+    """Run ``stage`` in a child process group under ``root``; SIGKILL the group ``delay_s`` after the
+    stage starts (unless the child has exited by then)."""
     log = root / "child.log"
     with log.open("wb") as err:
         child = _child(stage, root, err)
@@ -137,13 +138,11 @@ def kill_inside(stage: str, root: Path, delay_s: float) -> bool:
                 assert time.monotonic() < deadline, f"{stage} did not start in 300 s"
                 time.sleep(0.05)
             time.sleep(delay_s)
-            landed = child.poll() is None
         finally:
-            with contextlib.suppress(ProcessLookupError):  # the stage finished and its group is gone
+            with contextlib.suppress(ProcessLookupError):  # the child exited and its group is gone
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    assert landed or child.returncode == 0, log.read_text()
-    return landed
+    assert child.returncode in (0, -signal.SIGKILL), log.read_text()
 
 
 def _copy_upstream(base_dir: Path, run_dir: Path, stage: str) -> None:
@@ -159,12 +158,16 @@ def trial(baseline: tuple[Path, dict[str, float]], stage: str, seed: int, tmp_pa
     _copy_upstream(base_dir, run_dir, stage)
     delay = float(np.random.default_rng([seed, CHAIN.index(stage)]).uniform(0, walls[stage]))
     tries = 1
-    while not kill_inside(stage, tmp_path, delay):
-        assert tries < KILL_ATTEMPTS, f"{stage} finished before every kill (last at {delay:.2f} s)"
-        shutil.rmtree(run_dir / stage)  # the child, less loaded than the baseline, finished first
+    kill_inside(stage, tmp_path, delay)
+    while (run_dir / stage).exists():
+        # Installed before the kill (the child lives on for a moment after its rename into place):
+        # then it is whole. Try again, sooner.
+        assert content(stage, run_dir / stage) == content(stage, base_dir / stage)
+        assert tries < KILL_ATTEMPTS, f"{stage} was installed before every kill (last at {delay:.2f} s)"
+        shutil.rmtree(run_dir / stage)
         delay /= 4
         tries += 1
-    assert not (run_dir / stage).exists(), f"a killed {stage} left output at its final path"
+        kill_inside(stage, tmp_path, delay)
     print(f"{stage} seed={seed}: killed {delay:.2f} s into the stage (baseline {walls[stage]:.1f} s), try {tries}")
 
     outcome = run_generation(spec, tmp_path, start=stage, stop=stage)[0]
