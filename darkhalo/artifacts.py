@@ -14,6 +14,8 @@ from typing import Any
 #: Files a stage's runner adds beside the artifacts; they describe the artifacts, so they are left
 #: out of the artifacts' digest.
 RECORD_FILES = ("contract.json", "lineage.json")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -26,6 +28,7 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[Any]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

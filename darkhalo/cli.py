@@ -6,6 +6,8 @@ file, a stage run out of order).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +45,21 @@ def _load(path: Path) -> GenerationSpec:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _run_errors() -> Iterator[None]:
+    """A contract failure exits 1, any other run error (missing or stale input) exits 2."""
+    from darkhalo.runner import RunError, StageFailed
+
+    try:
+        yield
+    except StageFailed as exc:
+        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except RunError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def run(
     spec: SpecPath,
@@ -52,17 +69,11 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="re-run stages even when up to date")] = False,
 ) -> None:
     """Run a generation's stages in order; stages whose lineage matches are skipped."""
-    from darkhalo.runner import RunError, StageFailed, run_generation
+    from darkhalo.runner import run_generation
 
     generation = _load(spec)
-    try:
+    with _run_errors():
         run_generation(generation, out_dir, start=start, stop=stop, force=force, console=err)
-    except StageFailed as exc:
-        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except RunError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     run_dir = out_dir / generation.generation
     out.print(f"run folder: {run_dir}")
     for label, path in (("report", run_dir / "evaluate" / "report.html"), ("audit", run_dir / "audit" / "audit.md")):
@@ -125,17 +136,10 @@ def compare(
 ) -> None:
     """Train both generations and evaluate both models on the corrected one's realistic test set."""
     from darkhalo.compare import compare as run_compare
-    from darkhalo.runner import RunError, StageFailed
 
     specs = _load(baseline), _load(corrected)
-    try:
+    with _run_errors():
         folder = run_compare(*specs, out_dir, err)
-    except StageFailed as exc:
-        err.print(f"[red]contract failure:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except RunError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     out.print((folder / "compare.md").read_text(), highlight=False)
     out.print(f"comparison: {folder}")
 
@@ -211,6 +215,38 @@ def survey_mock(
             out_dir / "cutouts" / cutout_name(row), stamps.images[i], stamps.invvar[i], ra=row["RA"], dec=row["DEC"]
         )
     out.print(f"cutouts: {len(chosen)} FITS files in {out_dir / 'cutouts'}")
+
+
+@survey_app.command("cutouts-from-npz")
+def survey_cutouts_from_npz(
+    npz_dir: Annotated[Path, typer.Argument(help="folder of real .npz cutouts (101x101x3 grz + meta_*)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for cutouts/*.fits and hosts.parquet")],
+    psfex_dir: Annotated[Path, typer.Option("--psfex-dir", help="PSFEx files giving each band's PSFSIZE")],
+    size: Annotated[int, typer.Option("--size", help="central stamp kept (pixels)", min=8)] = 64,
+) -> None:
+    """Convert real .npz cutouts to cutout-service FITS (<RELEASE>_<BRICKID>_<OBJID>.fits) and catalog rows."""
+    from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_fwhm
+
+    try:
+        _, written = convert_npz_folder(npz_dir, out_dir, psfex_fwhm(psfex_dir), size)
+    except (NpzCutoutError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
+
+
+@survey_app.command("compare-real")
+def survey_compare_real(
+    real_dir: Annotated[Path, typer.Argument(help="real files: cutouts/*.npz and psf/psfex/*.fits")],
+    seed: Annotated[int, typer.Option("--seed", help="mock seed", min=0)] = 5,
+    n_hosts: Annotated[int, typer.Option("--hosts", help="mock galaxies compared", min=1)] = 16,
+) -> None:
+    """Print the mock survey beside the real files (background sigma, PSF encircled energy) as Markdown."""
+    from darkhalo.spec import MockSurvey
+    from darkhalo.surveys.realism import comparison, markdown, mock_hosts
+
+    survey = MockSurvey(kind="mock", n_objects=20_000)
+    typer.echo(markdown(comparison(real_dir, survey, seed, mock_hosts(survey, seed, n_hosts))), nl=False)
 
 
 def _version(value: bool) -> None:

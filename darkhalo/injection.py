@@ -14,11 +14,14 @@ sky-subtraction residuals: the best a detector could do; the L7 shares are judge
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 
 from darkhalo.hashing import uniform
+from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels, wing_deficits
 from darkhalo.lensing.render import ArcParams, render_arcs
 from darkhalo.sources import flux_to_mag
@@ -67,7 +70,12 @@ WING_COLUMNS = ("psf_wing_2fwhm", "psf_wing_3as", "survey_wing_2fwhm", "survey_w
 
 
 def injection_kernels(model: str, fwhm: np.ndarray, beta: np.ndarray, spec: GenerationSpec) -> torch.Tensor:
-    """Unit-sum kernels (N, 3, K, K) of a PSF model at per-stamp, per-band FWHM (arcsec) and beta."""
+    """Unit-sum kernels (N, 3, K, K) of a PSF model at per-stamp, per-band FWHM (arcsec) and beta
+    (``pixelized``: real PSFEx models from ``psf.psfex_dir`` at the FWHM; beta unused)."""
+    if model == "pixelized":
+        models = psfex_by_band(Path(spec.psf.psfex_dir))
+        kernels = pixelized_kernels(models, fwhm, spec.psf.kernel_size_pix, spec.stamps.pixel_scale)
+        return kernels.to(RENDER_DTYPE)
     fwhm_t = torch.as_tensor(fwhm, dtype=RENDER_DTYPE)
     beta_t = torch.as_tensor(
         beta if model == "survey" else np.full_like(fwhm, spec.psf.moffat_beta), dtype=RENDER_DTYPE
@@ -116,8 +124,7 @@ def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvi
     wings = np.full((n, 4), np.nan)
     positive = (rows["label"] == 1).to_numpy()
     if positive.any():
-        model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
-        kernels = injection_kernels(model, fwhm[positive], beta[positive], spec)
+        kernels = injection_kernels(spec.psf.model, fwhm[positive], beta[positive], spec)
         rendered = render_arcs(_arc_params(rows[positive]), kernels, size, scale, spec.injection.supersample)
         arcs[positive] = rendered.images.numpy().astype(np.float32)
         magnification[positive] = rendered.magnification.numpy()

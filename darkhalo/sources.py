@@ -23,22 +23,11 @@ import pandas as pd
 
 from darkhalo.hashing import uniform
 from darkhalo.spec import MagPrior, SourceSpec
+from data_contracts.manifest import INJECTION_COLUMNS
 
-SOURCE_COLUMNS = (
-    "src_x",
-    "src_y",
-    "src_q",
-    "src_phi",
-    "g1",
-    "g2",
-    "lens_q",
-    "lens_phi",
-    "src_n",
-    "src_mag_r",
-    "src_flux_g",
-    "src_flux_r",
-    "src_flux_z",
-)
+#: The per-stamp nuisance columns drawn here: the manifest contract's injection columns after the
+#: four grid values (theta_e, src_reff, src_e, shear).
+SOURCE_COLUMNS = INJECTION_COLUMNS[4:]
 
 
 def mag_to_flux(mag: np.ndarray) -> np.ndarray:

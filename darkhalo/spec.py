@@ -318,6 +318,12 @@ class PsfSpec(Section):
     kernel_size_pix: int = Field(63, ge=9, le=255, description="kernel side in stamp pixels (odd)")
     psfex_dir: Path | None = Field(None, description="folder of PSFEx files for 'pixelized'")
 
+    @model_validator(mode="after")
+    def _pixelized_needs_files(self) -> PsfSpec:
+        if self.model == "pixelized" and self.psfex_dir is None:
+            raise ValueError("model: pixelized needs psfex_dir (a folder of PSFEx files)")
+        return self
+
     @field_validator("kernel_size_pix")
     @classmethod
     def _odd(cls, v: int) -> int:

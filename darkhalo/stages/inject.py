@@ -74,8 +74,7 @@ def point_source_test(spec: GenerationSpec, fwhm: float) -> dict[str, float]:
     flux it keeps (the FFT-centring and normalisation test of L8)."""
     scale = spec.stamps.pixel_scale
     size = spec.stamps.size + spec.psf.kernel_size_pix
-    model = "survey" if spec.psf.model == "pixelized" else spec.psf.model
-    kernels = injection_kernels(model, np.full((1, 3), fwhm), np.full((1, 3), spec.psf.moffat_beta), spec)
+    kernels = injection_kernels(spec.psf.model, np.full((1, 3), fwhm), np.full((1, 3), spec.psf.moffat_beta), spec)
     dx, dy = 0.3, -0.2
     x, y = torch.tensor([dx * scale], dtype=RENDER_DTYPE), torch.tensor([dy * scale], dtype=RENDER_DTYPE)
     image = render_point_sources(x, y, torch.ones(1, 3, dtype=RENDER_DTYPE), kernels, size, scale)[0, 1].numpy()

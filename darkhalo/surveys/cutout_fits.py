@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,8 @@ def write_cutout_fits(path: Path, image: np.ndarray, invvar: np.ndarray | None =
         handle.write(buffer.getvalue())
 
 
-def read_cutout_fits(path: Path) -> CutoutFile:
-    """Read a cutout file into g, r, z order; raises CutoutFileError naming the file."""
+def read_cutout_fits(path: Path | IO[bytes]) -> CutoutFile:
+    """Read a cutout file (or an open binary buffer) into g, r, z order; raises CutoutFileError naming the file."""
     try:
         with fits.open(path, memmap=False) as hdus:
             data = hdus[0].data
@@ -93,6 +94,26 @@ def read_cutout_fits(path: Path) -> CutoutFile:
     return CutoutFile(image, invvar)
 
 
+def sky_sigma(image: np.ndarray) -> np.ndarray:
+    """Robust per-band background sigma (3,) of a (3, H, W) stamp, nanomaggies: 1.4826 x MAD over all pixels."""
+    flat = np.asarray(image, dtype=np.float64).reshape(len(image), -1)
+    return 1.4826 * np.median(np.abs(flat - np.median(flat, axis=1, keepdims=True)), axis=1)
+
+
+def sky_invvar(image: np.ndarray) -> np.ndarray:
+    """A (3, H, W) float32 invvar for a cutout that came without one: each band's 1 / sky_sigma^2."""
+    sigma = sky_sigma(image)
+    if not (sigma > 0).all():
+        raise CutoutFileError(f"cutout has a band with no pixel noise (sky sigma {sigma}); cannot estimate INVVAR")
+    return np.broadcast_to((1 / sigma**2).astype(np.float32)[:, None, None], image.shape).copy()
+
+
+def survey_psf(hosts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The survey PSF of real cutouts (N, 3) each: FWHM from PSFSIZE_G/R/Z (arcsec), beta DEFAULT_BETA."""
+    fwhm = np.stack([hosts[f"PSFSIZE_{b.upper()}"].to_numpy(np.float32) for b in BANDS], axis=1)
+    return fwhm.reshape(-1, len(BANDS)), np.full((len(hosts), len(BANDS)), DEFAULT_BETA, np.float32)
+
+
 class FolderCutoutProvider:
     """Real cutouts from a folder of cutout-service FITS files named by ``cutout_name``.
 
@@ -118,5 +139,4 @@ class FolderCutoutProvider:
             y0, x0 = h // 2 - size // 2, w // 2 - size // 2
             images[i] = cut.image[:, y0 : y0 + size, x0 : x0 + size]
             invvar[i] = cut.invvar[:, y0 : y0 + size, x0 : x0 + size]
-        fwhm = np.stack([hosts[f"PSFSIZE_{b.upper()}"].to_numpy(np.float32) for b in BANDS], axis=1)
-        return Cutouts(images, invvar, fwhm.reshape(-1, 3), np.full((len(hosts), 3), DEFAULT_BETA, np.float32))
+        return Cutouts(images, invvar, *survey_psf(hosts))

@@ -48,13 +48,17 @@ class CutoutProvider(Protocol):
 
 
 def provider_for(survey: SurveySpec, seed: int) -> CutoutProvider:
-    """The provider of a spec's survey: the mock renderer, or real cutout FITS from a folder."""
+    """The provider of a spec's survey: the mock renderer, the cutout service (``url``), or a folder of FITS."""
     if isinstance(survey, MockSurvey):
         from darkhalo.surveys.mock_cutouts import MockCutoutProvider
 
         return MockCutoutProvider(survey, seed)
+    if survey.cutouts is not None and survey.cutouts.url is not None:
+        from darkhalo.surveys.http_cutouts import HttpCutoutProvider
+
+        return HttpCutoutProvider(survey.cutouts)
     if survey.cutouts is None or survey.cutouts.dir is None:
-        raise ValueError("survey.cutouts.dir: the legacy survey needs a folder of cutout FITS files")
+        raise ValueError("survey.cutouts.dir or .url: the legacy survey needs a folder of cutout FITS or the service")
     from darkhalo.surveys.cutout_fits import FolderCutoutProvider
 
     return FolderCutoutProvider(survey.cutouts.dir)

@@ -1,0 +1,95 @@
+"""Pixelized injection PSFs from the real DECam PSFEx models, wired into the injection kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REAL, spec_data
+
+from darkhalo.injection import injection_kernels
+from darkhalo.lensing.pixelized import model_fwhm, pixelized_kernels, psfex_by_band
+from darkhalo.lensing.psf import encircled_energy, wing_deficits
+from darkhalo.lensing.psfex import PsfexError
+from darkhalo.spec import SpecError, spec_from_dict
+
+PSFEX = REAL / "psf" / "psfex"
+SCALE = 0.262
+
+
+def _fwhm(kernel: np.ndarray) -> float:
+    """FWHM (arcsec) from the half-maximum crossings of the central row and column (interpolated)."""
+    k = kernel.shape[-1]
+    c = k // 2
+    widths = []
+    for cut in (kernel[c], kernel[:, c]):
+        half = cut[c] / 2
+        sides = [cut[c : c + 8], cut[c : c - 8 : -1]]  # outward, right and left: the monotonic core
+        widths.append(sum(float(np.interp(-half, -side, np.arange(len(side)))) for side in sides))
+    return float(np.mean(widths)) * SCALE
+
+
+def test_every_band_has_real_models_and_kernels_are_unit_sum_and_centred() -> None:
+    models = psfex_by_band(PSFEX)
+    assert [len(models[b]) for b in "grz"] == [6, 7, 7]
+    kernels = pixelized_kernels(models, np.array([[1.4, 1.25, 1.1], [1.8, 1.6, 1.5]]), 63, SCALE).numpy()
+    assert kernels.shape == (2, 3, 63, 63)
+    assert np.allclose(kernels.sum(axis=(2, 3)), 1)
+    grid = np.arange(63) - 31
+    for kernel in kernels.reshape(-1, 63, 63):
+        cx, cy = (kernel.sum(axis=0) * grid).sum(), (kernel.sum(axis=1) * grid).sum()
+        assert np.hypot(cx, cy) < 0.3  # pixels
+
+
+@pytest.mark.parametrize("target", [1.0, 1.3, 1.9])
+def test_a_kernel_is_its_nearest_model_stretched_to_the_host_fwhm(target: float) -> None:
+    """The nearest r model by recorded FWHM (PSFSIZE's meaning), widened by target / its FWHM."""
+    models = psfex_by_band(PSFEX)
+    nearest = min(models["r"], key=lambda m: abs(model_fwhm(m) - target))
+    kernel = pixelized_kernels(models, np.full((1, 3), target), 63, SCALE)[0, 1].numpy()
+    own = nearest.kernel(*nearest.zero, 63, SCALE, dtype=torch.float64).numpy()
+    assert _fwhm(kernel) / _fwhm(own) == pytest.approx(target / model_fwhm(nearest), rel=0.05)
+
+
+def test_it_keeps_the_real_shape_a_moffat_does_not() -> None:
+    """At a model's own FWHM the kernel is that model; its core holds more light than the survey Moffat's."""
+    models = psfex_by_band(PSFEX)
+    model = models["r"][0]
+    fwhm = model_fwhm(model)
+    mine = pixelized_kernels(models, np.full((1, 3), fwhm), 63, SCALE)[0, 1]
+    assert torch.allclose(mine, model.kernel(*model.zero, 63, SCALE, dtype=torch.float64))
+    spec = spec_from_dict(spec_data() | {"psf": {"model": "survey"}})
+    survey = injection_kernels("survey", np.full((1, 3), fwhm), np.full((1, 3), 2.8), spec)[0, 1].double()
+    assert float(encircled_energy(mine, SCALE, 1.0)) > float(encircled_energy(survey, SCALE, 1.0)) + 0.05
+    assert (wing_deficits(mine, SCALE, fwhm) > 0).all()  # real wings: light beyond 2 FWHM and 3"
+
+
+def test_the_spec_routes_pixelized_to_the_psfex_models() -> None:
+    spec = spec_from_dict(spec_data() | {"psf": {"model": "pixelized", "psfex_dir": str(PSFEX)}})
+    fwhm = np.array([[1.4, 1.25, 1.1]])
+    got = injection_kernels("pixelized", fwhm, np.full((1, 3), 2.8), spec)
+    want = pixelized_kernels(psfex_by_band(PSFEX), fwhm, spec.psf.kernel_size_pix, SCALE)
+    assert torch.allclose(got.double(), want, atol=1e-6)
+
+
+def test_pixelized_without_files_or_with_a_band_missing_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="pixelized needs psfex_dir"):
+        spec_from_dict(spec_data() | {"psf": {"model": "pixelized"}})
+    (tmp_path / "c4d_170916_045042_ooi_r_ls9-N15-psfex.fits").write_bytes(
+        (PSFEX / "c4d_170916_045042_ooi_r_ls9-N15-psfex.fits").read_bytes()
+    )
+    with pytest.raises(PsfexError, match=r"no PSFEx file .* for band\(s\) g, z"):
+        psfex_by_band(tmp_path)
+
+
+def test_the_preflight_judges_l3_on_the_real_models_not_on_the_survey_model() -> None:
+    from darkhalo.preflight import psf_finding, psf_wings
+
+    spec = spec_from_dict(spec_data() | {"psf": {"model": "pixelized", "psfex_dir": str(PSFEX)}})
+    wings = psf_wings(spec, 1.3).iloc[0]
+    kernel = pixelized_kernels(psfex_by_band(PSFEX), np.full((1, 3), 1.3), spec.psf.kernel_size_pix, SCALE)[:, 1]
+    assert wings["psf_wing_2fwhm"] == pytest.approx(float(wing_deficits(kernel, SCALE, 1.3)[0, 0]))
+    assert wings["psf_wing_2fwhm"] != pytest.approx(wings["survey_wing_2fwhm"], rel=0.05)
+    assert psf_finding(spec, 1.3).passed  # real PSFEx wings are survey-like wings: L3 holds
