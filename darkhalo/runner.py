@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 
 from darkhalo import __version__
-from darkhalo.artifacts import artifact_files, digest_of, write_json, write_text
+from darkhalo.artifacts import artifact_files, contained, digest_of, write_json, write_text
 from darkhalo.spark import resolve_master
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages import STAGES, Stage, StageContext, StageResult
@@ -86,6 +86,10 @@ def run_generation(
 ) -> list[StageOutcome]:
     """Run (or skip, when up to date) the selected stages of ``spec`` under ``runs_root``."""
     console = console or Console(stderr=True)
+    try:  # even a spec built without validation stays inside runs_root
+        contained(runs_root, spec.generation)
+    except ValueError as exc:
+        raise RunError(f"generation name: {exc}") from None
     run_dir = runs_root / spec.generation
     run_dir.mkdir(parents=True, exist_ok=True)
     by_name = {s.name: s for s in stages}

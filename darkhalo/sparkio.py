@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+
+from darkhalo.artifacts import atomic_file
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -38,8 +41,9 @@ def spark_schema(frame: pd.DataFrame) -> StructType:
 def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: int, n_rows: int) -> list[Path]:
     """Write ``frame`` range-partitioned and sorted by ``key`` as ``out/part-00000.parquet`` ...
 
-    Rows are ordered by ``key`` within and across files, so a rerun on the same input writes the
-    same bytes; Spark's bookkeeping files are removed and its part names replaced by stable ones.
+    Rows are ordered by ``key`` within and across files and each part is re-encoded by pyarrow
+    (``canonical_parquet``), so a rerun on the same input, in any process, writes the same bytes;
+    Spark's bookkeeping files are removed and its part names replaced by stable ones.
     """
     n_parts = max(1, -(-n_rows // rows_per_part))
     staging = out.with_name(out.name + ".spark")
@@ -49,7 +53,20 @@ def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: i
     written = []
     for index, path in enumerate(files):
         target = out / f"part-{index:05d}.parquet"
-        path.rename(target)
+        canonical_parquet(path, target)
         written.append(target)
     shutil.rmtree(staging)
     return written
+
+
+def canonical_parquet(source: Path, target: Path) -> None:
+    """Re-encode a Spark-written parquet file with pyarrow, row group by row group, atomically.
+
+    parquet-mr lists each column chunk's encodings in the iteration order of a Java HashSet, which
+    changes from one JVM to the next: the same rows written by two processes differ in their footer
+    bytes. pyarrow writes the same rows as the same bytes.
+    """
+    spark_file = pq.ParquetFile(source)
+    with atomic_file(target, "wb") as handle, pq.ParquetWriter(handle, spark_file.schema_arrow) as writer:
+        for group in range(spark_file.num_row_groups):
+            writer.write_table(spark_file.read_row_group(group))

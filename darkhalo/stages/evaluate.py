@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
 
+from darkhalo import tables
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
@@ -52,17 +53,35 @@ BLOB_MAX = 20_000
 PSF_SWAP_MAX = 2000
 
 
-def load_test_stamps(inject_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """The test split's metadata (every column but ``image``) and images (N, 3, S, S), by stamp_id."""
+def load_test_stamps(inject_dir: Path, size: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test split's metadata (every column but ``image``) and images (N, 3, S, S), by stamp_id.
+
+    ``size`` is the stamp side in pixels (None: from the first stamp). A stamp of the wrong byte
+    length or with non-finite pixels is refused naming its stamp_id; an unreadable shard, its file.
+    """
     dataset = stamp_dataset(inject_dir)
     if not dataset.files:
         raise FileNotFoundError(f"{inject_dir / 'stamps'}: no part-*.parquet shards (did the inject stage run?)")
+    for path in dataset.files:
+        tables.read_schema(Path(path))
     table = dataset.to_table(filter=pc.field("split") == "test").sort_by("stamp_id")
     if table.num_rows == 0:
         raise ValueError(f"{inject_dir / 'stamps'}: no stamps in the test split")
-    row_bytes = len(table.column("image")[0].as_py())
-    size = math.isqrt(row_bytes // (4 * N_BANDS))
+    ids = table.column("stamp_id").to_numpy()
+    if size is None:
+        size = math.isqrt(len(table.column("image")[0].as_py()) // (4 * N_BANDS))
+    expected = 4 * N_BANDS * size * size
+    lengths = pc.binary_length(table.column("image")).fill_null(0).to_numpy()
+    if (lengths != expected).any():
+        bad = int(np.flatnonzero(lengths != expected)[0])
+        raise ValueError(
+            f"{inject_dir / 'stamps'}: stamp_id {ids[bad]} image holds {lengths[bad]} bytes, "
+            f"expected {expected} ({N_BANDS} x {size} x {size} float32)"
+        )
     images = decode_images(table.column("image"), size)
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{inject_dir / 'stamps'}: stamp_id {ids[np.flatnonzero(~finite)[0]]} has non-finite pixels")
     return table.drop(["image"]).to_pandas(), images
 
 
@@ -252,7 +271,7 @@ def evaluate(
 
 
 def run(ctx: StageContext) -> StageResult:
-    meta, images = load_test_stamps(ctx.input("inject"))
+    meta, images = load_test_stamps(ctx.input("inject"), ctx.spec.stamps.size)
     device = resolve_device(ctx.spec.engine.device)
     score = model_scorer(ctx.input("train") / "model.pt", device, ctx.spec.evaluate.batch_size)
     return evaluate(ctx.spec, meta, images, score, ctx.out, ctx.run_dir, ctx.input("manifest"))

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
+from darkhalo import tables
 from darkhalo.injection import RENDER_DTYPE, STAMP_COLUMNS, WING_COLUMNS, inject_batch, injection_kernels
 from darkhalo.lensing.render import render_point_sources
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
@@ -90,7 +91,7 @@ def run(ctx: StageContext) -> StageResult:
         raise FileNotFoundError(
             f"{ctx.input('manifest') / 'manifest'}: no manifest parts (did the manifest stage run?)"
         )
-    n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    n_rows = sum(tables.num_rows(p) for p in parts)
     ctx.console.print(f"  injecting {n_rows:,} stamps ({spec.stamps.size}x{spec.stamps.size}, PSF {spec.psf.model})")
     # one Spark task per render batch or so, so every core renders (the manifest may be one file)
     n_tasks = max(1, -(-n_rows // spec.injection.batch_size))

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from darkhalo import tables
 from darkhalo.expansion import PARENT_COLUMNS, configs_per_host, expand_hosts, host_frame
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
@@ -38,7 +38,7 @@ def parent_files(select_dir: Path) -> list[Path]:
     files = sorted((select_dir / "parent_sample").glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{select_dir / 'parent_sample'}: no parquet parts (did the select stage run?)")
-    schema = pq.read_schema(files[0])
+    schema = tables.read_schema(files[0])
     missing = [name for name in PARENT_COLUMNS if name not in schema.names]
     if missing:
         raise ValueError(f"{files[0]}: parent sample lacks column(s) {', '.join(missing)}")
@@ -54,9 +54,11 @@ def expand_batches(batches: Iterator[pd.DataFrame], spec: GenerationSpec) -> Ite
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     files = parent_files(ctx.input("select"))
-    empty = pq.read_schema(files[0]).empty_table().to_pandas()
+    empty = tables.read_schema(files[0]).empty_table().to_pandas()
     schema = spark_schema(expand_hosts(host_frame(empty, spec), spec))
-    n_parent = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    n_parent = sum(tables.num_rows(f) for f in files)
+    if n_parent == 0:
+        raise ValueError(f"{files[0].parent}: the parent sample is empty (the selection kept no host)")
 
     spark = ctx.spark()
     parent = spark.read.parquet(*[str(f) for f in files]).select(*PARENT_COLUMNS)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from darkhalo import tables
 from darkhalo.artifacts import atomic_file
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.stages.catalog_checks import EdgeReport, validate_catalog
@@ -177,7 +178,7 @@ def catalog_parts(folder: Path) -> list[Path]:
 
 def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The catalog parts as one frame (RangeIndex) and, per row, its source file and row in it."""
-    frames = [pq.read_table(p).to_pandas() for p in parts]
+    frames = [tables.read_table(p).to_pandas() for p in parts]
     lengths = [len(f) for f in frames]
     origin = pd.DataFrame(
         {

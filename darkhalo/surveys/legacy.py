@@ -95,9 +95,18 @@ def _fits_table(path: Path) -> fits.HDUList:
 
 
 def _bintable(path: Path, hdus: fits.HDUList) -> fits.BinTableHDU:
-    table = next((h for h in hdus if isinstance(h, fits.BinTableHDU)), None)
-    if table is None:
+    index = next((i for i, h in enumerate(hdus) if isinstance(h, fits.BinTableHDU)), None)
+    if index is None:
         raise CatalogError(f"{path}: no binary table HDU")
+    table = hdus[index]
+    if not path.name.lower().endswith(".gz"):  # astropy only warns when a table's rows run past the end
+        needed = hdus.fileinfo(index)["datLoc"] + table.header["NAXIS1"] * table.header["NAXIS2"]
+        needed += table.header.get("PCOUNT", 0)
+        if needed > path.stat().st_size:
+            raise CatalogError(
+                f"{path}: truncated: its {table.header['NAXIS2']} rows need {needed} bytes, the file has "
+                f"{path.stat().st_size}"
+            )
     return table
 
 

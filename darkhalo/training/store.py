@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from darkhalo import tables
 from darkhalo.stamps import N_BANDS, decode_images
 
 #: The only shard columns the store reads: identity, label (the target), split (row choice), pixels.
@@ -136,11 +137,11 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
     """Stamp ids, labels and per-file counts of the ``split`` rows, in file order."""
     ids, labels, counts = [], [], []
     for path in files:
-        schema = pq.read_schema(path)
+        schema = tables.read_schema(path)
         missing = [c for c in READ_COLUMNS if c not in schema.names]
         if missing:
             raise ValueError(f"{path}: stamp shard lacks column(s) {', '.join(missing)}")
-        table = pq.read_table(path, columns=[c for c in READ_COLUMNS if c != "image"])
+        table = tables.read_table(path, columns=[c for c in READ_COLUMNS if c != "image"])
         table = table.filter(pc.equal(table["split"], split))
         file_ids = table["stamp_id"].to_numpy().astype(np.int64)
         file_labels = table["label"].to_numpy()

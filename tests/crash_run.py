@@ -1,0 +1,46 @@
+"""A tiny real chain (survey -> select -> manifest -> inject -> train) for the crash-safety tests.
+
+Run as a script, ``crash_run.py ROOT STAGE`` runs one stage of ``tiny_spec()`` under ROOT after
+warming Spark, so that a kill timed from the stage's start line lands inside the stage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import spec_data
+
+from darkhalo.runner import run_generation
+from darkhalo.spec import GenerationSpec, spec_from_dict
+
+#: The stages a kill is tried in, in pipeline order.
+CHAIN = ("survey", "select", "manifest", "inject", "train")
+
+
+def tiny_spec() -> GenerationSpec:
+    """The embedded recipe shrunk to ~300 hosts, 32x32 stamps and 2 CPU epochs (~1.5 min in all)."""
+    data = spec_data("embedded")
+    data["survey"] = {"kind": "mock", "n_objects": 3000}
+    data["splits"] = {"nside": 128}
+    data["grid"]["theta_e_arcsec"] = [1.0, 1.5, 2.0]
+    data["stamps"] = {"size": 32}
+    data["psf"].update(kernel_size_pix=31)
+    data["injection"].update(batch_size=64, shard_rows=200)
+    data["source"]["mag_prior"].update(r_min=23.0, r_max=25.5)
+    data["train"].update(epochs=2, batch_size=32)
+    data["engine"] = {"device": "cpu"}
+    return spec_from_dict(data)
+
+
+def main(root: Path, stage: str) -> None:
+    spec = tiny_spec()
+    if stage != "train":
+        from darkhalo.spark import get_spark
+
+        get_spark(spec.engine)
+    run_generation(spec, root, start=stage, stop=stage)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
