@@ -7,25 +7,14 @@ operating points agree with those read off roc_curve.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
+from timing import best_seconds
 
 from darkhalo.metrics.summary import operating_points, summarise
 from data_contracts.metrics import FPR_TARGETS
 
 N_POS, N_NEG, REPEATS = 10_000, 100_000, 5
-
-
-def _best_time(fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _roc_points(pos: np.ndarray, neg: np.ndarray) -> list[float]:
@@ -39,11 +28,13 @@ def main() -> dict:
     pos, neg = rng.normal(2.5, 1, N_POS), rng.normal(0, 1, N_NEG)
     ours = [p.completeness for p in operating_points(pos, neg, 10)["completeness_at_fpr"]]
     agree = bool(np.allclose(ours, _roc_points(pos, neg)))
-    points_s = _best_time(lambda: operating_points(pos, neg, 10))
-    roc_s = _best_time(lambda: _roc_points(pos, neg))
+    points_s = best_seconds(lambda: operating_points(pos, neg, 10), REPEATS)
+    roc_s = best_seconds(lambda: _roc_points(pos, neg), REPEATS)
     samples = 20
     bootstrap_s = (
-        _best_time(lambda: summarise(pos, neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=samples, seed=0))
+        best_seconds(
+            lambda: summarise(pos, neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=samples, seed=0), REPEATS
+        )
         - points_s
     )
     labels = np.r_[np.ones(N_POS), np.zeros(N_NEG)]
@@ -52,7 +43,7 @@ def main() -> dict:
         for _ in range(samples):
             roc_auc_score(labels, np.r_[rng.choice(pos, N_POS), rng.choice(neg, N_NEG)])
 
-    auroc_s = _best_time(auroc_resamples)
+    auroc_s = best_seconds(auroc_resamples, REPEATS)
     return {
         "n_pos": N_POS,
         "n_neg": N_NEG,

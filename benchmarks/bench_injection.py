@@ -21,6 +21,7 @@ from lenstronomy.Data.psf import PSF
 from lenstronomy.ImSim.image_model import ImageModel
 from lenstronomy.LensModel.lens_model import LensModel
 from lenstronomy.LightModel.light_model import LightModel
+from timing import best_seconds
 
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.render import ArcParams, render_arcs
@@ -88,16 +89,6 @@ def _peer_calls(params: ArcParams, psf: torch.Tensor) -> list:
     return calls
 
 
-def _best_seconds(run, repeats: int = REPEATS, clock=time.process_time) -> float:
-    """The shortest of ``repeats`` runs by ``clock`` (CPU time of this process by default)."""
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        run()
-        times.append(clock() - start)
-    return min(times)
-
-
 def main() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -105,10 +96,15 @@ def main() -> dict:
         batches = [_params(BATCH, seed=i) for i in range(BATCHES)]
         peer = _peer_calls(*_params(PEER_STAMPS, seed=BATCHES))
         render_arcs(*batches[0], SIZE, SCALE, SUPERSAMPLE)  # warm-up
-        ours_s = sum(_best_seconds(lambda b=b: render_arcs(*b, SIZE, SCALE, SUPERSAMPLE)) for b in batches)
-        peer_s = sum(_best_seconds(call) for call in peer)
+        ours_s = sum(
+            best_seconds(lambda b=b: render_arcs(*b, SIZE, SCALE, SUPERSAMPLE), REPEATS, clock=time.process_time)
+            for b in batches
+        )
+        peer_s = sum(best_seconds(call, REPEATS, clock=time.process_time) for call in peer)
         double = [(params.to(dtype=torch.float64), psf.double()) for params, psf in batches[:1]]
-        double_s = _best_seconds(lambda: render_arcs(*double[0], SIZE, SCALE, SUPERSAMPLE))
+        double_s = best_seconds(
+            lambda: render_arcs(*double[0], SIZE, SCALE, SUPERSAMPLE), REPEATS, clock=time.process_time
+        )
         ours_rate, peer_rate = BATCH * BATCHES / ours_s, PEER_STAMPS / peer_s
         result = {
             "stamp": f"{SIZE}x{SIZE} grz, supersample {SUPERSAMPLE}, {KERNEL}x{KERNEL} survey PSF",
@@ -130,7 +126,7 @@ def main() -> dict:
             torch.cuda.synchronize()
 
         on_gpu()
-        result["darkhalo_cuda_stamps_per_s"] = round(n / _best_seconds(on_gpu, clock=time.perf_counter), 0)
+        result["darkhalo_cuda_stamps_per_s"] = round(n / best_seconds(on_gpu, REPEATS, clock=time.perf_counter), 0)
         result["cuda_device"] = torch.cuda.get_device_name()
     return result
 

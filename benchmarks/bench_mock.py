@@ -16,6 +16,7 @@ from lenstronomy.Data.imaging_data import ImageData
 from lenstronomy.Data.psf import PSF
 from lenstronomy.ImSim.image_model import ImageModel
 from lenstronomy.LightModel.light_model import LightModel
+from timing import best_seconds
 
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.spec import MockSurvey
@@ -61,24 +62,14 @@ def _lenstronomy(hosts, beta: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-def _best(task) -> float:
-    """Fewest seconds of REPEATS calls of ``task``."""
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def main() -> dict:
     survey = MockSurvey(kind="mock", n_objects=50_000)
     catalog = mock_catalog(survey, 1, 0)
-    catalog_s = _best(lambda: mock_catalog(survey, 1, 0))
+    catalog_s = best_seconds(lambda: mock_catalog(survey, 1, 0), REPEATS)
     hosts = catalog[catalog["TYPE"].isin(["DEV", "SER"])].head(N_HOSTS)
     provider = MockCutoutProvider(survey, 1)
     beta = provider.cutouts(hosts, SIZE).psf_beta  # also the warm-up
-    mock_s = _best(lambda: provider.cutouts(hosts, SIZE))
+    mock_s = best_seconds(lambda: provider.cutouts(hosts, SIZE), REPEATS)
     peer_s = min(_lenstronomy(hosts, beta) for _ in range(REPEATS))
     return {
         "catalog_rows_per_s": round(len(catalog) / catalog_s),

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best_seconds
 
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels
@@ -30,22 +29,14 @@ PSFEX = REAL / "psf" / "psfex"
 N_STAMPS, KERNEL, SCALE, REPEATS = 256, 63, 0.262, 3
 
 
-def _best(fn: Callable[[], object]) -> float:
-    fn()
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> dict:
     models = psfex_by_band(PSFEX)
     fwhm = np.random.default_rng(0).uniform(1.0, 1.8, (N_STAMPS, 3))
-    pixelized = _best(lambda: pixelized_kernels(models, fwhm, KERNEL, SCALE))
-    survey = _best(
-        lambda: [psf_kernels("survey", torch.tensor(fwhm[:, j]), KERNEL, SCALE, 2.8, b) for j, b in enumerate("grz")]
+    pixelized = best_seconds(lambda: pixelized_kernels(models, fwhm, KERNEL, SCALE), REPEATS, warmup=True)
+    survey = best_seconds(
+        lambda: [psf_kernels("survey", torch.tensor(fwhm[:, j]), KERNEL, SCALE, 2.8, b) for j, b in enumerate("grz")],
+        REPEATS,
+        warmup=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -57,8 +48,8 @@ def main() -> dict:
             shutil.copy(out / "cutouts" / cutout_name(row), target)
         http = HttpCutoutProvider(CutoutSource(url="http://127.0.0.1:9/unused", cache_dir=out / "cache"))
         folder = FolderCutoutProvider(out / "cutouts")
-        cached = _best(lambda: http.cutouts(hosts, 64))
-        local = _best(lambda: folder.cutouts(hosts, 64))
+        cached = best_seconds(lambda: http.cutouts(hosts, 64), REPEATS, warmup=True)
+        local = best_seconds(lambda: folder.cutouts(hosts, 64), REPEATS, warmup=True)
     return {
         "pixelized_kernels_per_s": round(N_STAMPS * 3 / pixelized),
         "survey_kernels_per_s": round(N_STAMPS * 3 / survey),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 N_BANDS = 3
@@ -54,3 +55,21 @@ def decode_images(column: pa.Array | pa.ChunkedArray | Sequence[bytes], size: in
 def stamp_dataset(folder: Path) -> ds.Dataset:
     """The stamp shards under ``folder`` (``folder/stamps/part-*.parquet``) as one arrow dataset."""
     return ds.dataset(sorted((folder / "stamps").glob("part-*.parquet")), format="parquet")
+
+
+def decode_checked(column: pa.Array | pa.ChunkedArray, stamp_ids: np.ndarray, size: int, source: object) -> np.ndarray:
+    """``decode_images`` with errors a user can act on: the ``source`` (a file or folder) and the
+    stamp_id of the first image with the wrong byte length or with non-finite pixels."""
+    expected = N_BANDS * size * size * 4
+    lengths = pc.binary_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+    wrong = np.flatnonzero(lengths != expected)
+    if wrong.size:
+        raise ValueError(
+            f"{source}: stamp_id {stamp_ids[wrong[0]]} image holds {lengths[wrong[0]]} bytes, "
+            f"expected {expected} ({N_BANDS} x {size} x {size} float32)"
+        )
+    images = decode_images(column, size)
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{source}: stamp_id {stamp_ids[np.flatnonzero(~finite)[0]]} has non-finite pixels")
+    return images

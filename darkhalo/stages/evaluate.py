@@ -32,7 +32,7 @@ from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics, resolved_points
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
-from darkhalo.stamps import N_BANDS, decode_images, stamp_dataset
+from darkhalo.stamps import N_BANDS, decode_checked, decode_images, stamp_dataset
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.device import resolve_device
@@ -70,18 +70,7 @@ def load_test_stamps(inject_dir: Path, size: int | None = None) -> tuple[pd.Data
     ids = table.column("stamp_id").to_numpy()
     if size is None:
         size = math.isqrt(len(table.column("image")[0].as_py()) // (4 * N_BANDS))
-    expected = 4 * N_BANDS * size * size
-    lengths = pc.binary_length(table.column("image")).fill_null(0).to_numpy()
-    if (lengths != expected).any():
-        bad = int(np.flatnonzero(lengths != expected)[0])
-        raise ValueError(
-            f"{inject_dir / 'stamps'}: stamp_id {ids[bad]} image holds {lengths[bad]} bytes, "
-            f"expected {expected} ({N_BANDS} x {size} x {size} float32)"
-        )
-    images = decode_images(table.column("image"), size)
-    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"{inject_dir / 'stamps'}: stamp_id {ids[np.flatnonzero(~finite)[0]]} has non-finite pixels")
+    images = decode_checked(table.column("image"), ids, size, inject_dir / "stamps")
     return table.drop(["image"]).to_pandas(), images
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhalo import tables
-from darkhalo.stamps import N_BANDS, decode_images
+from darkhalo.stamps import N_BANDS, decode_checked
 
 #: The only shard columns the store reads: identity, label (the target), split (row choice), pixels.
 READ_COLUMNS: tuple[str, ...] = ("stamp_id", "label", "split", "image")
@@ -162,18 +162,7 @@ def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray
         if not batch.num_rows:
             continue
         chunk_ids = batch.column("stamp_id").to_numpy().astype(np.int64)
-        expected = N_BANDS * size * size * 4
-        lengths = pc.binary_length(batch.column("image")).fill_null(0).to_numpy(zero_copy_only=False)
-        wrong = np.flatnonzero(lengths != expected)
-        if wrong.size:
-            raise ValueError(
-                f"{path}: stamp_id {chunk_ids[wrong[0]]} image holds {lengths[wrong[0]]} bytes, "
-                f"expected {expected} (3 x {size} x {size} float32)"
-            )
-        images = decode_images(batch.column("image"), size)
-        finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"{path}: stamp_id {chunk_ids[np.flatnonzero(~finite)[0]]} has non-finite pixels")
+        images = decode_checked(batch.column("image"), chunk_ids, size, path)
         yield chunk_ids, images
 
 
