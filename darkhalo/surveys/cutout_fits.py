@@ -70,7 +70,7 @@ def read_cutout_fits(path: Path | IO[bytes]) -> CutoutFile:
             data = hdus[0].data
             bands = str(hdus[0].header.get("BANDS", "")).strip().lower()
             invvar = hdus["INVVAR"].data if "INVVAR" in hdus else None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:  # astropy raises TypeError on a cut-short data unit
         raise CutoutFileError(f"{path}: not a readable FITS file ({exc})") from exc
     if data is None or data.ndim != 3:
         shape = None if data is None else data.shape

@@ -126,6 +126,8 @@ class HttpCutoutClient:
                         raise CutoutFetchError(f"{url}: response exceeds max_bytes {self.max_bytes}")
                     if time.monotonic() > deadline:
                         raise _Transient(f"timed out after {self.timeout_s:g} s reading the body")
+                if declared is not None and declared.isdigit() and len(body) != int(declared):
+                    raise _Transient(f"body cut short: {len(body)} of {declared} bytes")
                 return bytes(body)
         except urllib.error.HTTPError as exc:
             if exc.code == 429 or exc.code >= 500:
