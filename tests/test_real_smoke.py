@@ -1,6 +1,7 @@
 """The real Legacy Surveys path on the real files (specs/real_dr10_smoke.yaml): real rows through ingest,
-edge validation and selection; arcs injected into real DR10 cutouts; a model scoring them; the known-lens
-tables cross-matched with a recall report. No network: the cutouts come from the converted folder."""
+edge validation and selection; arcs injected into real DR10 cutouts; a model trained on mock stamps
+scoring them; the known-lens tables cross-matched with a recall report. No network: the cutouts come
+from the converted folder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REAL, SPECS
+from conftest import REAL, SPECS, spec_data
+from hosts import synthetic_parent
 
 from darkhalo.expansion import expand_hosts, host_frame
 from darkhalo.injection import inject_batch
@@ -91,6 +93,16 @@ def _train_tiny(images: np.ndarray, labels: np.ndarray, path: Path, steps: int =
     return losses
 
 
+def _mock_stamps(size: int, n_hosts: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps of the embedded recipe on the mock survey: mock cutouts, half with injected arcs."""
+    data = spec_data("embedded")
+    data["stamps"] = {"size": size}
+    mock = spec_from_dict(data)
+    rows = expand_hosts(host_frame(synthetic_parent(n_hosts, seed=1), mock), mock)
+    stamps = inject_batch(rows, mock, provider_for(mock.survey, mock.seed))
+    return decode_images(stamps["image"].tolist(), size), stamps["label"].to_numpy()
+
+
 def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converted: Path, tmp_path: Path) -> None:
     spec = smoke_spec(converted)
     catalog = read_catalog(converted / "hosts.parquet")
@@ -113,8 +125,9 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     assert (stamps.loc[positive, "arc_snr"] > 5).all()  # magnified r 22-25.5 sources on the real DR10 sky
     assert np.allclose(stamps["psfsize_r"], psfex_fwhm(REAL / "psf" / "psfex")["r"])
 
-    labels = stamps["label"].to_numpy()
-    losses = _train_tiny(images, labels, tmp_path / "model.pt")
+    # the model comes from a mock run (the embedded recipe on mock cutouts), as a search would use it
+    mock_images, mock_labels = _mock_stamps(spec.stamps.size)
+    losses = _train_tiny(mock_images, mock_labels, tmp_path / "model.pt", steps=10)
     assert losses[-1] < losses[0]
     score = model_scorer(tmp_path / "model.pt", torch.device("cpu"), batch_size=4)
     stamp_scores = score(images)
