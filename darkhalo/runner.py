@@ -86,6 +86,7 @@ def run_generation(
 ) -> list[StageOutcome]:
     """Run (or skip, when up to date) the selected stages of ``spec`` under ``runs_root``."""
     console = console or Console(stderr=True)
+    runs_root = Path(runs_root).resolve()  # stages and their tools (Great Expectations) get absolute paths
     try:  # even a spec built without validation stays inside runs_root
         contained(runs_root, spec.generation)
     except ValueError as exc:

@@ -167,9 +167,12 @@ SURVEY_AND_SELECT = (
 )
 
 
-def test_the_runner_installs_the_select_stage_with_its_contract(tmp_path: Path) -> None:
+def test_the_runner_installs_the_select_stage_with_its_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = spec_from_dict(spec_data())
-    outcomes = run_generation(spec, tmp_path, stages=SURVEY_AND_SELECT, console=Console(quiet=True))
+    monkeypatch.chdir(tmp_path)  # a relative runs folder, as `darkhalo run` defaults to
+    outcomes = run_generation(spec, Path("."), stages=SURVEY_AND_SELECT, console=Console(quiet=True))
     assert [o.status for o in outcomes] == ["ran", "ran"]
     folder = tmp_path / spec.generation / "select"
     contract = json.loads((folder / "contract.json").read_text())
