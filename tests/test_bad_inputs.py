@@ -9,14 +9,10 @@ the trainer's store (test_training.py), BANDS orders of cutout files (test_cutou
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +25,7 @@ import yaml
 from astropy.io import fits
 from catalogs import synthetic_catalog, write_catalog
 from conftest import REAL, spec_data
+from cutout_server import CutoutServer, fits_bytes
 from hosts import synthetic_parent
 from rich.console import Console
 from stamps_factory import toy_stamps, write_shards
@@ -631,45 +628,8 @@ def test_a_quarantined_row_reconciles_through_the_runner(spark, tmp_path: Path, 
 # tests/test_http_cutouts.py; these add what a flaky or poisoned source can also do.
 
 
-class OneReplyServer:
-    """A 127.0.0.1 server answering every GET with ``body`` while declaring ``declared`` bytes."""
-
-    def __init__(self, body: bytes, declared: int | None = None) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(declared if declared is not None else len(body)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/viewer/fits-cutout"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _fits_bytes(image: np.ndarray) -> bytes:
-    hdu = fits.PrimaryHDU(image.astype(np.float32))
-    hdu.header["BANDS"] = "grz"
-    buffer = io.BytesIO()
-    hdu.writeto(buffer)
-    return buffer.getvalue()
-
-
-GOOD_CUTOUT = _fits_bytes(np.zeros((3, 16, 16)))
-NAN_CUTOUT = _fits_bytes(np.where(np.arange(3 * 16 * 16).reshape(3, 16, 16) == 300, np.nan, 0.0))
+GOOD_CUTOUT = fits_bytes(np.zeros((3, 16, 16)))
+NAN_CUTOUT = fits_bytes(np.where(np.arange(3 * 16 * 16).reshape(3, 16, 16) == 300, np.nan, 0.0))
 
 HTTP_CASES = {
     "body_cut_short": (GOOD_CUTOUT[:3000], len(GOOD_CUTOUT), r"\?ra=.*failed 3 time\(s\): body cut short: 3000 of", 3),
@@ -681,12 +641,12 @@ HTTP_CASES = {
 def test_a_bad_service_reply_is_refused_naming_the_url_and_not_cached(kind: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     body, declared, message, requests = HTTP_CASES[kind]
-    server = OneReplyServer(body, declared)
+    server = CutoutServer(default=(200, body, declared))
     try:
         client = HttpCutoutClient(server.url, tmp_path / "cache", timeout_s=2.0, retries=2, backoff_s=0.01)
         with pytest.raises(CutoutFetchError, match=message):
             client.fetch(150.0, 2.0, 16)
-        assert server.requests == requests
+        assert len(server.requests) == requests
         assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
     finally:
         server.close()
@@ -694,7 +654,7 @@ def test_a_bad_service_reply_is_refused_naming_the_url_and_not_cached(kind: str,
 
 def test_a_poisoned_cache_file_is_named_and_nothing_is_fetched(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    server = OneReplyServer(GOOD_CUTOUT)
+    server = CutoutServer(default=(200, GOOD_CUTOUT, None))
     try:
         client = HttpCutoutClient(server.url, tmp_path / "cache", timeout_s=2.0, retries=0)
         assert client.fetch(150.0, 2.0, 16).image.shape == (3, 16, 16)  # the good reply is cached
@@ -702,6 +662,6 @@ def test_a_poisoned_cache_file_is_named_and_nothing_is_fetched(tmp_path: Path, m
         _truncate(cached, 0.5)
         with pytest.raises(CutoutFileError, match=re.escape(cached.name)):
             client.fetch(150.0, 2.0, 16)
-        assert server.requests == 1
+        assert len(server.requests) == 1
     finally:
         server.close()

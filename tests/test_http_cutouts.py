@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from cutout_server import CutoutServer, fits_bytes
 
 from darkhalo.spec import CutoutSource, LegacySurvey
 from darkhalo.surveys.cutout_fits import cutout_name, sky_sigma, write_cutout_fits
@@ -32,58 +30,20 @@ RA, DEC = 150.1234567, 2.7654321
 
 
 def fits_body(size: int = SIZE, bands: str = "grz", seed: int = 0) -> bytes:
-    """A cutout-service response: a float32 (band, y, x) cube with a BANDS card."""
-    cube = np.random.default_rng(seed).normal(0, 0.003, (len(bands), size, size)).astype(np.float32)
-    hdu = fits.PrimaryHDU(cube)
-    hdu.header["BANDS"] = bands
-    buffer = io.BytesIO()
-    hdu.writeto(buffer)
-    return buffer.getvalue()
-
-
-class Server:
-    """A local server answering each GET with the next scripted reply (status, body, delay in s)."""
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, bytes, float]] = []
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                status, body, delay = outer.replies.pop(0) if outer.replies else (404, b"no reply scripted", 0)
-                time.sleep(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
-                    self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/viewer/fits-cutout"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    """A cutout-service response: a noise cube of ``size`` pixels in ``bands``."""
+    return fits_bytes(np.random.default_rng(seed).normal(0, 0.003, (len(bands), size, size)), bands)
 
 
 @pytest.fixture
-def server(monkeypatch) -> Iterator[Server]:
+def server(monkeypatch) -> Iterator[CutoutServer]:
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    srv = Server()
+    srv = CutoutServer()
     yield srv
     srv.close()
 
 
 @pytest.fixture
-def client(server: Server, tmp_path: Path) -> Callable[..., HttpCutoutClient]:
+def client(server: CutoutServer, tmp_path: Path) -> Callable[..., HttpCutoutClient]:
     def make(**kwargs: object) -> HttpCutoutClient:
         options = {"timeout_s": 2.0, "retries": 2, "max_bytes": 1_000_000, "backoff_s": 0.01} | kwargs
         return HttpCutoutClient(server.url, tmp_path / "cache", **options)
@@ -105,7 +65,7 @@ def test_the_url_has_the_viewer_layout() -> None:
     }
 
 
-def test_a_good_fits_is_read_in_grz_order_and_cached(server: Server, client) -> None:
+def test_a_good_fits_is_read_in_grz_order_and_cached(server: CutoutServer, client) -> None:
     body = fits_body(bands="zrg")
     server.replies.append((200, body, 0))
     cut = client().fetch(RA, DEC, SIZE)
@@ -117,7 +77,7 @@ def test_a_good_fits_is_read_in_grz_order_and_cached(server: Server, client) -> 
     assert [p.name for p in client().cache_dir.iterdir()] == [cached.name]  # no temporary left behind
 
 
-def test_a_cache_hit_makes_no_request(server: Server, client) -> None:
+def test_a_cache_hit_makes_no_request(server: CutoutServer, client) -> None:
     server.replies.append((200, fits_body(), 0))
     first = client().fetch(RA, DEC, SIZE)
     again = client().fetch(RA, DEC, SIZE)
@@ -128,7 +88,7 @@ def test_a_cache_hit_makes_no_request(server: Server, client) -> None:
     assert len(server.requests) == 2  # another position is another cache entry
 
 
-def test_a_timeout_is_retried_then_fails_naming_the_url(server: Server, client) -> None:
+def test_a_timeout_is_retried_then_fails_naming_the_url(server: CutoutServer, client) -> None:
     server.replies.extend([(200, fits_body(), 1.0)] * 2)
     with pytest.raises(CutoutFetchError, match=r"127\.0\.0\.1.*ra=150\.1234567.*failed 2 time\(s\).*timed out"):
         client(timeout_s=0.2, retries=1).fetch(RA, DEC, SIZE)
@@ -136,7 +96,7 @@ def test_a_timeout_is_retried_then_fails_naming_the_url(server: Server, client) 
     assert not (client().cache_dir / cache_name(RA, DEC, SIZE)).exists()
 
 
-def test_a_garbage_body_fails_naming_the_url_and_is_not_cached(server: Server, client) -> None:
+def test_a_garbage_body_fails_naming_the_url_and_is_not_cached(server: CutoutServer, client) -> None:
     server.replies.append((200, b"<html>Internal error: no coverage</html>", 0))
     with pytest.raises(CutoutFetchError, match=r"fits-cutout\?ra=150.*not FITS.*<html>"):
         client().fetch(RA, DEC, SIZE)
@@ -144,7 +104,7 @@ def test_a_garbage_body_fails_naming_the_url_and_is_not_cached(server: Server, c
     assert not (client().cache_dir / cache_name(RA, DEC, SIZE)).exists()
 
 
-def test_a_fits_with_a_missing_band_or_the_wrong_shape_is_refused(server: Server, client) -> None:
+def test_a_fits_with_a_missing_band_or_the_wrong_shape_is_refused(server: CutoutServer, client) -> None:
     server.replies.append((200, fits_body(bands="gr"), 0))
     with pytest.raises(CutoutFetchError, match=r"fits-cutout\?ra=.*unusable cutout: missing band\(s\) z"):
         client().fetch(RA, DEC, SIZE)
@@ -154,14 +114,14 @@ def test_a_fits_with_a_missing_band_or_the_wrong_shape_is_refused(server: Server
     assert not client().cache_dir.exists() or not any(client().cache_dir.iterdir())
 
 
-def test_a_huge_body_is_refused_at_the_size_cap(server: Server, client) -> None:
+def test_a_huge_body_is_refused_at_the_size_cap(server: CutoutServer, client) -> None:
     server.replies.append((200, fits_body(size=64), 0))  # 3 x 64 x 64 x 4 bytes + header
     with pytest.raises(CutoutFetchError, match=r"fits-cutout\?ra=.*exceeds max_bytes 10000"):
         client(max_bytes=10_000).fetch(RA, DEC, 64)
     assert len(server.requests) == 1
 
 
-def test_a_server_error_is_retried_with_backoff_then_succeeds(server: Server, client) -> None:
+def test_a_server_error_is_retried_with_backoff_then_succeeds(server: CutoutServer, client) -> None:
     server.replies.extend([(500, b"oops", 0), (503, b"busy", 0), (200, fits_body(), 0)])
     started = time.monotonic()
     cut = client(retries=2, backoff_s=0.1).fetch(RA, DEC, SIZE)
@@ -170,7 +130,7 @@ def test_a_server_error_is_retried_with_backoff_then_succeeds(server: Server, cl
     assert time.monotonic() - started >= 0.1 + 0.2  # waits 0.1 s, then 0.2 s
 
 
-def test_errors_stop_after_the_retries_and_a_client_error_is_not_retried(server: Server, client) -> None:
+def test_errors_stop_after_the_retries_and_a_client_error_is_not_retried(server: CutoutServer, client) -> None:
     server.replies.extend([(500, b"oops", 0)] * 3)
     with pytest.raises(CutoutFetchError, match=r"failed 3 time\(s\): HTTP 500"):
         client(retries=2).fetch(RA, DEC, SIZE)
@@ -185,7 +145,7 @@ def test_only_http_urls_are_accepted(tmp_path: Path) -> None:
         HttpCutoutClient("file:///etc/passwd", tmp_path)
 
 
-def test_provider_for_picks_the_service_and_estimates_the_sky_invvar(server: Server, tmp_path: Path) -> None:
+def test_provider_for_picks_the_service_and_estimates_the_sky_invvar(server: CutoutServer, tmp_path: Path) -> None:
     source = CutoutSource(url=server.url, cache_dir=tmp_path / "cache", timeout_s=2, retries=0)
     survey = LegacySurvey(kind="legacy", catalogs=["x.fits"], cutouts=source)
     provider = provider_for(survey, seed=0)
@@ -201,7 +161,7 @@ def test_provider_for_picks_the_service_and_estimates_the_sky_invvar(server: Ser
     assert "ra=150.1334567" in server.requests[1]
 
 
-def test_a_host_in_the_local_folder_is_read_from_it_without_a_request(server: Server, tmp_path: Path) -> None:
+def test_a_host_in_the_local_folder_is_read_from_it_without_a_request(server: CutoutServer, tmp_path: Path) -> None:
     hosts = pd.DataFrame(
         {"RELEASE": [10000, 10000], "BRICKID": [5, 6], "OBJID": [7, 8], "RA": [RA, RA + 0.01], "DEC": [DEC, DEC]}
     ).assign(PSFSIZE_G=1.5, PSFSIZE_R=1.3, PSFSIZE_Z=1.2)
