@@ -9,15 +9,12 @@ PSF with the survey PSF at the sample's median r-band FWHM. Seconds, not hours.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import torch
 
 from darkhalo.expansion import expand_hosts, host_frame
-from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
-from darkhalo.lensing.psf import psf_kernels, wing_deficits
+from darkhalo.injection import injection_kernels
+from darkhalo.lensing.psf import wing_deficits
 from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
 from data_contracts.findings import Finding
@@ -54,23 +51,12 @@ def _catalog_chunks(spec: GenerationSpec):
 
 def psf_wings(spec: GenerationSpec, fwhm: float) -> pd.DataFrame:
     """The L3 measures (1 - EE at 2 x FWHM and at 3") of the spec's injection PSF and of the survey
-    PSF, r band, at one FWHM (arcsec): one row with l3_psf_wings.NEEDS columns."""
+    PSF, r band, at one FWHM (arcsec): one row with l3_psf_wings.NEEDS columns. The kernels are the
+    inject stage's own (darkhalo.injection.injection_kernels), so pre-flight judges what inject uses."""
     row = {}
-    for name, kind in (("psf", spec.psf.model), ("survey", "survey")):
-        if kind == "pixelized":
-            models = psfex_by_band(Path(spec.psf.psfex_dir))
-            kernel = pixelized_kernels(models, np.full((1, 3), fwhm), spec.psf.kernel_size_pix, spec.stamps.pixel_scale)
-            kernel = kernel[:, 1]
-        else:
-            kernel = psf_kernels(
-                kind,
-                torch.tensor([fwhm], dtype=torch.float64),
-                spec.psf.kernel_size_pix,
-                spec.stamps.pixel_scale,
-                beta=spec.psf.moffat_beta,
-                band="r",
-            )
-        two_fwhm, three = wing_deficits(kernel, spec.stamps.pixel_scale, fwhm)[0].tolist()
+    for name, model in (("psf", spec.psf.model), ("survey", "survey")):
+        kernels = injection_kernels(model, np.full((1, 3), fwhm), np.full((1, 3), spec.psf.moffat_beta), spec)
+        two_fwhm, three = wing_deficits(kernels[:, 1], spec.stamps.pixel_scale, fwhm)[0].tolist()
         row |= {f"{name}_wing_2fwhm": two_fwhm, f"{name}_wing_3as": three}
     return pd.DataFrame([row])
 

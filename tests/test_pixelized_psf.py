@@ -85,11 +85,13 @@ def test_pixelized_without_files_or_with_a_band_missing_is_refused(tmp_path: Pat
 
 
 def test_the_preflight_judges_l3_on_the_real_models_not_on_the_survey_model() -> None:
+    from darkhalo.injection import RENDER_DTYPE
     from darkhalo.preflight import psf_finding, psf_wings
 
     spec = spec_from_dict(spec_data() | {"psf": {"model": "pixelized", "psfex_dir": str(PSFEX)}})
     wings = psf_wings(spec, 1.3).iloc[0]
     kernel = pixelized_kernels(psfex_by_band(PSFEX), np.full((1, 3), 1.3), spec.psf.kernel_size_pix, SCALE)[:, 1]
+    kernel = kernel.to(RENDER_DTYPE)  # the inject stage's kernels, which the pre-flight uses
     assert wings["psf_wing_2fwhm"] == pytest.approx(float(wing_deficits(kernel, SCALE, 1.3)[0, 0]))
     assert wings["psf_wing_2fwhm"] != pytest.approx(wings["survey_wing_2fwhm"], rel=0.05)
     assert psf_finding(spec, 1.3).passed  # real PSFEx wings are survey-like wings: L3 holds
