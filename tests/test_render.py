@@ -212,13 +212,20 @@ def test_bad_shapes_are_named() -> None:
         render_point_sources(torch.tensor([100.0]), torch.tensor([0.0]), torch.ones(1, 1), torch.ones(1, 1, 3, 3), 16)
 
 
+#: Stamp-level agreement of corner-estimated faint pixels with tracing them (lensed_source's docstring).
+ESTIMATED_FAINT_PIXELS_L1 = 1e-4
+
+
 @pytest.mark.parametrize(
     "case",
     ["grid-like arcs", "tiny sources on the caustics", "sources far outside the einstein ring", "steep and flat n"],
 )
-def test_skipping_dark_pixels_loses_at_most_the_negligible_flux(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
-    """Tracing only pixels that can hold light equals tracing them all, to NEGLIGIBLE_FLUX per stamp."""
-    n = 8
+def test_estimating_faint_pixels_from_their_corners_agrees_with_tracing_them(
+    monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Estimating pixels below FAINT_PIXEL from their corners equals tracing every pixel, to 1e-4 of
+    the flux per stamp, and traces fewer pixels."""
+    n = 32
     p = random_params(n, seed=7, dtype=torch.float64)
     g = torch.Generator().manual_seed(8)
     if case == "tiny sources on the caustics":  # 0.04" sources at the SIS-like caustic radius, q ~ 1
@@ -230,9 +237,10 @@ def test_skipping_dark_pixels_loses_at_most_the_negligible_flux(monkeypatch: pyt
         p = replace(p, src_x=p.src_x + 3.0, src_reff=torch.full((n,), 0.05, dtype=torch.float64))
     elif case == "steep and flat n":
         p = replace(p, src_n=torch.linspace(0.5, 4.0, n, dtype=torch.float64))
-    allowed = render.NEGLIGIBLE_FLUX
-    sparse = render.lensed_source(p, 48, SCALE, 4)
-    monkeypatch.setattr(render, "NEGLIGIBLE_FLUX", 0.0)  # every pixel is traced
-    dense = render.lensed_source(p, 48, SCALE, 4)
-    assert torch.all((dense - sparse).abs().sum(dim=(-2, -1)) <= allowed)
-    assert torch.all(dense.sum(dim=(-2, -1)) > 0)
+    plane = render._SourcePlaneMap.of(p, (SCALE / 4) ** 2)
+    assert render._corner_estimate(plane, 48, SCALE, 4)[1].float().mean() < 0.75  # many pixels are estimated
+    estimated = render.lensed_source(p, 48, SCALE, 4)
+    monkeypatch.setattr(render, "FAINT_PIXEL", -1.0)  # every pixel is traced
+    traced = render.lensed_source(p, 48, SCALE, 4)
+    assert torch.all((traced - estimated).abs().sum(dim=(-2, -1)) <= ESTIMATED_FAINT_PIXELS_L1)
+    assert torch.all(traced.sum(dim=(-2, -1)) > 0)
