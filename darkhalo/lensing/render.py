@@ -228,15 +228,14 @@ class _SourcePlaneMap:
     def coords(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled source-frame positions (X, Y) of image-plane positions x, y (arcsec, broadcast)."""
         u, v = sie_frame_terms(self.cos * x + self.sin * y, self.cos * y - self.sin * x, self.lens_q)
-        big_x = torch.addcmul(torch.addcmul(self.p11 * x + (self.p12 * y + self.c1), self.b11, u), self.b12, v)
-        big_y = torch.addcmul(torch.addcmul(self.p21 * x + (self.p22 * y + self.c2), self.b21, u), self.b22, v)
+        big_x = (self.p11 * x + (self.p12 * y + self.c1)).addcmul_(self.b11, u).addcmul_(self.b12, v)
+        big_y = (self.p21 * x + (self.p22 * y + self.c2)).addcmul_(self.b21, u).addcmul_(self.b22, v)
         return big_x, big_y
 
     def light(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Unit-flux source light per sub-pixel at image-plane positions x, y (arcsec, broadcast)."""
         big_x, big_y = self.coords(x, y)
-        r2 = torch.addcmul(big_x * big_x, big_y, big_y)
-        return sersic_at_scaled_r2(r2, self.n, self.amplitude, self.b_n)
+        return sersic_at_scaled_r2(big_x.square_().addcmul_(big_y, big_y), self.n, self.amplitude, self.b_n)
 
 
 def _matrix(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
