@@ -9,10 +9,12 @@ import pytest
 import torch
 from conftest import REAL, spec_data
 
+import darkhalo.lensing.render as render
 from darkhalo.injection import injection_kernels
 from darkhalo.lensing.pixelized import model_fwhm, pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import encircled_energy, wing_deficits
 from darkhalo.lensing.psfex import PsfexError
+from darkhalo.lensing.render import point_source_errors
 from darkhalo.spec import SpecError, spec_from_dict
 
 PSFEX = REAL / "psf" / "psfex"
@@ -95,3 +97,18 @@ def test_the_preflight_judges_l3_on_the_real_models_not_on_the_survey_model() ->
     assert wings["psf_wing_2fwhm"] == pytest.approx(float(wing_deficits(kernel, SCALE, 1.3)[0, 0]))
     assert wings["psf_wing_2fwhm"] != pytest.approx(wings["survey_wing_2fwhm"], rel=0.05)
     assert psf_finding(spec, 1.3).passed  # real PSFEx wings are survey-like wings: L3 holds
+
+
+def test_the_point_source_test_of_a_real_kernel_measures_the_convolutions_centring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real kernel's light is off its centre pixel by its own shape; measured from there, its point
+    source lands where intended, and a convolution one pixel off is still seen."""
+    kernels = pixelized_kernels(psfex_by_band(PSFEX), np.array([[1.4, 1.25, 1.1], [1.0, 1.6, 1.3]]), 31, SCALE)
+    seeded = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    offsets, ratios = point_source_errors(kernels, SCALE, seeded(), own_centroid=True)
+    assert float(offsets.max()) < 1e-6 and torch.allclose(ratios, torch.ones_like(ratios))
+    assert float(point_source_errors(kernels, SCALE, seeded())[0].max()) > 0.05  # the kernel's own centroid
+    convolve = render.convolve_bands
+    monkeypatch.setattr(render, "convolve_bands", lambda *a: torch.roll(convolve(*a), 1, dims=-1))
+    assert float(point_source_errors(kernels, SCALE, seeded(), own_centroid=True)[0].min()) > 0.9

@@ -21,6 +21,7 @@ from darkhalo.injection import inject_batch
 from darkhalo.runner import run_generation
 from darkhalo.spec import GenerationSpec, spec_from_dict
 from darkhalo.stages.evaluate import model_scorer
+from darkhalo.stages.inject import point_source_test
 from darkhalo.stamps import decode_images
 from darkhalo.surveys.known_lenses import BUNDLED
 from darkhalo.surveys.legacy import read_catalog
@@ -29,6 +30,7 @@ from darkhalo.surveys.npz_cutouts import convert_npz_folder, psfex_fwhm
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, normalise
+from data_contracts.invariants import l3_psf_wings, l8_stamp_integrity
 
 LENS_TABLES = (BUNDLED, *(REAL / "lenses" / n for n in ("SLACS_table.cat", "new_lenses.tsv", "training_lenses.tsv")))
 
@@ -155,3 +157,7 @@ def test_the_pixelized_psf_injects_into_real_cutouts_with_real_psfex_models(conv
     assert np.isfinite(real[["psf_wing_2fwhm", "psf_wing_3as"]].to_numpy()).all()
     assert np.allclose(real["arc_flux_r"], survey["arc_flux_r"], rtol=0.02)  # the same arcs, both PSFs unit-sum
     assert not np.array_equal(decode_images(real["image"].tolist(), 64), decode_images(survey["image"].tolist(), 64))
+    # the real wings match the survey PSF's (L3), and the stage's point-source test passes (L8)
+    assert l3_psf_wings.check(real[real["label"] == 1], pixelized.invariants.L3).passed
+    point_source = l8_stamp_integrity.check_point_source(*point_source_test(pixelized, 1.3), pixelized.invariants.L8)
+    assert point_source.passed

@@ -307,21 +307,39 @@ def render_point_sources(
 
 
 def point_source_errors(
-    psf: torch.Tensor, pixel_scale: float = 0.262, generator: torch.Generator | None = None
+    psf: torch.Tensor,
+    pixel_scale: float = 0.262,
+    generator: torch.Generator | None = None,
+    own_centroid: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The L8 point-source test of kernels (N, B, K, K): a unit point source per stamp at a random
     sub-pixel position within a pixel of the centre, rendered through each band's kernel on a stamp
     that holds it whole. Returns (centroid offset from the intended position in pixels, recovered /
-    injected flux), each (N, B). For symmetric kernels this tests the kernel's centring and the
-    convolution's together; an asymmetric kernel's own centroid counts as an offset."""
+    injected flux), each (N, B).
+
+    The model PSFs are symmetric by construction, so their point source must land exactly where
+    intended: that tests the kernel's centring and the convolution's together. A real (PSFEx)
+    kernel is centred on its model centre, and its asymmetric light has its own centroid (0.1-0.3
+    pix for the DECam models); with ``own_centroid`` the intended position is shifted by it, which
+    leaves the convolution's centring under test.
+    """
     n, _, k, _ = psf.shape
     size = k + 4
     like = dict(dtype=psf.dtype, device=psf.device)
     shift = (torch.rand(2, n, generator=generator, dtype=psf.dtype) * 2 - 1).to(psf.device) * pixel_scale
     images = render_point_sources(shift[0], shift[1], torch.ones(psf.shape[:2], **like), psf, size, pixel_scale)
-    axis = (torch.arange(size, **like) - size // 2) * pixel_scale
+    want_x, want_y = shift[0][:, None], shift[1][:, None]
+    if own_centroid:
+        kx, ky = _centroid(psf, pixel_scale)
+        want_x, want_y = want_x + kx, want_y + ky
+    cx, cy = _centroid(images, pixel_scale)
+    offsets = torch.hypot(cx - want_x, cy - want_y) / pixel_scale
+    return offsets, images.sum(dim=(-2, -1)) / psf.sum(dim=(-2, -1))
+
+
+def _centroid(images: torch.Tensor, pixel_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Light centroid (x, y) in arcsec from the centre pixel (index size // 2) of images (..., size, size)."""
+    size = images.shape[-1]
+    axis = (torch.arange(size, dtype=images.dtype, device=images.device) - size // 2) * pixel_scale
     total = images.sum(dim=(-2, -1))
-    cx = (images.sum(-2) * axis).sum(-1) / total
-    cy = (images.sum(-1) * axis).sum(-1) / total
-    offsets = torch.hypot(cx - shift[0][:, None], cy - shift[1][:, None]) / pixel_scale
-    return offsets, total / psf.sum(dim=(-2, -1))
+    return (images.sum(-2) * axis).sum(-1) / total, (images.sum(-1) * axis).sum(-1) / total

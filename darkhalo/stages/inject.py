@@ -71,10 +71,13 @@ STAMP_DTYPES = {
 
 def point_source_test(spec: GenerationSpec, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
     """The L8 point-source test (darkhalo.lensing.render.point_source_errors) of the injection PSF
-    at one FWHM (arcsec), every band: centroid offsets (pix) and flux kept, seeded by the spec."""
+    at one FWHM (arcsec), every band: centroid offsets (pix) and flux kept, seeded by the spec. A
+    pixelized (real) kernel's point source is expected at the kernel's own centroid."""
     kernels = injection_kernels(spec.psf.model, np.full((1, 3), fwhm), np.full((1, 3), spec.psf.moffat_beta), spec)
     generator = torch.Generator().manual_seed(spec.seed)
-    offsets, ratios = point_source_errors(kernels, spec.stamps.pixel_scale, generator)
+    offsets, ratios = point_source_errors(
+        kernels, spec.stamps.pixel_scale, generator, own_centroid=spec.psf.model == "pixelized"
+    )
     return offsets.numpy().ravel(), ratios.numpy().ravel()
 
 
