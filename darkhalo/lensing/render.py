@@ -1,8 +1,8 @@
 """The batched arc renderer: SIE + shear lens, elliptical Sersic source, per-band PSF, stamp pixels.
 
 ``render_arcs`` is the one entry point of the injection physics. For each stamp it ray-traces a
-supersampled grid through the lens once (only the pixels that can hold source light, see
-``lensed_source``), evaluates the unit-flux source there, sums sub-pixels into stamp pixels, then
+supersampled grid through the lens once (faint pixels are estimated from their corners instead,
+see ``lensed_source``), evaluates the unit-flux source there, sums sub-pixels into stamp pixels, then
 scales by each band's flux and convolves with that band's PSF (FFT, kernel centre at ``K // 2``).
 The lens sits at the stamp centre (pixel ``size // 2``). Same code on CPU and CUDA; the dtype
 and device follow ``params`` (float32 is twice as fast as float64 and agrees to ~1e-6 of the flux).
