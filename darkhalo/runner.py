@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 
 from darkhalo import __version__
-from darkhalo.artifacts import artifact_files, contained, digest_of, write_json, write_text
+from darkhalo.artifacts import artifact_files, contained, digest_of, file_sha256, write_json, write_text
 from darkhalo.spark import resolve_master
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages import STAGES, Stage, StageContext, StageResult
@@ -252,9 +252,17 @@ def _waiver(spec: GenerationSpec, finding_id: str) -> str | None:
     return spec.invariants.waiver(finding_id) if finding_id in type(spec.invariants).model_fields else None
 
 
+#: External inputs up to this size (SQL, lens tables) are known by their bytes, so reinstalling the
+#: package, which rewrites its files' times, does not re-run a stage; larger ones (survey catalogs,
+#: too slow to hash on every run) by size and modification time.
+HASHED_INPUT_BYTES = 64 * 2**20
+
+
 def _file_stamp(path: Path) -> str:
     try:
         st = path.stat()
+        if st.st_size <= HASHED_INPUT_BYTES:
+            return f"sha256={file_sha256(path)}"
     except OSError as exc:
         raise RunError(f"input file {path} cannot be read: {exc.strerror}") from exc
     return f"size={st.st_size},mtime_ns={st.st_mtime_ns}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,25 @@ def test_the_runner_installs_the_select_stage_with_its_contract(
     assert any(k.endswith("known_lenses.csv") for k in lineage["external_inputs"])
     assert "parent_sample/part-00000.parquet" in lineage["outputs"]
     assert "validation/validation_result.json" in lineage["outputs"]
+
+
+def test_select_reruns_when_its_lens_table_changes_not_when_it_is_only_touched(tmp_path: Path) -> None:
+    """External inputs are known by their bytes: a reinstalled package rewrites its files' times."""
+    table = tmp_path / "lenses.csv"
+    table.write_bytes(BUNDLED.read_bytes())
+    data = spec_data()
+    data["selection"]["known_lenses"] = str(table)
+    spec = spec_from_dict(data)
+
+    def statuses() -> list[str]:
+        outcomes = run_generation(spec, tmp_path / "runs", stages=SURVEY_AND_SELECT, console=Console(quiet=True))
+        return [o.status for o in outcomes]
+
+    assert statuses() == ["ran", "ran"]
+    os.utime(table, ns=(0, 0))
+    assert statuses() == ["skipped", "skipped"]
+    table.write_text(table.read_text() + "J0000+0000,0.0,0.0,-,galaxy,confident,test\n")
+    assert statuses() == ["skipped", "ran"]
 
 
 def test_the_runner_keeps_a_failed_edge_validation_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
