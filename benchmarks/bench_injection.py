@@ -125,10 +125,8 @@ def main() -> dict:
         peer_params = _params(PEER_STAMPS, seed=BATCHES)
         peer = _peer_calls(*peer_params)
         ours = [lambda b=b: render_arcs(*b, SIZE, SCALE, SUPERSAMPLE) for b in batches]
-        double = [(params.to(dtype=torch.float64), psf.double()) for params, psf in batches[:1]]
-        ours_s, peer_s, double_s = _interleaved(
-            [ours, peer, [lambda: render_arcs(*double[0], SIZE, SCALE, SUPERSAMPLE)]]
-        )
+        double = (batches[0][0].to(dtype=torch.float64), batches[0][1].double())
+        ours_s, peer_s, double_s = _interleaved([ours, peer, [lambda: render_arcs(*double, SIZE, SCALE, SUPERSAMPLE)]])
         ours_rate, peer_rate = BATCH * BATCHES / ours_s, PEER_STAMPS / peer_s
         result = {
             "stamp": f"{SIZE}x{SIZE} grz, supersample {SUPERSAMPLE}, {KERNEL}x{KERNEL} survey PSF",

@@ -257,11 +257,8 @@ def convolve_bands(unit: torch.Tensor, flux: torch.Tensor, psf: torch.Tensor) ->
     """Scale a unit-flux image (N, H, W) by the flux per band (N, B) and convolve each band with its
     unit-sum PSF kernel (N, B, K, K): (N, B, H, W). The image's FFT is taken once for all bands."""
     step = CONVOLVE_STAMPS.get(unit.device.type, CONVOLVE_STAMPS["cuda"])
-    parts = [
-        fft_convolve(unit[i : i + step, None], psf[i : i + step]) * flux[i : i + step, :, None, None]
-        for i in range(0, unit.shape[0], step)
-    ]
-    return torch.cat(parts) if len(parts) != 1 else parts[0]
+    pieces = zip(unit.split(step), flux.split(step), psf.split(step), strict=True)
+    return torch.cat([fft_convolve(u[:, None], k) * f[:, :, None, None] for u, f, k in pieces])
 
 
 def render_arcs(
