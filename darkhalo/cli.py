@@ -84,21 +84,28 @@ def run(
 @app.command()
 def audit(
     target: Annotated[Path, typer.Argument(help="a generation spec (YAML) or a run folder", show_default=False)],
+    spec_path: Annotated[
+        Path | None, typer.Option("--spec", help="judge a run folder against this spec instead of its spec.yaml")
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the audit as JSON here")] = None,
 ) -> None:
     """Judge a spec (pre-flight) or a run folder against every applicable invariant.
 
-    Prints the table (id, lesson, measured, threshold, verdict); for a run folder writes audit.json
-    and audit.md into it. Exit 1 if any invariant fails (unless waived), 0 otherwise, 2 on unusable input.
+    A run folder's installed artifacts are judged again with the spec's current thresholds and
+    waivers (its frozen spec.yaml, or ``--spec``). Prints the table; for a run folder writes
+    audit.json and audit.md into it. Exit 1 if any invariant fails (unless waived), 0 otherwise,
+    2 on unusable input.
     """
-    from darkhalo.stages.audit import audit_run, audit_spec, write_audit
+    from darkhalo.audit.audit import audit_run, audit_spec, write_audit
+    from data_contracts.findings import TABLE_COLUMNS
+    from data_contracts.lessons import LESSONS
 
     try:
         if target.is_dir():
             if not (target / "spec.yaml").is_file():
                 err.print(f"[red]error:[/] {target}: not a run folder (no spec.yaml)", highlight=False)
                 raise typer.Exit(2)
-            result = audit_run(target)
+            result = audit_run(target, _load(spec_path) if spec_path else None)
             paths = write_audit(result, target)
         else:
             result = audit_spec(_load(target), str(target))
@@ -106,15 +113,13 @@ def audit(
     except (SpecError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    table = Table("id", "lesson", "measured", "threshold", "verdict", "detail", title=f"audit of {result.generation}")
+    table = Table(*TABLE_COLUMNS, title=f"audit of {result.generation}")
     colours = {"pass": "green", "FAIL": "red", "waived": "yellow"}
     for f in result.findings:
-        verdict = f"waived: {f.waiver}" if f.verdict == "waived" else f.verdict
-        measured = f"{f.measured:.4g}" if isinstance(f.measured, float) else str(f.measured)
-        threshold = "" if f.threshold is None else str(f.threshold)
-        table.add_row(f.id, f.title, measured, threshold, f"[{colours[f.verdict]}]{verdict}[/]", f.detail)
+        *cells, verdict, detail = f.table_row()
+        table.add_row(*cells, f"[{colours[f.verdict]}]{verdict}[/]", detail)
     for lesson in result.not_evaluated:
-        table.add_row(lesson, "", "", "", "[dim]not evaluated[/]", "no artifact to judge yet")
+        table.add_row(lesson, LESSONS[lesson].title, "", "", "[dim]not evaluated[/]", "no artifact to judge yet")
     out.print(table)
     if json_path is not None:
         from darkhalo.artifacts import write_json

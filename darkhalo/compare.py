@@ -12,18 +12,22 @@ regions for both and none of the baseline's training hosts is in it (checked).
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+import pyarrow.dataset as ds
 from rich.console import Console
 
+from darkhalo import layout
 from darkhalo.artifacts import write_json, write_text
+from darkhalo.audit.judges import judge_artifact
+from darkhalo.metrics.evaluation import evaluate, load_test_stamps, model_scorer
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
-from darkhalo.stages.evaluate import evaluate, load_test_stamps, model_scorer
 from darkhalo.training.device import resolve_device
+from data_contracts.findings import Finding
+from data_contracts.metrics import EvaluationMetrics, ReportedPoint, read_metrics
 
 SHARED_SECTIONS = ("seed", "survey", "splits")
 
@@ -37,13 +41,15 @@ def check_comparable(baseline: GenerationSpec, corrected: GenerationSpec) -> Non
 
 def training_hosts_in_test(baseline_run: Path, test_meta: pd.DataFrame) -> int:
     """Hosts of the shared test set that the baseline trained or validated on (must be 0)."""
-    manifest = pd.read_parquet(baseline_run / "manifest" / "manifest", columns=["host_id", "split"])
+    parts = layout.parts(baseline_run / "manifest", layout.MANIFEST)
+    manifest = ds.dataset(parts, format="parquet").to_table(columns=["host_id", "split"]).to_pandas()
     seen = set(manifest.loc[manifest["split"] != "test", "host_id"])
     return int(test_meta["host_id"].isin(seen).sum())
 
 
 def compare(baseline: GenerationSpec, corrected: GenerationSpec, root: Path, console: Console) -> Path:
-    """Run both generations, score both models on the corrected test set, write the comparison."""
+    """Run both generations, score both models on the corrected test set, judge each evaluation
+    against its own generation's spec (darkhalo.audit.judges, with that spec's waivers), write the comparison."""
     check_comparable(baseline, corrected)
     run_generation(baseline, root, stop="train", console=console)
     run_generation(corrected, root, stop="train", console=console)
@@ -55,38 +61,47 @@ def compare(baseline: GenerationSpec, corrected: GenerationSpec, root: Path, con
 
     out = root / f"compare-{baseline.generation}-vs-{corrected.generation}"
     device = resolve_device(corrected.engine.device)
-    results: dict[str, dict[str, Any]] = {}
+    findings: dict[str, list[Finding]] = {}
     for spec in (baseline, corrected):
         console.print(f"[bold]▶[/] scoring {spec.generation}'s model on the shared test set")
         folder = out / spec.generation
         folder.mkdir(parents=True, exist_ok=True)
-        score = model_scorer(root / spec.generation / "train" / "model.pt", device, corrected.evaluate.batch_size)
-        result = evaluate(corrected, meta, images, score, folder, corrected_run, corrected_run / "manifest")
-        results[spec.generation] = {
-            "metrics": json.loads((folder / "metrics.json").read_text()),
-            "findings": [f.to_dict() for f in result.findings],
-        }
-    write_json(out / "compare.json", {"test_set": corrected.generation, "generations": results})
-    write_text(out / "compare.md", comparison_markdown(results, corrected.generation, len(meta)))
+        model = layout.artifact(root / spec.generation / "train", layout.MODEL)
+        score = model_scorer(model, device, corrected.evaluate.batch_size)
+        evaluate(corrected, meta, images, score, folder, corrected_run, corrected_run / "manifest")
+        findings[spec.generation] = spec.invariants.judged(judge_artifact("evaluate", folder, corrected_run, spec))
+    write_comparison(out, corrected.generation, len(meta), findings)
     return out
 
 
-def _rate(point: dict[str, Any], key: str) -> str:
-    if not point["resolved"]:
-        return f"unresolved (needs {point['n_neg_needed']:,} negatives)"
-    interval = point[f"{key}_interval"]
-    return f"{point[key]:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+def write_comparison(out: Path, test_set: str, n_stamps: int, findings: Mapping[str, Sequence[Finding]]) -> None:
+    """``out/compare.json`` and ``out/compare.md`` from each generation's ``out/<generation>/metrics.json``
+    (read through the model, so a file that does not fit is refused naming it and the field) and findings."""
+    metrics = {name: read_metrics(layout.artifact(out / name, layout.METRICS)) for name in findings}
+    generations = {
+        name: {"metrics": metrics[name].model_dump(mode="json"), "findings": [f.to_dict() for f in findings[name]]}
+        for name in findings
+    }
+    write_json(out / "compare.json", {"test_set": test_set, "generations": generations})
+    write_text(out / "compare.md", comparison_markdown(metrics, findings, test_set, n_stamps))
 
 
-def comparison_markdown(results: dict[str, dict[str, Any]], test_set: str, n_stamps: int) -> str:
-    """The side-by-side tables: operating points (resolved only as numbers), strata, probes."""
-    names = list(results)
-    metrics = {n: results[n]["metrics"] for n in names}
+def _rate(point: ReportedPoint, rate: float | None, interval: list[float] | None) -> str:
+    if not point.resolved:
+        return f"unresolved (needs {point.n_neg_needed:,} negatives)"
+    return f"{rate:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def comparison_markdown(
+    metrics: Mapping[str, EvaluationMetrics], findings: Mapping[str, Sequence[Finding]], test_set: str, n_stamps: int
+) -> str:
+    """The side-by-side tables: operating points (resolved only as numbers), strata, probes, then the findings."""
+    names = list(metrics)
     first = metrics[names[0]]
     lines = [
         f"# {names[0]} vs {names[1]} on {test_set}'s test set",
         "",
-        f"{n_stamps} test stamps ({first['n_pos']} positives, {first['n_neg']} controls). Rates with 95 % exact "
+        f"{n_stamps} test stamps ({first.n_pos} positives, {first.n_neg} controls). Rates with 95 % exact "
         "intervals; an FPR target the negatives cannot resolve is shown as unresolved, never as a number.",
         "",
         "## FPR at completeness",
@@ -94,28 +109,32 @@ def comparison_markdown(results: dict[str, dict[str, Any]], test_set: str, n_sta
         "| completeness | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for i, point in enumerate(first["fpr_at_completeness"]):
-        cells = [_rate(metrics[n]["fpr_at_completeness"][i], "fpr") for n in names]
-        lines.append(f"| {point['target_value']:g} | " + " | ".join(cells) + " |")
+    for i, point in enumerate(first.fpr_at_completeness):
+        points = [metrics[n].fpr_at_completeness[i] for n in names]
+        cells = [_rate(p, p.fpr, p.fpr_interval) for p in points]
+        lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
     lines += ["", "## Completeness at FPR", "", "| FPR | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for i, point in enumerate(first["completeness_at_fpr"]):
-        cells = [_rate(metrics[n]["completeness_at_fpr"][i], "completeness") for n in names]
-        lines.append(f"| {point['target_value']:g} | " + " | ".join(cells) + " |")
+    for i, point in enumerate(first.completeness_at_fpr):
+        points = [metrics[n].completeness_at_fpr[i] for n in names]
+        cells = [_rate(p, p.completeness, p.completeness_interval) for p in points]
+        lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
     lines += ["", "## Completeness by theta_E / PSF FWHM at each model's resolved operating points", ""]
     for name in names:
-        for point_name, strata in metrics[name].get("stratified", {}).items():
-            rows = strata.get("theta_e_over_psf", [])
-            cells = ", ".join(f"[{r['low']}, {r['high']}): {r['completeness']:.2f} (n={r['n']})" for r in rows)
+        for point_name, strata in metrics[name].stratified.items():
+            bins = strata.get("theta_e_over_psf", [])
+            cells = ", ".join(f"[{b.low}, {b.high}): {b.completeness:.2f} (n={b.n})" for b in bins)
             lines.append(f"- {name} at {point_name}: {cells}")
     lines += ["", "## Shortcut probes (L9) and AUROC (secondary)", ""]
     for name in names:
-        probes = metrics[name].get("probes", {})
-        blob = ", ".join(f"{k}: {v:.4f}" for k, v in probes.get("blob_flag_rates", {}).items())
-        lines.append(
-            f"- {name}: core-pixel AUC {probes.get('core_auc', float('nan')):.3f}; blob flag rates {blob or '-'}"
-        )
-        lines.append(f"  PSF swap: {json.dumps(probes.get('psf_swap', 'not run'))}; AUROC {metrics[name]['auroc']:.4f}")
+        probes = metrics[name].probes
+        if probes is None:
+            lines.append(f"- {name}: probes not run; AUROC {metrics[name].auroc:.4f}")
+            continue
+        blob = ", ".join(f"{k}: {v:.4f}" for k, v in probes.blob_flag_rates.items())
+        lines.append(f"- {name}: core-pixel AUC {probes.core_auc:.3f}; blob flag rates {blob or '-'}")
+        swap = probes.psf_swap.model_dump_json() if probes.psf_swap is not None else "not run"
+        lines.append(f"  PSF swap: {swap}; AUROC {metrics[name].auroc:.4f}")
     for name in names:
-        verdicts = ", ".join(f"{f['id']}: {f['verdict']}" for f in results[name]["findings"])
+        verdicts = ", ".join(f"{f.id}: {f.verdict}" for f in findings[name])
         lines.append(f"\n{name} findings on the shared test set: {verdicts}")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Grid expansion: hosts from the parent sample -> one manifest row per stamp to make (Phase 4a).
+"""Grid expansion: hosts from the parent sample -> one manifest row per stamp to make.
 
 Pure batch functions (pandas in, pandas out) that the manifest stage runs inside Spark's
 ``mapInPandas`` and the tests run directly. Every decision is a hash of (seed, host, config)

@@ -1,12 +1,11 @@
-"""Phase 4c as a pure batch function: manifest rows + cutouts -> stamps with arcs and their record.
+"""Injection as a pure batch function: manifest rows + cutouts -> stamps with arcs and their record.
 
 For each batch: cutouts of the batch's unique hosts from the survey provider; arcs for the
 positives rendered by darkhalo.lensing.render through the injection PSF (the spec's model at each
 host's per-band PSF FWHM from the cutout, and the cutout's own Moffat beta for the ``survey``
 model); stamp = cutout + arc (+ the arc's photon noise when the spec asks). Controls are the
-cutout, untouched. Each stamp records what the invariants need (DESIGN §5): arc flux per band,
-integrated arc S/N, magnification, the injection PSF's and the survey PSF's wing deficits, and
-what is wrong with the stamp, if anything (L8).
+cutout, untouched. Each stamp records what the invariants need: arc flux per band,
+integrated arc S/N and magnification.
 
 Arc S/N is the matched-filter S/N over the three bands, sqrt(sum arc^2 invvar) (no
 sky-subtraction residuals: the best a detector could do; the L7 shares are judged on it).
@@ -14,6 +13,7 @@ sky-subtraction residuals: the best a detector could do; the L7 shares are judge
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,12 @@ import torch
 
 from darkhalo.hashing import uniform
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
-from darkhalo.lensing.psf import psf_kernels, wing_deficits
+from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.render import ArcParams, render_arcs
 from darkhalo.sources import flux_to_mag
-from darkhalo.spec import GenerationSpec
+from darkhalo.spec import GenerationSpec, PsfSpec
 from darkhalo.stamps import encode_images
-from darkhalo.surveys.provider import CutoutProvider
-from data_contracts.invariants.l8_stamp_integrity import stamp_problems
+from darkhalo.surveys.provider import CutoutProvider, Cutouts
 
 BANDS = ("g", "r", "z")
 #: Photo-electrons per nanomaggy for the arc's photon noise: DECam zero points (AB mag for
@@ -60,28 +59,23 @@ STAMP_COLUMNS = (
     "arc_snr",
     "magnification",
     "psf_model",
-    "psf_wing_2fwhm",
-    "psf_wing_3as",
-    "survey_wing_2fwhm",
-    "survey_wing_3as",
-    "l8_problem",
 )
-WING_COLUMNS = ("psf_wing_2fwhm", "psf_wing_3as", "survey_wing_2fwhm", "survey_wing_3as")
 
 
-def injection_kernels(model: str, fwhm: np.ndarray, beta: np.ndarray, spec: GenerationSpec) -> torch.Tensor:
-    """Unit-sum kernels (N, 3, K, K) of a PSF model at per-stamp, per-band FWHM (arcsec) and beta
-    (``pixelized``: real PSFEx models from ``psf.psfex_dir`` at the FWHM; beta unused)."""
+def injection_kernels(
+    psf: PsfSpec, pixel_scale: float, fwhm: np.ndarray, beta: np.ndarray, model: str | None = None
+) -> torch.Tensor:
+    """Unit-sum kernels (N, 3, K, K) of the ``psf`` section's model (or ``model``) at per-stamp, per-band
+    FWHM (arcsec) and beta (``pixelized``: real PSFEx models from ``psf.psfex_dir`` at the FWHM; beta
+    unused; the fixed-beta models use ``psf.moffat_beta``)."""
+    model = model or psf.model
     if model == "pixelized":
-        models = psfex_by_band(Path(spec.psf.psfex_dir))
-        kernels = pixelized_kernels(models, fwhm, spec.psf.kernel_size_pix, spec.stamps.pixel_scale)
-        return kernels.to(RENDER_DTYPE)
+        models = psfex_by_band(Path(psf.psfex_dir))
+        return pixelized_kernels(models, fwhm, psf.kernel_size_pix, pixel_scale).to(RENDER_DTYPE)
     fwhm_t = torch.as_tensor(fwhm, dtype=RENDER_DTYPE)
-    beta_t = torch.as_tensor(
-        beta if model == "survey" else np.full_like(fwhm, spec.psf.moffat_beta), dtype=RENDER_DTYPE
-    )
+    beta_t = torch.as_tensor(beta if model == "survey" else np.full_like(fwhm, psf.moffat_beta), dtype=RENDER_DTYPE)
     kernels = [
-        psf_kernels(model, fwhm_t[:, i], spec.psf.kernel_size_pix, spec.stamps.pixel_scale, beta_t[:, i], band)
+        psf_kernels(model, fwhm_t[:, i], psf.kernel_size_pix, pixel_scale, beta_t[:, i], band)
         for i, band in enumerate(BANDS)
     ]
     return torch.stack(kernels, dim=1)
@@ -108,36 +102,52 @@ def photon_noise(arcs: np.ndarray, stamp_ids: np.ndarray, seed: int) -> np.ndarr
     return noisy
 
 
-def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvider) -> pd.DataFrame:
-    """Stamps (STAMP_COLUMNS) for a batch of manifest rows."""
-    size, scale = spec.stamps.size, spec.stamps.pixel_scale
-    rows = rows.reset_index(drop=True)
+def host_cutouts(rows: pd.DataFrame, provider: CutoutProvider, size: int) -> Cutouts:
+    """The cutouts of ``rows``' hosts, one per row in the rows' order (each host fetched once)."""
     hosts = rows.drop_duplicates("host_id")
     cut = provider.cutouts(hosts, size)
     where = pd.Index(hosts["host_id"]).get_indexer(rows["host_id"])
-    cutouts, invvar = cut.images[where], cut.invvar[where]
-    fwhm, beta = cut.psf_fwhm[where].astype(np.float64), cut.psf_beta[where].astype(np.float64)
+    return Cutouts(cut.images[where], cut.invvar[where], cut.psf_fwhm[where], cut.psf_beta[where])
 
-    n = len(rows)
-    arcs = np.zeros_like(cutouts)
-    magnification = np.full(n, np.nan)
-    wings = np.full((n, 4), np.nan)
+
+@dataclass(frozen=True)
+class Arcs:
+    """The arcs of a batch of rows (zero for controls): images (N, 3, S, S) float32 nanomaggies and
+    magnification (N,) (NaN for controls)."""
+
+    images: np.ndarray
+    magnification: np.ndarray
+
+
+def render_rows(rows: pd.DataFrame, cut: Cutouts, spec: GenerationSpec) -> Arcs:
+    """The arcs of manifest ``rows`` (reset index) in their cutouts ``cut``: through the injection PSF
+    at each host's per-band FWHM, plus the arc's photon noise when the spec asks."""
+    arcs = np.zeros_like(cut.images)
+    magnification = np.full(len(rows), np.nan)
     positive = (rows["label"] == 1).to_numpy()
     if positive.any():
-        kernels = injection_kernels(spec.psf.model, fwhm[positive], beta[positive], spec)
-        rendered = render_arcs(_arc_params(rows[positive]), kernels, size, scale, spec.injection.supersample)
+        fwhm, beta = cut.psf_fwhm[positive].astype(np.float64), cut.psf_beta[positive].astype(np.float64)
+        kernels = injection_kernels(spec.psf, spec.stamps.pixel_scale, fwhm, beta)
+        size = spec.stamps.size
+        rendered = render_arcs(
+            _arc_params(rows[positive]), kernels, size, spec.stamps.pixel_scale, spec.injection.supersample
+        )
         arcs[positive] = rendered.images.numpy().astype(np.float32)
         magnification[positive] = rendered.magnification.numpy()
-        survey = injection_kernels("survey", fwhm[positive], beta[positive], spec)
-        r_fwhm = torch.as_tensor(fwhm[positive, 1])
-        wings[positive, :2] = wing_deficits(kernels[:, 1], scale, r_fwhm).numpy()
-        wings[positive, 2:] = wing_deficits(survey[:, 1], scale, r_fwhm).numpy()
         if spec.injection.poisson_noise:
             arcs[positive] = photon_noise(arcs[positive], rows.loc[positive, "stamp_id"].to_numpy(), spec.seed)
-    stamps = cutouts + arcs
+    return Arcs(arcs, magnification)
 
-    arc_flux = arcs.sum(axis=(2, 3))
-    snr = np.sqrt((arcs.astype(np.float64) ** 2 * invvar).sum(axis=(1, 2, 3)))
+
+def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvider) -> pd.DataFrame:
+    """Stamps (STAMP_COLUMNS) for a batch of manifest rows: cutout + arc, controls untouched."""
+    rows = rows.reset_index(drop=True)
+    cut = host_cutouts(rows, provider, spec.stamps.size)
+    arcs = render_rows(rows, cut, spec)
+    stamps = cut.images + arcs.images
+    positive = (rows["label"] == 1).to_numpy()
+    arc_flux = arcs.images.sum(axis=(2, 3))
+    snr = np.sqrt((arcs.images.astype(np.float64) ** 2 * cut.invvar).sum(axis=(1, 2, 3)))
     out = pd.DataFrame(
         {
             "stamp_id": rows["stamp_id"].to_numpy(),
@@ -151,10 +161,8 @@ def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvi
             "host_mag_r": flux_to_mag(rows["FLUX_R"].to_numpy()),
             **{f"arc_flux_{b}": np.where(positive, arc_flux[:, i], np.nan) for i, b in enumerate(BANDS)},
             "arc_snr": np.where(positive, snr, np.nan),
-            "magnification": magnification,
+            "magnification": arcs.magnification,
             "psf_model": np.where(positive, spec.psf.model, ""),
-            **{name: wings[:, i] for i, name in enumerate(WING_COLUMNS)},
-            "l8_problem": stamp_problems(stamps, cutouts, arcs, rows["label"].to_numpy()),
         }
     )
     return out.loc[:, list(STAMP_COLUMNS)]

@@ -1,7 +1,8 @@
 """Runs a generation's stages in order, each behind its contract, atomically and with lineage.
 
 For each stage: if its lineage matches (same spec sections, package version and input digests)
-it is skipped; otherwise it runs into a temporary folder, its contract findings are written to
+it is skipped; otherwise it runs into a temporary folder, seeing only the spec sections it declares;
+its artifact's judge (darkhalo.audit.judges) gates what it wrote, the findings go to
 ``contract.json``, and only if no finding blocks is the folder given ``lineage.json`` and renamed
 to ``runs/<generation>/<stage>/``. A stage that fails or is killed leaves nothing at that path.
 """
@@ -28,8 +29,10 @@ from rich.console import Console
 
 from darkhalo import __version__
 from darkhalo.artifacts import artifact_files, contained, digest_of, file_sha256, write_json, write_text
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.spark import resolve_master
 from darkhalo.spec import GenerationSpec
+from darkhalo.spec_view import SpecView
 from darkhalo.stages import STAGES, Stage, StageContext, StageResult
 from data_contracts.findings import Finding, jsonable
 
@@ -163,9 +166,11 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
     console.print(f"[bold]▶[/] {stage.name}: {stage.description}")
     started = time.perf_counter()
     try:
-        result: StageResult = module.run(StageContext(spec, run_dir, tmp, scratch, console))
+        view = SpecView.of(spec, stage.sections, f"stage '{stage.name}'")
+        result: StageResult = module.run(StageContext(view, run_dir, tmp, scratch, console, spec.engine))
+        gate = judge_artifact(stage.name, tmp, run_dir, spec)
         wall = time.perf_counter() - started
-        findings = [f.waived(_waiver(spec, f.id)) for f in result.findings]
+        findings = spec.invariants.judged([*result.findings, *gate])
         write_json(tmp / "contract.json", _contract_record(stage, findings, result))
         blocking = [f for f in findings if f.blocking]
         if blocking:
@@ -246,10 +251,6 @@ def _contract_record(stage: Stage, findings: list[Finding], result: StageResult)
         "rows": result.rows,
         "measured": jsonable(result.measured),
     }
-
-
-def _waiver(spec: GenerationSpec, finding_id: str) -> str | None:
-    return spec.invariants.waiver(finding_id) if finding_id in type(spec.invariants).model_fields else None
 
 
 #: External inputs up to this size (SQL, lens tables) are known by their bytes, so reinstalling the

@@ -1,7 +1,7 @@
 """Per-stamp nuisance parameters of a positive: source position, angles, shear, lens shape, brightness.
 
 Every draw is ``uniform(seed, host_id, config_id, stream=<name>)`` (darkhalo.hashing), so a stamp's
-parameters do not depend on batching. Conventions (DESIGN §3): angles in radians east of the x axis,
+parameters do not depend on batching. Conventions (docs/conventions.md): angles in radians east of the x axis,
 positions and radii in arcsec, magnitudes AB, fluxes in nanomaggies.
 
 - Source centre: area-uniform in a disc of radius ``position_max_frac x theta_E`` about the lens.

@@ -9,8 +9,10 @@ naming the field. Units: angles in arcsec, magnitudes AB, fluxes in nanomaggies.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
+import operator
 import types
 import typing
 from pathlib import Path
@@ -57,7 +59,7 @@ class Range(Section):
 
 
 class MockSurvey(Section):
-    """The embedded, seeded Legacy-Surveys-like sky (DESIGN §4)."""
+    """The embedded, seeded Legacy-Surveys-like sky."""
 
     kind: Literal["mock"]
     n_objects: int = Field(100_000, gt=0, le=100_000_000, description="catalog rows (all types)")
@@ -468,10 +470,11 @@ class GenerationSpec(Section):
         return self
 
     def digest(self, *sections: str) -> str:
-        """sha256 of the canonical JSON of the named sections (all, if none): the lineage key."""
+        """sha256 of the canonical JSON of the named sections (all, if none): the lineage key. A section
+        is named whole (``psf``) or down to a field (``evaluate.min_expected_false_positives``)."""
         data = self.model_dump(mode="json")
         if sections:
-            data = {name: data[name] for name in sections}
+            data = {name: functools.reduce(operator.getitem, name.split("."), data) for name in sections}
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from darkhalo import layout
+
 N_BANDS = 3
 CORE_COLUMNS = ("stamp_id", "label", "split", "image")
 
@@ -53,8 +55,8 @@ def decode_images(column: pa.Array | pa.ChunkedArray | Sequence[bytes], size: in
 
 
 def stamp_dataset(folder: Path) -> ds.Dataset:
-    """The stamp shards under ``folder`` (``folder/stamps/part-*.parquet``) as one arrow dataset."""
-    return ds.dataset(sorted((folder / "stamps").glob("part-*.parquet")), format="parquet")
+    """The stamp shards of an inject stage folder (``folder/stamps/``) as one arrow dataset."""
+    return ds.dataset(layout.parts(folder, layout.STAMPS), format="parquet")
 
 
 def decode_checked(column: pa.Array | pa.ChunkedArray, stamp_ids: np.ndarray, size: int, source: object) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import Any
 
 #: At most this many offending rows are kept as evidence in a finding (the count is kept in full).
 MAX_EVIDENCE_ROWS = 20
+#: The columns a finding is shown in, in this order, by the CLI, audit.md and the report.
+TABLE_COLUMNS = ("id", "lesson", "measured", "threshold", "verdict", "detail")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,17 @@ class Finding:
     def waived(self, reason: str | None) -> Finding:
         """This finding with the spec's waiver reason attached (no effect on a pass)."""
         return replace(self, waiver=reason) if reason else self
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Finding:
+        """A finding from its ``to_dict`` record (``verdict`` is derived, not read)."""
+        names = ("id", "title", "passed", "measured", "threshold", "detail", "n_offending", "waiver")
+        return cls(**{k: record[k] for k in names if k in record}, evidence=tuple(record.get("evidence", ())))
+
+    def table_row(self) -> list[str]:
+        """The finding's cells in ``TABLE_COLUMNS`` order (a waiver shows its reason)."""
+        verdict = f"waived: {self.waiver}" if self.verdict == "waived" else self.verdict
+        return [self.id, self.title, show(self.measured), show(self.threshold), verdict, self.detail]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN and inf become strings so the JSON stays strict)."""
@@ -72,3 +85,16 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def show(value: Any) -> str:
+    """A measured value or threshold as a table cell: floats to 4 significant digits, dicts as k=v."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={show(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    return str(value)

@@ -35,8 +35,8 @@ LESSONS: dict[str, Lesson] = {
         Lesson(
             "L3",
             "realistic PSF wings",
-            "the injection PSF's encircled-energy deficit at large radius matches the survey PSF "
-            "(Moffat core + outer wing); a Gaussian fails",
+            "the injection PSF's encircled-energy deficit beyond 2 x FWHM and 3\" falls short of real "
+            "DECam PSFs' (at their FWHM) by at most the tolerance; a Gaussian fails",
         ),
         Lesson(
             "L4",
@@ -72,8 +72,10 @@ LESSONS: dict[str, Lesson] = {
         Lesson(
             "L9",
             "no shortcut",
-            "a classifier on the central core pixels alone cannot separate positives from controls "
-            "(AUC bound); an unlensed blob of the same flux is not flagged at the operating threshold",
+            "a classifier on the central core pixels alone separates positives from controls no better "
+            "than max(the AUC bound, the same classifier on the ring around the core, where arcs put their "
+            "light); unlensed blobs of an arc's flux are flagged, by the 95 % lower bound of their rate, at "
+            "most the allowed multiple of the controls' FPR at each operating threshold",
         ),
         Lesson(
             "L10",

@@ -1,15 +1,21 @@
-"""The contract of ``evaluate/metrics.json``: every operating point of L4, with counts and intervals.
+"""The contract of ``evaluate/metrics.json``: its pydantic model and L4's checks of it.
 
-Explicit, JSON-schema-like checks over the parsed JSON; each problem names the field it is about.
-A target the negatives cannot resolve carries ``resolved: false``, the negatives needed and no
-number (a number there is a problem, as is a missing operating point or an AUROC without them).
+``EvaluationMetrics`` is the whole file; producers build it and the report and ``darkhalo compare``
+read it (``read_metrics``). Its first part, ``OperatingPointSummary``, is what L4 judges: every
+operating point with counts and intervals. A target the negatives cannot resolve carries
+``resolved: false``, the negatives needed and no number (a number there is a problem, as is a
+missing operating point or an AUROC without them). ``metrics_problems`` judges raw parsed JSON,
+so a tampered file yields problems that name the field, never a crash.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
 
 #: L4's operating points: FPR is reported at these completeness targets ...
 COMPLETENESS_TARGETS: tuple[float, ...] = (0.99, 0.95, 0.90, 0.85, 0.80, 0.70)
@@ -25,90 +31,217 @@ SECTIONS: dict[str, tuple[float, ...]] = {
     "fpr_at_completeness": COMPLETENESS_TARGETS,
     "completeness_at_fpr": FPR_TARGETS,
 }
+AUROC_ALONE = "auroc: reported without the operating points (AUROC is never the headline)"
+
+#: A share in [0, 1] (completeness, FPR, purity, AUC).
+Rate = Annotated[float, Field(ge=0, le=1)]
+#: A [low, high] interval of a rate; L4 checks that it lies in [0, 1] and holds its rate.
+Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+class _Record(BaseModel):
+    """Strict JSON types (no "1" for 1, no 1 for true), finite floats, no unknown fields, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _interval_problems(where: str, interval: Any, value: Any) -> list[str]:
-    if not (isinstance(interval, list | tuple) and len(interval) == 2 and all(_is_number(v) for v in interval)):
-        return [f"{where}: needs [low, high] numbers, got {interval!r}"]
+class ReportedPoint(_Record):
+    """One operating point: its target, its threshold (model logit; flag = score >= threshold) and what
+    it does to both classes, with exact and bootstrap 95 % intervals; numbers are null when unresolved."""
+
+    target: Literal["completeness", "fpr", "false_positives"]
+    target_value: float = Field(ge=0)
+    resolved: bool
+    threshold: float | None
+    completeness: Rate | None
+    fpr: Rate | None
+    n_pos: PositiveInt
+    n_neg: PositiveInt
+    n_pos_flagged: NonNegativeInt | None
+    n_neg_flagged: NonNegativeInt | None
+    n_neg_needed: NonNegativeInt = Field(description="negatives an FPR target needs to be resolved (0 otherwise)")
+    completeness_interval: Interval | None
+    fpr_interval: Interval | None
+    bootstrap_interval: Interval | None = Field(description="of the headline rate, threshold re-derived per resample")
+
+
+class StratumBin(_Record):
+    """Completeness of the positives in one right-open bin [low, high) of a stratum (None: unbounded)."""
+
+    low: float | None
+    high: float | None
+    n: PositiveInt
+    n_flagged: NonNegativeInt
+    completeness: Rate
+    interval: Interval
+
+
+class InspectionBudget(_Record):
+    """Expected candidates when a survey is cut at one operating point; ``_high`` / ``_low`` use the
+    upper end of the FPR's exact interval."""
+
+    survey_hosts: PositiveInt
+    lens_prevalence: Rate = Field(description="lenses per host")
+    expected_true: NonNegativeFloat
+    expected_false: NonNegativeFloat
+    purity: Rate
+    expected_false_high: NonNegativeFloat
+    purity_low: Rate
+
+
+class SwappedCompleteness(_Record):
+    """Completeness of the same positives with survey-PSF arcs and Gaussian-PSF arcs (change = Gaussian - survey)."""
+
+    survey: Rate
+    gaussian: Rate
+    change: float = Field(ge=-1, le=1)
+
+
+class PsfSwap(_Record):
+    """The PSF-swap probe: a seeded sample of test positives re-injected with a Gaussian PSF."""
+
+    n_positives: PositiveInt
+    injection_psf: str
+    completeness: dict[str, SwappedCompleteness] = Field(description="by operating point name")
+
+
+class Probes(_Record):
+    """The shortcut probes (L9), keyed by operating point name where per point; what L9 needs to be judged again."""
+
+    core_auc: Rate = Field(description="out-of-fold AUROC of a classifier on the central core pixels alone")
+    ring_auc: Rate = Field(description="the same classifier on the ring around the core")
+    blob_flag_rates: dict[str, Rate] = Field(description="share of unlensed blobs flagged at each threshold")
+    fpr_at_thresholds: dict[str, Rate] = Field(description="the controls' FPR at each threshold")
+    psf_swap: PsfSwap | None = None
+    core_size_pix: PositiveInt | None = Field(None, description="side of the central box the core probe sees (pix)")
+    n_blobs: NonNegativeInt | None = Field(None, description="blobs the blob flag rates are shares of")
+    fpr_floor: Rate | None = Field(None, description="smallest FPR the controls can show (1 / n_neg)")
+
+
+class OperatingPointSummary(_Record):
+    """What L4 judges: every operating point of L4, Bologna TPR0/TPR10 and AUROC (secondary).
+
+    Fields beyond these are ignored here, so L4 can judge a whole metrics.json with this model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    n_pos: PositiveInt
+    n_neg: PositiveInt
+    confidence: float = Field(gt=0, lt=1, description="of every interval")
+    min_expected_false_positives: float = Field(gt=0, description="n_neg x FPR an FPR target needs to be resolved")
+    bootstrap_samples: NonNegativeInt
+    seed: int
+    fpr_at_completeness: list[ReportedPoint]
+    completeness_at_fpr: list[ReportedPoint]
+    tpr0: ReportedPoint = Field(description="completeness with no false positive")
+    tpr10: ReportedPoint = Field(description="completeness with at most ten false positives")
+    auroc: Rate
+
+    def sections(self) -> dict[str, list[ReportedPoint]]:
+        """L4's sections by name (the keys of SECTIONS)."""
+        return {"fpr_at_completeness": self.fpr_at_completeness, "completeness_at_fpr": self.completeness_at_fpr}
+
+    def resolved_points(self) -> dict[str, ReportedPoint]:
+        """Every resolved L4 point by name, e.g. ``completeness=0.9`` or ``fpr=0.01``: the keys of the
+        stratified, inspection-budget and probe tables."""
+        points = (p for section in self.sections().values() for p in section if p.resolved)
+        return {f"{p.target}={p.target_value:g}": p for p in points}
+
+
+class EvaluationMetrics(OperatingPointSummary):
+    """The whole metrics.json: the operating points plus, at every resolved one (by name), the
+    completeness per stratum bin and the inspection budget; the shortcut probes when they ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strata_edges: dict[str, list[float | None]] = Field(description="bin edges per stratum; None is infinite")
+    stratified: dict[str, dict[str, list[StratumBin]]] = Field(description="point name -> stratum -> bins")
+    inspection_budget: dict[str, InspectionBudget]
+    probes: Probes | None = None
+
+
+def field_problems(error: ValidationError) -> list[str]:
+    """One line per validation error: the field's path (``completeness_at_fpr[3].fpr``), what is wrong, the value."""
+    problems = []
+    for e in error.errors(include_url=False):
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in e["loc"]).lstrip(".")
+        seen = "" if e["type"] == "missing" else f", got {repr(e['input'])[:60]}"
+        problems.append(f"{path or 'metrics'}: {'missing' if e['type'] == 'missing' else e['msg']}{seen}")
+    return problems
+
+
+def read_metrics(path: Path) -> EvaluationMetrics:
+    """``path`` (a metrics.json) as the model; a file that does not fit is refused naming it and each bad field."""
+    try:
+        return EvaluationMetrics.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        raise ValueError(f"{path}: not a valid metrics.json: {'; '.join(field_problems(error))}") from None
+
+
+def _interval_problems(where: str, interval: list[float] | None, value: float | None) -> list[str]:
+    if interval is None:
+        return [f"{where}: needs [low, high] numbers, got None"]
     low, high = interval
     if not 0 <= low <= high <= 1:
         return [f"{where}: [{low}, {high}] is not an interval inside [0, 1]"]
-    if _is_number(value) and not low - 1e-12 <= value <= high + 1e-12:
+    if value is not None and not low - 1e-12 <= value <= high + 1e-12:
         return [f"{where}: [{low}, {high}] does not contain the rate {value}"]
     return []
 
 
-def _point_problems(where: str, point: Any, n_neg: int, min_expected_fp: float, bootstrap: bool) -> list[str]:
-    if not isinstance(point, Mapping):
-        return [f"{where}: an operating point must be an object, got {type(point).__name__}"]
+def _point_problems(where: str, point: ReportedPoint, n_neg: int, min_expected_fp: float, bootstrap: bool) -> list[str]:
     problems = []
-    resolved = point.get("resolved")
-    if not isinstance(resolved, bool):
-        return [f"{where}.resolved: must be true or false, got {resolved!r}"]
-    if point.get("target") == "fpr":
-        can_resolve = n_neg * float(point.get("target_value", 0)) >= min_expected_fp
-        if resolved != can_resolve:
+    if point.target == "fpr":
+        expected_fp = n_neg * point.target_value
+        if point.resolved != (expected_fp >= min_expected_fp):
             problems.append(
-                f"{where}.resolved is {resolved} but n_neg x FPR = {n_neg * point.get('target_value', 0):g} "
+                f"{where}.resolved is {point.resolved} but n_neg x FPR = {expected_fp:g} "
                 f"against a minimum of {min_expected_fp:g} expected false positives"
             )
-        needed = point.get("n_neg_needed")
-        if not (isinstance(needed, int) and needed > 0):
-            problems.append(f"{where}.n_neg_needed: must be a positive integer, got {needed!r}")
-    if not resolved:
-        numbers = [k for k in NULL_WHEN_UNRESOLVED if point.get(k) is not None]
+        if point.n_neg_needed == 0:
+            problems.append(f"{where}.n_neg_needed: must be a positive integer, got 0")
+    if not point.resolved:
+        numbers = [k for k in NULL_WHEN_UNRESOLVED if getattr(point, k) is not None]
         if numbers:
             problems.append(f"{where}: unresolved but reports {', '.join(numbers)} (must be null)")
         return problems
     for key in RESOLVED_NUMBERS:
-        if not _is_number(point.get(key)):
-            problems.append(f"{where}.{key}: a resolved point needs a finite number, got {point.get(key)!r}")
-    rates = {"completeness_interval": point.get("completeness"), "fpr_interval": point.get("fpr")}
-    for key, value in rates.items():
-        problems += _interval_problems(f"{where}.{key}", point.get(key), value)
+        if getattr(point, key) is None:
+            problems.append(f"{where}.{key}: a resolved point needs a finite number, got None")
+    problems += _interval_problems(f"{where}.completeness_interval", point.completeness_interval, point.completeness)
+    problems += _interval_problems(f"{where}.fpr_interval", point.fpr_interval, point.fpr)
     if bootstrap:
-        problems += _interval_problems(f"{where}.bootstrap_interval", point.get("bootstrap_interval"), None)
+        problems += _interval_problems(f"{where}.bootstrap_interval", point.bootstrap_interval, None)
     return problems
 
 
 def metrics_problems(metrics: Any) -> list[str]:
-    """Every way ``metrics`` (parsed metrics.json) breaks the contract; empty when it holds."""
-    if not isinstance(metrics, Mapping):
-        return [f"metrics: must be an object, got {type(metrics).__name__}"]
-    problems = []
-    for key in ("n_pos", "n_neg"):
-        if not (isinstance(metrics.get(key), int) and metrics[key] > 0):
-            problems.append(f"{key}: must be a positive integer, got {metrics.get(key)!r}")
-    min_fp = metrics.get("min_expected_false_positives")
-    if not (_is_number(min_fp) and min_fp > 0):
-        problems.append(f"min_expected_false_positives: must be a positive number, got {min_fp!r}")
-    if problems:
+    """Every way ``metrics`` (parsed metrics.json) breaks the L4 contract; empty when it holds.
+
+    A value that does not fit OperatingPointSummary is a problem naming its field; a summary that
+    fits must list every target, and each point must agree with n_neg x FPR and with its intervals."""
+    try:
+        summary = OperatingPointSummary.model_validate(metrics)
+    except ValidationError as error:
+        problems = field_problems(error)
+        missing = {e["loc"] for e in error.errors() if e["type"] == "missing"}
+        sections_missing = any((section,) in missing for section in SECTIONS)
+        if sections_missing and isinstance(metrics, Mapping) and metrics.get("auroc") is not None:
+            problems.append(AUROC_ALONE)
         return problems
-    bootstrap = isinstance(metrics.get("bootstrap_samples"), int) and metrics["bootstrap_samples"] > 0
+    problems = []
+    bootstrap = summary.bootstrap_samples > 0
+    min_fp = summary.min_expected_false_positives
     missing_points = False
-    for section, targets in SECTIONS.items():
-        points = metrics.get(section)
-        if not isinstance(points, list):
-            problems.append(f"{section}: missing (L4 needs every operating point)")
-            missing_points = True
-            continue
-        seen = [p.get("target_value") for p in points if isinstance(p, Mapping)]
-        for target in targets:
-            if not any(_is_number(v) and math.isclose(v, target, rel_tol=1e-9) for v in seen):
+    for section, points in summary.sections().items():
+        for target in SECTIONS[section]:
+            if not any(math.isclose(p.target_value, target, rel_tol=1e-9) for p in points):
                 problems.append(f"{section}: operating point {target:g} is missing")
                 missing_points = True
         for i, point in enumerate(points):
-            problems += _point_problems(f"{section}[{i}]", point, metrics["n_neg"], min_fp, bootstrap)
-    for key in ("tpr0", "tpr10"):
-        point = metrics.get(key)
-        if not isinstance(point, Mapping):
-            problems.append(f"{key}: missing")
-            continue
-        problems += _point_problems(key, point, metrics["n_neg"], min_fp, bootstrap)
-    if missing_points and metrics.get("auroc") is not None:
-        problems.append("auroc: reported without the operating points (AUROC is never the headline)")
+            problems += _point_problems(f"{section}[{i}]", point, summary.n_neg, min_fp, bootstrap)
+    for key, point in (("tpr0", summary.tpr0), ("tpr10", summary.tpr10)):
+        problems += _point_problems(key, point, summary.n_neg, min_fp, bootstrap)
+    if missing_points:
+        problems.append(AUROC_ALONE)
     return problems

@@ -6,9 +6,12 @@ invariant only with a written reason, and the audit shows that reason beside the
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from data_contracts.findings import Finding
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=20)]
 
@@ -33,10 +36,13 @@ class L2Thresholds(_Thresholds):
 
 
 class L3Thresholds(_Thresholds):
-    """PSF wings: the injection PSF's light beyond 2 x FWHM and beyond 3" against the survey PSF's."""
+    """PSF wings: the injection PSF's light beyond 2 x FWHM and beyond 3" against real DECam PSFs'."""
 
     rel_tolerance: float = Field(
-        0.5, gt=0, lt=1, description="allowed relative shortfall of the injection PSF's wing light"
+        0.5, gt=0, lt=1, description="allowed median relative shortfall of the injection PSF's wing light"
+    )
+    bands: tuple[Literal["g", "r", "z"], ...] = Field(
+        ("r",), min_length=1, description="bands judged (every band's shortfall is shown)"
     )
 
 
@@ -52,6 +58,9 @@ class L6Thresholds(_Thresholds):
     """Host matching: two-sample KS statistic between positive and control hosts, per split."""
 
     max_ks: float = Field(0.1, gt=0, le=1, description="largest allowed KS statistic per property")
+    family_alpha: float = Field(
+        0.01, gt=0, lt=1, description="family-wise level of the KS critical value that bounds small splits"
+    )
 
 
 class L7Thresholds(_Thresholds):
@@ -78,7 +87,10 @@ class L9Thresholds(_Thresholds):
     core_size_pix: int = Field(8, ge=2, le=32, description="side of the central box the probe sees")
     max_core_auc: float = Field(0.7, gt=0.5, le=1)
     max_blob_rate_ratio: float = Field(
-        2.0, ge=1, description="blob flag rate allowed, as a multiple of the control FPR"
+        2.0, ge=1, description="blob flag rate (its 95 % lower bound) allowed, as a multiple of the control FPR"
+    )
+    core_bound_rises_to_ring: bool = Field(
+        True, description="the core AUC bound rises to the ring probe's AUC (arcs near the PSF size light the core)"
     )
 
 
@@ -107,5 +119,10 @@ class InvariantThresholds(BaseModel):
     L10: L10Thresholds = L10Thresholds()
 
     def waiver(self, lesson_id: str) -> str | None:
-        """The waiver reason the spec gives for ``lesson_id``, or None."""
-        return getattr(self, lesson_id).waiver
+        """The waiver reason the spec gives for ``lesson_id`` (None for no waiver or no such lesson)."""
+        section = getattr(self, lesson_id, None) if lesson_id in type(self).model_fields else None
+        return section.waiver if section is not None else None
+
+    def judged(self, findings: Iterable[Finding]) -> list[Finding]:
+        """The findings with this spec's waivers attached: the one place a waiver takes effect."""
+        return [finding.waived(self.waiver(finding.id)) for finding in findings]

@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
-REAL = REPO / "tests" / "data" / "real"  # a copy of ../shared/real's files the tests use
+REAL = REPO / "tests" / "data" / "real"  # copies of the real survey files the tests use
 
 
 def spec_data(name: str = "embedded") -> dict[str, Any]:
@@ -31,5 +31,5 @@ def spark():
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
-    """Small real survey files (tests/data/real, copied from ../shared/real; see its MANIFEST.txt)."""
+    """Small real survey files (tests/data/real; see its MANIFEST.txt)."""
     return REAL

@@ -15,7 +15,7 @@ from darkhalo.cli import app
 from darkhalo.runner import run_generation
 from darkhalo.spec import load_spec, spec_from_dict
 from darkhalo.stages import STAGES
-from darkhalo.stages.audit import audit_run, audit_spec
+from darkhalo.audit.audit import audit_run, audit_spec
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 

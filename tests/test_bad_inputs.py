@@ -38,11 +38,11 @@ from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
 from darkhalo.stages import StageContext
 from darkhalo.stages import inject as inject_stage
 from darkhalo.stages import manifest as manifest_stage
-from darkhalo.stages.catalog_checks import validate_catalog
-from darkhalo.stages.evaluate import load_test_stamps, model_scorer
+from darkhalo.metrics.evaluation import load_test_stamps, model_scorer
 from darkhalo.stages.manifest import parent_files
 from darkhalo.stages.select import read_catalog_parts
 from darkhalo.surveys.cutout_fits import CutoutFileError, FolderCutoutProvider, write_cutout_fits
+from darkhalo.surveys.edge_validation import validate_catalog
 from darkhalo.surveys.http_cutouts import CutoutFetchError, HttpCutoutClient, cache_name
 from darkhalo.surveys.legacy import CatalogError, catalog_paths, ingest_catalogs
 from darkhalo.surveys.provider import Cutouts
@@ -234,7 +234,7 @@ def parent_sample_empty(tmp: Path):
 
 def parent_sample_absent(tmp: Path):
     (tmp / "select" / "parent_sample").mkdir(parents=True)
-    return lambda: parent_files(tmp / "select"), FileNotFoundError, r"parent_sample: no parquet parts"
+    return lambda: parent_files(tmp / "select"), FileNotFoundError, r"parent_sample: no parquet parts \(did the select stage run\?\)"
 
 
 def _inject_context(tmp: Path) -> StageContext:
@@ -256,7 +256,7 @@ def manifest_truncated(tmp: Path):
 def manifest_absent(tmp: Path):
     (tmp / "manifest" / "manifest").mkdir(parents=True)
     ctx = _inject_context(tmp)
-    return lambda: inject_stage.run(ctx), FileNotFoundError, r"manifest/manifest: no manifest parts"
+    return lambda: inject_stage.run(ctx), FileNotFoundError, r"manifest/manifest: no parquet parts \(did the manifest stage run\?\)"
 
 
 # --- stamps ----------------------------------------------------------------------------------------

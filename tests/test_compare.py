@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import SPECS, spec_data
 
-from darkhalo.compare import check_comparable, comparison_markdown, training_hosts_in_test
+from darkhalo.artifacts import write_json
+from darkhalo.compare import check_comparable, comparison_markdown, training_hosts_in_test, write_comparison
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.runner import RunError
 from darkhalo.spec import load_spec, spec_from_dict
+from data_contracts.findings import Finding
+from data_contracts.metrics import EvaluationMetrics
 
 
 def test_the_shipped_pair_shares_seed_survey_and_splits() -> None:
@@ -33,7 +40,7 @@ def test_training_hosts_in_the_test_set_are_counted(tmp_path) -> None:
     assert training_hosts_in_test(tmp_path, pd.DataFrame({"host_id": [1, 2, 3]})) == 2
 
 
-def _metrics(shift: float) -> dict:
+def _metrics(shift: float) -> EvaluationMetrics:
     rng = np.random.default_rng(0)
     scores = pd.DataFrame(
         {
@@ -49,8 +56,37 @@ def _metrics(shift: float) -> dict:
 
 
 def test_the_comparison_shows_resolved_points_as_numbers_and_unresolved_ones_as_such() -> None:
-    results = {"gen1": {"metrics": _metrics(0.5), "findings": []}, "gen2": {"metrics": _metrics(3.0), "findings": []}}
-    text = comparison_markdown(results, "gen2", 600)
+    metrics = {"gen1": _metrics(0.5), "gen2": _metrics(3.0)}
+    text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
     assert "| 0.01 |" in text and "unresolved (needs 1,000,000 negatives)" in text  # FPR 1e-5 with 400 controls
-    gen2_fpr_at_90 = results["gen2"]["metrics"]["fpr_at_completeness"][2]["fpr"]
+    gen2_fpr_at_90 = metrics["gen2"].fpr_at_completeness[2].fpr
     assert f"{gen2_fpr_at_90:.4f}" in text
+    assert "- gen1: probes not run" in text
+
+
+def _write_generations(out: Path) -> dict[str, list[Finding]]:
+    for name, shift in (("gen1", 0.5), ("gen2", 3.0)):
+        write_json(out / name / "metrics.json", _metrics(shift).model_dump(mode="json"))
+    l1 = "unpaired controls"
+    return {"gen1": [Finding("L1", l1, False, 3, 0)], "gen2": [Finding("L1", l1, True)]}
+
+
+def test_the_comparison_is_written_from_each_generations_metrics_json(tmp_path: Path) -> None:
+    write_comparison(tmp_path, "gen2", 600, _write_generations(tmp_path))
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert written["test_set"] == "gen2" and list(written["generations"]) == ["gen1", "gen2"]
+    assert EvaluationMetrics.model_validate(written["generations"]["gen2"]["metrics"]) == _metrics(3.0)
+    assert written["generations"]["gen1"]["findings"][0]["verdict"] == "FAIL"
+    assert "gen1 findings on the shared test set: L1: FAIL" in (tmp_path / "compare.md").read_text()
+
+
+def test_a_metrics_json_missing_a_field_is_refused_naming_the_file_and_the_field(tmp_path: Path) -> None:
+    findings = _write_generations(tmp_path)
+    path = tmp_path / "gen2" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["completeness_at_fpr"][1]["fpr_interval"]
+    path.write_text(json.dumps(metrics))
+    message = f"{path}: not a valid metrics.json: completeness_at_fpr[1].fpr_interval: missing"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_comparison(tmp_path, "gen2", 600, findings)
+    assert not (tmp_path / "compare.md").exists()

@@ -19,10 +19,11 @@ from rich.console import Console
 
 from darkhalo.expansion import expand_hosts, host_frame
 from darkhalo.injection import inject_batch
+from darkhalo.metrics.evaluation import evaluate, load_test_stamps, psf_swap
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.stages import STAGES, Stage
-from darkhalo.stages.evaluate import evaluate, load_test_stamps, psf_swap
 from darkhalo.stamps import decode_images, encode_images
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
@@ -109,10 +110,11 @@ def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir:
     (docs / "validations" / "x").mkdir(parents=True, exist_ok=True)
     for page in (docs / "index.html", docs / "validations" / "x" / "index.html"):
         page.write_text("<html></html>")
-    result = evaluate(_spec(), meta, images, _annulus, tmp_path, inject_dir.parent)
+    evaluate(_spec(), meta, images, _annulus, tmp_path, inject_dir.parent)
     assert 'href="../select/validation/data_docs/index.html"' in (tmp_path / "report.html").read_text()
-    verdicts = {f.id: f.verdict for f in result.findings}
-    assert verdicts == {"schema:scores": "pass", "L4": "pass", "L9": "pass"}, result.findings
+    findings = judge_artifact("evaluate", tmp_path, inject_dir.parent, _spec())
+    verdicts = {f.id: f.verdict for f in findings}
+    assert verdicts == {"schema:scores": "pass", "L4": "pass", "L9": "pass"}, findings
     for name in ("scores.parquet", "metrics.json", "report.html", "report.md", "plots/roc.png"):
         assert (tmp_path / name).is_file(), name
     scores = pd.read_parquet(tmp_path / "scores.parquet")
@@ -146,15 +148,16 @@ def test_the_scores_schema_catches_each_single_corruption(column: str, value: ob
 
 def test_a_central_light_scorer_is_caught_by_the_blob_probe(inject_dir: Path, tmp_path: Path) -> None:
     meta, images = load_test_stamps(inject_dir)
-    result = evaluate(_spec(), meta, images, _central, tmp_path, inject_dir.parent)
-    l9 = next(f for f in result.findings if f.id == "L9")
+    evaluate(_spec(), meta, images, _central, tmp_path, inject_dir.parent)
+    findings = judge_artifact("evaluate", tmp_path, inject_dir.parent, _spec())
+    l9 = next(f for f in findings if f.id == "L9")
     assert not l9.passed and {row["probe"] for row in l9.evidence} == {"blob"}
-    assert next(f for f in result.findings if f.id == "L4").passed
+    assert next(f for f in findings if f.id == "L4").passed
 
 
 TRAIN_AND_EVALUATE = (
-    Stage("manifest", (), ("seed", "grid", "controls", "splits"), "toy_stages.pandas_manifest", "manifest, no Spark"),
-    Stage("inject", ("manifest",), ("stamps", "psf"), "toy_stages.pandas_inject", "mock stamps, no Spark"),
+    Stage("manifest", (), ("seed", "grid", "controls", "splits", "source"), "toy_stages.pandas_manifest", "manifest, no Spark"),
+    Stage("inject", ("manifest",), ("seed", "survey", "stamps", "psf", "injection"), "toy_stages.pandas_inject", "mock stamps"),
     *(s for s in STAGES if s.name in ("train", "evaluate")),
 )
 
@@ -169,7 +172,10 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     data["evaluate"]["bootstrap_samples"] = 20
     data["engine"] = {"device": "cpu"}
     # a one-epoch toy model: the glue is under test here, not the model (L9 is tested above)
-    data["invariants"] = {"L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"}}
+    data["invariants"] = {
+        "L7": {"waiver": "27 stamps of 16 x 16 pix: the glue is under test, not the arc population"},
+        "L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"},
+    }
     spec = spec_from_dict(data)
     outcomes = run_generation(spec, tmp_path, stages=TRAIN_AND_EVALUATE, console=Console(quiet=True))
     assert [o.status for o in outcomes] == ["ran"] * 4

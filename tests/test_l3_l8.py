@@ -1,5 +1,5 @@
-"""L3 (PSF wings) and L8 (stamp integrity) on arcs injected into real DR10 cutouts: clean data
-passes both; each single corruption is caught by its own invariant and only by it."""
+"""L3 (PSF wings against real DECam PSFs) and L8 (stamp integrity) on arcs injected into real DR10
+cutouts: clean data passes both; each single corruption is caught by its own invariant and only by it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ THRESHOLDS = InvariantThresholds()
 class Bundle:
     """What the inject stage has in hand for a batch, as the invariants see it."""
 
-    wings: pd.DataFrame  # L3 columns
+    wings: pd.DataFrame  # L3's measures: the injection PSF at each real reference model's band and FWHM
     images: np.ndarray
     cutouts: np.ndarray
     arcs: np.ndarray
@@ -44,6 +44,19 @@ def real_cutouts(real_dir: Path) -> np.ndarray:
     half = 101 // 2
     crop = slice(half - SIZE // 2, half + SIZE // 2)
     return np.ascontiguousarray(np.stack(stacks).transpose(0, 3, 1, 2)[:, :, crop, crop], dtype=np.float32)
+
+
+def psf_measures(model: str, bands: str = "grz") -> pd.DataFrame:
+    """L3's measures of a PSF model (survey Moffat beta 2.8 + wings, moffat, gaussian) at the reference
+    models' FWHMs, the model taken in ``bands`` and the survey PSF elsewhere."""
+    reference = l3_psf_wings.reference()
+    rows = []
+    for band, fwhm in zip(reference["band"], reference["fwhm_arcsec"], strict=True):
+        fwhm_t = torch.tensor([fwhm], dtype=torch.float64)
+        kernel = psf_kernels(model if band in bands else "survey", fwhm_t, KERNEL, SCALE, 2.8, band)
+        rows.append(wing_deficits(kernel[0], SCALE, fwhm).numpy())
+    deficits = np.array(rows)
+    return reference.assign(psf_wing_2fwhm=deficits[:, 0], psf_wing_3as=deficits[:, 1])
 
 
 def make_bundle(real_dir: Path, seed: int = 0, fwhm_range: tuple[float, float] = (1.0, 1.6)) -> Bundle:
@@ -73,16 +86,7 @@ def make_bundle(real_dir: Path, seed: int = 0, fwhm_range: tuple[float, float] =
     arcs = render_arcs(params, kernels.float(), SIZE, SCALE, 4).images.numpy() * labels[:, None, None, None]
     arcs = arcs.astype(np.float32)
     images = np.where(labels[:, None, None, None] == 1, cutouts + arcs, cutouts).astype(np.float32)
-    r_kernels = kernels[:, 1]
-    deficits = wing_deficits(r_kernels, SCALE, fwhm[:, 1]).numpy()
-    wings = pd.DataFrame(
-        {
-            "psf_wing_2fwhm": deficits[:, 0],
-            "psf_wing_3as": deficits[:, 1],
-            "survey_wing_2fwhm": deficits[:, 0],
-            "survey_wing_3as": deficits[:, 1],
-        }
-    )
+    wings = psf_measures("survey")
     rows = pd.DataFrame(
         {"RELEASE": 10000, "BRICKID": np.arange(n) + 100, "OBJID": 7, "config_id": np.arange(n) % 3, "label": labels}
     )
@@ -91,9 +95,10 @@ def make_bundle(real_dir: Path, seed: int = 0, fwhm_range: tuple[float, float] =
 
 def verdicts(b: Bundle) -> dict[str, bool]:
     offsets, ratios = point_source_errors(b.kernels, SCALE, torch.Generator().manual_seed(1))
+    problems = l8_stamp_integrity.stamp_problems(b.images, b.cutouts, b.arcs, b.labels)
     l8 = l8_stamp_integrity.check(
         [
-            l8_stamp_integrity.check_stamps(b.images, b.cutouts, b.arcs, b.labels, b.stamp_ids, b.bands, SIZE),
+            l8_stamp_integrity.check_recorded(b.stamp_ids, problems),
             l8_stamp_integrity.check_point_source(offsets.numpy().ravel(), ratios.numpy().ravel(), THRESHOLDS.L8),
             l8_stamp_integrity.check_unique_rows(b.rows),
         ]
@@ -114,12 +119,8 @@ def test_clean_injections_into_real_cutouts_pass_l3_and_l8(real_dir: Path, seed:
     assert verdicts(make_bundle(real_dir, seed, (low, low + width))) == {"L3": True, "L8": True}
 
 
-def _gaussian_wings(b: Bundle, rows: slice) -> Bundle:
-    fwhm = torch.full((len(b.wings),), 1.3, dtype=torch.float64)
-    gauss = wing_deficits(psf_kernels("gaussian", fwhm, KERNEL, SCALE), SCALE, fwhm).numpy()
-    wings = b.wings.copy()
-    wings.loc[wings.index[rows], ["psf_wing_2fwhm", "psf_wing_3as"]] = gauss[rows]
-    return replace(b, wings=wings)
+def _gaussian_wings(b: Bundle, bands: str) -> Bundle:
+    return replace(b, wings=psf_measures("gaussian", bands))
 
 
 def _nan_pixel(b: Bundle) -> Bundle:
@@ -134,10 +135,18 @@ def _touched_control(b: Bundle) -> Bundle:
     return replace(b, images=images)
 
 
-def _unrecorded_arc(b: Bundle) -> Bundle:
+def _other_arc(b: Bundle, factor: float) -> Bundle:
     arcs = b.arcs.copy()
-    arcs[1] *= np.float32(0.99)  # the stamp holds a brighter arc than the one recorded
+    arcs[1] *= np.float32(factor)  # the stamp holds an arc other than the one rendered again
     return replace(b, arcs=arcs)
+
+
+def _bands(b: Bundle, order: list[int]) -> Bundle:
+    return replace(b, images=np.ascontiguousarray(b.images[:, order]))  # written in another band order
+
+
+def _other_host(b: Bundle) -> Bundle:
+    return replace(b, images=np.ascontiguousarray(np.roll(b.images, 2, axis=0)))  # built on other hosts' cutouts
 
 
 def _duplicated_row(b: Bundle) -> Bundle:
@@ -147,12 +156,15 @@ def _duplicated_row(b: Bundle) -> Bundle:
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[Bundle], Bundle], str]] = {
-    "gen1 gaussian injection psf": (lambda b: _gaussian_wings(b, slice(None)), "L3"),
-    "one stamp with a gaussian psf": (lambda b: _gaussian_wings(b, slice(2, 3)), "L3"),
+    "gen1 gaussian injection psf": (lambda b: _gaussian_wings(b, "grz"), "L3"),
+    "a gaussian psf in the r band": (lambda b: _gaussian_wings(b, "r"), "L3"),
     "nan pixel": (_nan_pixel, "L8"),
     "control one ulp off its cutout": (_touched_control, "L8"),
-    "positive != cutout + recorded arc": (_unrecorded_arc, "L8"),
-    "band order rgz": (lambda b: replace(b, bands=("r", "g", "z")), "L8"),
+    "positive != cutout + its arc (1 %)": (lambda b: _other_arc(b, 0.99), "L8"),
+    "positive != cutout + its arc (0.1 %)": (lambda b: _other_arc(b, 1.001), "L8"),
+    "band order rgz": (lambda b: _bands(b, [1, 0, 2]), "L8"),
+    "band order zrg": (lambda b: _bands(b, [2, 1, 0]), "L8"),
+    "another host's cutout": (_other_host, "L8"),
     "kernel off centre by a pixel": (lambda b: replace(b, kernels=torch.roll(b.kernels, 1, dims=-1)), "L8"),
     "kernel clipped on one side": (lambda b: replace(b, kernels=b.kernels * (torch.arange(KERNEL) < 40)), "L8"),
     "duplicated (host, config)": (_duplicated_row, "L8"),
@@ -166,43 +178,50 @@ def test_each_single_corruption_fires_only_its_own_invariant(bundle: Bundle, nam
     assert verdicts(corrupt(bundle)) == {"L3": lesson != "L3", "L8": lesson != "L8"}
 
 
-def test_l3_names_the_offending_stamp_and_its_shortfall(bundle: Bundle) -> None:
-    finding = l3_psf_wings.check(_gaussian_wings(bundle, slice(2, 3)).wings, THRESHOLDS.L3)
-    assert not finding.passed and finding.n_offending == 1
-    assert finding.evidence[0]["row"] == 2 and finding.evidence[0]["shortfall_2fwhm"] > 0.99
-    assert finding.threshold == THRESHOLDS.L3.rel_tolerance
+def test_l3_judges_the_spec_bands_and_shows_every_band() -> None:
+    """A Gaussian in z alone passes the default (r-band) judgement, shows its z shortfall, and fails
+    when the spec judges z too."""
+    z_gaussian = psf_measures("gaussian", "z")
+    finding = l3_psf_wings.check(z_gaussian, THRESHOLDS.L3)
+    assert finding.passed and finding.measured["z"]["2fwhm"] > 0.99 and finding.measured["r"]["2fwhm"] < 0.5
+    strict = l3_psf_wings.check(z_gaussian, THRESHOLDS.L3.model_copy(update={"bands": ("r", "z")}))
+    assert not strict.passed and {(row["band"], row["measure"]) for row in strict.evidence} == {
+        ("z", "2fwhm"),
+        ("z", "3arcsec"),
+    }
+    assert strict.threshold == {"rel_tolerance": 0.5, "bands": ["r", "z"]}
 
 
 def test_a_moffat_core_alone_passes_l3_but_a_gaussian_does_not() -> None:
-    fwhm = torch.linspace(0.9, 1.8, 5, dtype=torch.float64)
-    survey = wing_deficits(psf_kernels("survey", fwhm, KERNEL, SCALE, 2.8, "r"), SCALE, fwhm).numpy()
     for model, passes in (("moffat", True), ("gaussian", False)):
-        injected = wing_deficits(psf_kernels(model, fwhm, KERNEL, SCALE, 2.8), SCALE, fwhm).numpy()
-        frame = pd.DataFrame(
-            {
-                "psf_wing_2fwhm": injected[:, 0],
-                "psf_wing_3as": injected[:, 1],
-                "survey_wing_2fwhm": survey[:, 0],
-                "survey_wing_3as": survey[:, 1],
-            }
-        )
-        assert l3_psf_wings.check(frame, THRESHOLDS.L3).passed is passes
+        assert l3_psf_wings.check(psf_measures(model), THRESHOLDS.L3).passed is passes
+
+
+def test_the_l3_reference_is_the_real_psfex_models_measured_again(real_dir: Path) -> None:
+    """data_contracts' reference table is what darkhalo measures on the real PSFEx files (kept in step)."""
+    from darkhalo.surveys.realism import psfex_wing_reference
+
+    measured = psfex_wing_reference(real_dir / "psf" / "psfex")
+    committed = l3_psf_wings.reference()
+    assert measured["model"].tolist() == committed["model"].tolist() and len(committed) == 20
+    numbers = ["fwhm_arcsec", "real_wing_2fwhm", "real_wing_3as"]
+    np.testing.assert_allclose(measured[numbers].to_numpy(), committed[numbers].to_numpy(), rtol=1e-5, atol=1e-8)
+    assert set(committed["band"]) == {"g", "r", "z"} and (committed["real_wing_3as"] > 0).all()
 
 
 def test_l8_names_the_stamp_and_the_problem(bundle: Bundle) -> None:
     b = _touched_control(_nan_pixel(bundle))
-    finding = l8_stamp_integrity.check_stamps(b.images, b.cutouts, b.arcs, b.labels, b.stamp_ids, b.bands, SIZE)
-    problems = {(row["stamp_id"], row["problem"]) for row in finding.evidence}
-    assert problems == {(1001, "non-finite pixels"), (1000, "control differs from its cutout")}
-    wrong_shape = l8_stamp_integrity.check_stamps(
-        b.images[:, :, :32], b.cutouts, b.arcs, b.labels, b.stamp_ids, b.bands, SIZE
-    )
-    assert not wrong_shape.passed and "stamps are float32 (6, 3, 32, 64)" in wrong_shape.detail
+    problems = l8_stamp_integrity.stamp_problems(b.images, b.cutouts, b.arcs, b.labels)
+    finding = l8_stamp_integrity.check_recorded(b.stamp_ids, problems)
+    assert {(row["stamp_id"], row["problem"]) for row in finding.evidence} == {
+        (1001, "non-finite pixels"),
+        (1000, "control differs from its cutout"),
+    }
 
 
 def test_missing_or_empty_inputs_fail_with_a_reason() -> None:
     assert "missing column" in l3_psf_wings.check(pd.DataFrame({"psf_wing_2fwhm": [0.1]}), THRESHOLDS.L3).detail
-    empty = pd.DataFrame(columns=l3_psf_wings.NEEDS)
-    assert l3_psf_wings.check(empty, THRESHOLDS.L3).detail == "no stamps to judge"
+    empty = psf_measures("survey").iloc[:0]
+    assert l3_psf_wings.check(empty, THRESHOLDS.L3).detail == "no PSF measures to judge"
     assert not l8_stamp_integrity.check([]).passed
     assert not l8_stamp_integrity.check_point_source(np.array([]), np.array([]), THRESHOLDS.L8).passed

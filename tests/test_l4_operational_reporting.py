@@ -18,10 +18,11 @@ from data_contracts.thresholds import L4Thresholds
 
 @pytest.fixture(scope="module")
 def metrics() -> dict[str, Any]:
+    """A summary as parsed from metrics.json."""
     rng = np.random.default_rng(5)
     return summarise(
         rng.normal(2, 1, 300), rng.normal(0, 1, 1000), min_expected_fp=10, confidence=0.95, bootstrap_samples=30, seed=0
-    )
+    ).model_dump(mode="json")
 
 
 def _drop_point(m: dict) -> None:
@@ -50,6 +51,22 @@ def _interval_misses_rate(m: dict) -> None:
     m["fpr_at_completeness"][0]["fpr_interval"] = [0.0, 0.0001]
 
 
+def _count_as_text(m: dict) -> None:
+    m["n_neg"] = "1000"
+
+
+def _resolved_as_number(m: dict) -> None:
+    m["fpr_at_completeness"][1]["resolved"] = 1
+
+
+def _no_tpr10(m: dict) -> None:
+    del m["tpr10"]
+
+
+def _rate_above_one(m: dict) -> None:
+    m["completeness_at_fpr"][0]["completeness"] = 1.5
+
+
 CORRUPTIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "missing operating point": (_drop_point, "operating point 0.9 is missing"),
     "number for an unresolved target": (_number_for_unresolved, "unresolved but reports completeness"),
@@ -57,6 +74,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "resolved claimed without negatives": (_claims_resolved, "resolved is True but n_neg x FPR = 1"),
     "missing interval": (_no_interval, "completeness_interval: needs [low, high]"),
     "interval not containing its rate": (_interval_misses_rate, "does not contain the rate"),
+    "count as text": (_count_as_text, "n_neg: Input should be a valid integer, got '1000'"),
+    "resolved as a number": (_resolved_as_number, "fpr_at_completeness[1].resolved: Input should be a valid boolean"),
+    "missing Bologna point": (_no_tpr10, "tpr10: missing"),
+    "rate above one": (_rate_above_one, "completeness_at_fpr[0].completeness: Input should be less than or equal to 1"),
 }
 
 
@@ -75,6 +96,12 @@ def test_each_single_corruption_fails_l4(metrics: dict, name: str) -> None:
     assert any(message in row["problem"] for row in finding.evidence), finding.evidence
 
 
+@pytest.mark.parametrize("parsed", [None, [], "metrics"])
+def test_a_file_that_is_no_object_is_a_finding_not_a_crash(parsed: object) -> None:
+    finding = check(parsed)
+    assert not finding.passed and finding.evidence[0]["problem"].startswith("metrics: Input should be")
+
+
 def test_a_waiver_is_shown_not_hidden(metrics: dict) -> None:
     broken = copy.deepcopy(metrics)
     _drop_point(broken)
@@ -91,5 +118,5 @@ def test_a_waiver_is_shown_not_hidden(metrics: dict) -> None:
 def test_any_summary_of_any_scores_passes_l4(pos: list[float], neg: list[float], min_fp: float) -> None:
     metrics = summarise(
         np.array(pos), np.array(neg), min_expected_fp=min_fp, confidence=0.95, bootstrap_samples=3, seed=1
-    )
+    ).model_dump(mode="json")
     assert check(metrics).passed, check(metrics).evidence

@@ -57,8 +57,8 @@ def test_moffat_kernel_encircled_energy_matches_the_closed_form(fwhm: float, bet
 
 def test_the_gen1_gaussian_has_almost_no_light_beyond_2_arcsec_and_the_survey_psf_has_some() -> None:
     gauss = 1 - float(gaussian_ee(2.0, 1.3))
-    assert gauss == pytest.approx(0.0014, abs=2e-4)  # DESIGN §3: ~0.14 %
-    assert 1 - float(moffat_ee(2.0, 1.3, 3.5)) == pytest.approx(0.06, abs=0.005)  # DESIGN §3: ~6 %
+    assert gauss == pytest.approx(0.0014, abs=2e-4)  # ~0.14 % (docs/conventions.md)
+    assert 1 - float(moffat_ee(2.0, 1.3, 3.5)) == pytest.approx(0.06, abs=0.005)  # ~6 % (docs/conventions.md)
     for band in "grz":
         survey = psf_kernels("survey", torch.tensor([1.3], dtype=torch.float64), 63, SCALE, 2.8, band)
         moffat = psf_kernels("moffat", torch.tensor([1.3], dtype=torch.float64), 63, SCALE, 2.8)

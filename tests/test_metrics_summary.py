@@ -3,7 +3,6 @@ unresolved targets, all-equal scores), and its JSON shape."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -21,13 +20,18 @@ from darkhalo.metrics.summary import (
     summarise,
 )
 from data_contracts.invariants.l4_operational_reporting import check as check_l4
-from data_contracts.metrics import COMPLETENESS_TARGETS, FPR_TARGETS
+from data_contracts.metrics import COMPLETENESS_TARGETS, FPR_TARGETS, OperatingPointSummary, ReportedPoint
 
 tied = st.lists(st.integers(0, 5).map(lambda v: v / 5), min_size=1, max_size=40)
 
 
-def _summary(pos: np.ndarray, neg: np.ndarray, samples: int = 0) -> dict:
+def _summary(pos: np.ndarray, neg: np.ndarray, samples: int = 0) -> OperatingPointSummary:
     return summarise(pos, neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=samples, seed=0)
+
+
+def _passes_l4(metrics: OperatingPointSummary) -> bool:
+    """L4's verdict on the summary as written to and parsed from metrics.json."""
+    return check_l4(metrics.model_dump(mode="json")).passed
 
 
 @settings(max_examples=150, deadline=None)
@@ -46,49 +50,53 @@ def test_bologna_tpr_is_the_best_completeness_with_at_most_n_false_positives(
 def test_tpr0_flags_only_what_beats_the_highest_negative() -> None:
     pos, neg = np.array([0.2, 0.5, 0.9, 0.9, 1.0]), np.array([0.1, 0.5, 0.9])
     metrics = _summary(pos, neg)
-    assert metrics["tpr0"]["completeness"] == pytest.approx(1 / 5)  # only 1.0 beats the tied 0.9
-    assert metrics["tpr0"]["n_neg_flagged"] == 0
-    assert metrics["tpr10"]["completeness"] == 1.0  # 3 negatives: all may be flagged
+    assert metrics.tpr0.completeness == pytest.approx(1 / 5)  # only 1.0 beats the tied 0.9
+    assert metrics.tpr0.n_neg_flagged == 0
+    assert metrics.tpr10.completeness == 1.0  # 3 negatives: all may be flagged
 
 
 def test_a_small_negative_set_reports_fpr_targets_as_unresolved_with_no_number() -> None:
     rng = np.random.default_rng(1)
     metrics = _summary(rng.normal(2, 1, 300), rng.normal(0, 1, 500), samples=50)
-    by_target = {p["target_value"]: p for p in metrics["completeness_at_fpr"]}
-    assert [by_target[f]["resolved"] for f in FPR_TARGETS] == [False] * 4  # 500 x 1e-2 = 5 < 10
-    assert [by_target[f]["n_neg_needed"] for f in FPR_TARGETS] == [1_000, 10_000, 100_000, 1_000_000]
+    by_target = {p.target_value: p for p in metrics.completeness_at_fpr}
+    assert [by_target[f].resolved for f in FPR_TARGETS] == [False] * 4  # 500 x 1e-2 = 5 < 10
+    assert [by_target[f].n_neg_needed for f in FPR_TARGETS] == [1_000, 10_000, 100_000, 1_000_000]
     for point in by_target.values():
-        assert point["completeness"] is None and point["threshold"] is None and point["bootstrap_interval"] is None
-    assert [p["target_value"] for p in metrics["fpr_at_completeness"]] == list(COMPLETENESS_TARGETS)
-    assert check_l4(metrics).passed
-    assert [name for name, _ in resolved_points(metrics)] == [f"completeness={c:g}" for c in COMPLETENESS_TARGETS]
+        assert point.completeness is None and point.threshold is None and point.bootstrap_interval is None
+    assert [p.target_value for p in metrics.fpr_at_completeness] == list(COMPLETENESS_TARGETS)
+    assert _passes_l4(metrics)
+    names = [f"completeness={c:g}" for c in COMPLETENESS_TARGETS]
+    assert list(metrics.resolved_points()) == names
+    assert resolved_points(metrics.model_dump(mode="json")) == {
+        name: point.model_dump(mode="json") for name, point in metrics.resolved_points().items()
+    }
 
 
 def test_enough_negatives_resolve_the_fpr_target_and_give_intervals_around_it() -> None:
     rng = np.random.default_rng(2)
     metrics = _summary(rng.normal(2, 1, 400), rng.normal(0, 1, 1000), samples=100)
-    point = metrics["completeness_at_fpr"][0]
-    assert point["resolved"] and point["target_value"] == 1e-2 and point["n_neg_flagged"] <= 10
-    low, high = point["completeness_interval"]
-    assert low < point["completeness"] < high
-    blow, bhigh = point["bootstrap_interval"]
-    assert blow <= point["completeness"] <= bhigh
-    assert [p["resolved"] for p in metrics["completeness_at_fpr"]] == [True, False, False, False]
-    json.dumps(metrics, allow_nan=False)  # strict JSON
-    assert check_l4(metrics).passed
+    point = metrics.completeness_at_fpr[0]
+    assert point.resolved and point.target_value == 1e-2 and point.n_neg_flagged <= 10
+    low, high = point.completeness_interval
+    assert low < point.completeness < high
+    blow, bhigh = point.bootstrap_interval
+    assert blow <= point.completeness <= bhigh
+    assert [p.resolved for p in metrics.completeness_at_fpr] == [True, False, False, False]
+    assert OperatingPointSummary.model_validate_json(metrics.model_dump_json()) == metrics  # JSON round trip
+    assert _passes_l4(metrics)
 
 
 def test_all_equal_scores_and_one_stamp_per_class() -> None:
     metrics = _summary(np.full(20, 0.4), np.full(2000, 0.4), samples=20)
-    assert metrics["auroc"] == 0.5
-    assert metrics["completeness_at_fpr"][0]["completeness"] == 0.0  # any flag would flag every negative
-    assert all(p["fpr"] == 1.0 for p in metrics["fpr_at_completeness"])
-    assert metrics["tpr0"]["completeness"] == 0.0
-    assert check_l4(metrics).passed
+    assert metrics.auroc == 0.5
+    assert metrics.completeness_at_fpr[0].completeness == 0.0  # any flag would flag every negative
+    assert all(p.fpr == 1.0 for p in metrics.fpr_at_completeness)
+    assert metrics.tpr0.completeness == 0.0
+    assert _passes_l4(metrics)
     tiny = _summary(np.array([0.7]), np.array([0.3]), samples=20)
-    assert tiny["auroc"] == 1.0 and tiny["tpr0"]["completeness"] == 1.0
-    assert all(p["fpr"] == 0.0 for p in tiny["fpr_at_completeness"])
-    assert check_l4(tiny).passed
+    assert tiny.auroc == 1.0 and tiny.tpr0.completeness == 1.0
+    assert all(p.fpr == 0.0 for p in tiny.fpr_at_completeness)
+    assert _passes_l4(tiny)
 
 
 def test_stratified_completeness_counts_each_bin() -> None:
@@ -102,19 +110,35 @@ def test_stratified_completeness_counts_each_bin() -> None:
     scores = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.95])
     table = stratified_completeness(scores, meta, threshold=0.5, confidence=0.95)
     assert set(table) == {"theta_e", "theta_e_over_psf", "arc_snr"}
-    theta = {(row["low"], row["high"]): (row["n"], row["n_flagged"]) for row in table["theta_e"]}
+    theta = {(row.low, row.high): (row.n, row.n_flagged) for row in table["theta_e"]}
     assert theta == {(0.0, 0.5): (1, 1), (0.5, 0.75): (2, 1), (1.0, 1.5): (3, 2)}
-    ratio = {(row["low"], row["high"]): (row["n"], row["n_flagged"]) for row in table["theta_e_over_psf"]}
+    ratio = {(row.low, row.high): (row.n, row.n_flagged) for row in table["theta_e_over_psf"]}
     # ratios 0.4, 0.5, 1.0, 1.0, 1.0, 3.0
     assert ratio == {(0.0, 0.5): (1, 1), (0.5, 0.75): (1, 0), (1.0, 1.5): (3, 2), (2.0, None): (1, 1)}
-    assert [row["high"] for row in table["arc_snr"]][-1] is None and STRATA["arc_snr"][-1] == math.inf
+    assert table["arc_snr"][-1].high is None and STRATA["arc_snr"][-1] == math.inf
 
 
 def test_inspection_budget_is_survey_times_rates() -> None:
-    point = {"completeness": 0.8, "fpr": 1e-3, "fpr_interval": [5e-4, 2e-3]}
+    point = ReportedPoint(
+        target="completeness",
+        target_value=0.8,
+        resolved=True,
+        threshold=1.5,
+        completeness=0.8,
+        fpr=1e-3,
+        n_pos=1000,
+        n_neg=10_000,
+        n_pos_flagged=800,
+        n_neg_flagged=10,
+        n_neg_needed=0,
+        completeness_interval=[0.77, 0.83],
+        fpr_interval=[5e-4, 2e-3],
+        bootstrap_interval=None,
+    )
     budget = inspection_budget(point, survey_hosts=1_000_000, prevalence=1e-3)
-    assert budget["expected_true"] == pytest.approx(800)
-    assert budget["expected_false"] == pytest.approx(999)
-    assert budget["purity"] == pytest.approx(800 / 1799)
-    assert budget["expected_false_high"] == pytest.approx(1998)
-    assert budget["purity_low"] == pytest.approx(800 / 2798)
+    assert budget.survey_hosts == 1_000_000 and budget.lens_prevalence == 1e-3
+    assert budget.expected_true == pytest.approx(800)
+    assert budget.expected_false == pytest.approx(999)
+    assert budget.purity == pytest.approx(800 / 1799)
+    assert budget.expected_false_high == pytest.approx(1998)
+    assert budget.purity_low == pytest.approx(800 / 2798)

@@ -63,7 +63,7 @@ def test_it_keeps_the_real_shape_a_moffat_does_not() -> None:
     mine = pixelized_kernels(models, np.full((1, 3), fwhm), 63, SCALE)[0, 1]
     assert torch.allclose(mine, model.kernel(*model.zero, 63, SCALE, dtype=torch.float64))
     spec = spec_from_dict(spec_data() | {"psf": {"model": "survey"}})
-    survey = injection_kernels("survey", np.full((1, 3), fwhm), np.full((1, 3), 2.8), spec)[0, 1].double()
+    survey = injection_kernels(spec.psf, SCALE, np.full((1, 3), fwhm), np.full((1, 3), 2.8), "survey")[0, 1].double()
     assert float(encircled_energy(mine, SCALE, 1.0)) > float(encircled_energy(survey, SCALE, 1.0)) + 0.05
     assert (wing_deficits(mine, SCALE, fwhm) > 0).all()  # real wings: light beyond 2 FWHM and 3"
 
@@ -71,7 +71,7 @@ def test_it_keeps_the_real_shape_a_moffat_does_not() -> None:
 def test_the_spec_routes_pixelized_to_the_psfex_models() -> None:
     spec = spec_from_dict(spec_data() | {"psf": {"model": "pixelized", "psfex_dir": str(PSFEX)}})
     fwhm = np.array([[1.4, 1.25, 1.1]])
-    got = injection_kernels("pixelized", fwhm, np.full((1, 3), 2.8), spec)
+    got = injection_kernels(spec.psf, SCALE, fwhm, np.full((1, 3), 2.8))
     want = pixelized_kernels(psfex_by_band(PSFEX), fwhm, spec.psf.kernel_size_pix, SCALE)
     assert torch.allclose(got.double(), want, atol=1e-6)
 
@@ -86,17 +86,20 @@ def test_pixelized_without_files_or_with_a_band_missing_is_refused(tmp_path: Pat
         psfex_by_band(tmp_path)
 
 
-def test_the_preflight_judges_l3_on_the_real_models_not_on_the_survey_model() -> None:
+def test_the_preflight_judges_l3_on_the_inject_stages_own_pixelized_kernels() -> None:
+    from darkhalo.audit.judges import psf_finding, psf_wing_measures
     from darkhalo.injection import RENDER_DTYPE
-    from darkhalo.preflight import psf_finding, psf_wings
 
     spec = spec_from_dict(spec_data() | {"psf": {"model": "pixelized", "psfex_dir": str(PSFEX)}})
-    wings = psf_wings(spec, 1.3).iloc[0]
-    kernel = pixelized_kernels(psfex_by_band(PSFEX), np.full((1, 3), 1.3), spec.psf.kernel_size_pix, SCALE)[:, 1]
+    measures = psf_wing_measures(spec)
+    first = measures.iloc[0]
+    band = "grz".index(first["band"])
+    fwhm = np.full((1, 3), first["fwhm_arcsec"])
+    kernel = pixelized_kernels(psfex_by_band(PSFEX), fwhm, spec.psf.kernel_size_pix, SCALE)[:, band]
     kernel = kernel.to(RENDER_DTYPE)  # the inject stage's kernels, which the pre-flight uses
-    assert wings["psf_wing_2fwhm"] == pytest.approx(float(wing_deficits(kernel, SCALE, 1.3)[0, 0]))
-    assert wings["psf_wing_2fwhm"] != pytest.approx(wings["survey_wing_2fwhm"], rel=0.05)
-    assert psf_finding(spec, 1.3).passed  # real PSFEx wings are survey-like wings: L3 holds
+    expected = float(wing_deficits(kernel.double(), SCALE, first["fwhm_arcsec"])[0, 0])
+    assert first["psf_wing_2fwhm"] == pytest.approx(expected, rel=1e-6)
+    assert psf_finding(spec).passed  # real PSFEx wings at 63 pixels are real wings: L3 holds
 
 
 def test_the_point_source_test_of_a_real_kernel_measures_the_convolutions_centring(

@@ -82,28 +82,38 @@ LIMITS = L9Thresholds(max_core_auc=0.7, max_blob_rate_ratio=2.0)
 FPRS = {"completeness=0.9": 0.05, "fpr=0.01": 0.01}
 
 
-def test_l9_passes_an_honest_finder() -> None:
-    finding = check(0.55, 0.6, {"completeness=0.9": 0.08, "fpr=0.01": 0.015}, FPRS, LIMITS)
-    assert finding.id == "L9" and finding.passed and finding.measured["max_blob_rate_ratio"] == pytest.approx(1.6)
+def probes(core: float, ring: float, rates: dict, fprs: dict, n_blobs: int = 10**9, fpr_floor: float = 0.0) -> dict:
+    """The probe measurements metrics.json stores (a huge ``n_blobs``: the lower bound is the rate)."""
+    keys = ("core_auc", "ring_auc", "blob_flag_rates", "fpr_at_thresholds", "n_blobs", "fpr_floor")
+    return dict(zip(keys, (core, ring, rates, fprs, n_blobs, fpr_floor), strict=True))
+
+
+def test_l9_passes_an_honest_finder_and_shows_the_bound_it_compared() -> None:
+    finding = check(probes(0.55, 0.6, {"completeness=0.9": 0.08, "fpr=0.01": 0.015}, FPRS), LIMITS)
+    assert finding.id == "L9" and finding.passed
+    assert finding.measured["blob_lower_bound_over_fpr"] == pytest.approx(1.6, rel=1e-3)
+    assert finding.threshold == {"core_auc": 0.7, "blob_lower_bound_over_fpr": 2.0}
 
 
 def test_l9_fails_a_core_shortcut_alone() -> None:
-    finding = check(0.83, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.01}, FPRS, LIMITS)
+    finding = check(probes(0.83, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.01}, FPRS), LIMITS)
     assert not finding.passed and [row["probe"] for row in finding.evidence] == ["core"]
 
 
 def test_l9_accepts_core_light_when_the_ring_carries_at_least_as_much_class_signal() -> None:
     """Honest arcs at theta_E ~ PSF leak into the core; the ring where they live separates better."""
     rates = {"completeness=0.9": 0.05, "fpr=0.01": 0.01}
-    assert check(0.93, 0.98, rates, FPRS, LIMITS).passed
-    assert not check(0.93, 0.85, rates, FPRS, LIMITS).passed
+    passing = check(probes(0.93, 0.98, rates, FPRS), LIMITS)
+    assert passing.passed and passing.threshold["core_auc"] == 0.98  # the table shows the bound that decided
+    assert not check(probes(0.93, 0.85, rates, FPRS), LIMITS).passed
+    strict = L9Thresholds(max_core_auc=0.7, max_blob_rate_ratio=2.0, core_bound_rises_to_ring=False)
+    assert not check(probes(0.93, 0.98, rates, FPRS), strict).passed
 
 
-def test_l9_judges_a_blob_rate_by_its_lower_bound_when_the_count_is_known() -> None:
+def test_l9_judges_a_blob_rate_by_its_lower_bound() -> None:
     fprs = {"completeness=0.99": 0.23}
-    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS).passed
-    assert check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=99).passed  # 49 of 99: noise
-    assert not check(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, LIMITS, n_blobs=10_000).passed
+    assert check(probes(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, n_blobs=99), LIMITS).passed  # 49 of 99
+    assert not check(probes(0.5, 0.6, {"completeness=0.99": 0.49}, fprs, n_blobs=10_000), LIMITS).passed
 
 
 def test_ring_pixels_surround_the_core_without_it() -> None:
@@ -114,15 +124,17 @@ def test_ring_pixels_surround_the_core_without_it() -> None:
 
 
 def test_l9_fails_blobs_flagged_beyond_the_fpr_at_one_threshold() -> None:
-    finding = check(0.55, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.03}, FPRS, LIMITS)
+    finding = check(probes(0.55, 0.6, {"completeness=0.9": 0.05, "fpr=0.01": 0.03}, FPRS), LIMITS)
     assert not finding.passed
     assert [(row["probe"], row["operating_point"]) for row in finding.evidence] == [("blob", "fpr=0.01")]
 
 
-def test_l9_zero_fpr_uses_the_floor_and_a_nan_auc_fails() -> None:
+def test_l9_zero_fpr_uses_the_floor_and_a_nan_auc_or_mismatched_points_fail() -> None:
     fprs = {"completeness=0.7": 0.0}
-    assert check(0.5, 0.6, {"completeness=0.7": 0.001}, fprs, LIMITS, fpr_floor=0.001).passed
-    assert not check(0.5, 0.6, {"completeness=0.7": 0.001}, fprs, LIMITS).passed
-    assert not check(math.nan, 0.6, {"completeness=0.7": 0.0}, fprs, LIMITS).passed
-    with pytest.raises(ValueError, match="different operating points"):
-        check(0.5, 0.6, {"a": 0.0}, {"b": 0.0}, LIMITS)
+    assert check(probes(0.5, 0.6, {"completeness=0.7": 0.001}, fprs, fpr_floor=0.001), LIMITS).passed
+    assert not check(probes(0.5, 0.6, {"completeness=0.7": 0.001}, fprs), LIMITS).passed
+    assert not check(probes(math.nan, 0.6, {"completeness=0.7": 0.0}, fprs), LIMITS).passed
+    mismatched = check(probes(0.5, 0.6, {"a": 0.0}, {"b": 0.0}), LIMITS)
+    assert not mismatched.passed and "different operating points" in mismatched.detail
+    missing = check({"core_auc": 0.5}, LIMITS)
+    assert not missing.passed and "ring_auc" in missing.detail

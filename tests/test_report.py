@@ -1,17 +1,21 @@
-"""The report: a self-contained html (every image embedded), markdown with its plots, every table."""
+"""The report: a self-contained html (every image embedded), markdown with its plots, every table, no verdicts."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from darkhalo.artifacts import write_json
 from darkhalo.metrics.report import Gallery, rgb, write_report
 from darkhalo.metrics.summary import evaluation_metrics
-from data_contracts.findings import Finding
+from data_contracts.metrics import Probes, PsfSwap, SwappedCompleteness
 
 
 def _scores(n_pos: int, n_neg: int) -> pd.DataFrame:
@@ -36,26 +40,25 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     metrics = evaluation_metrics(
         scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=20, seed=0, survey_hosts=10**6, prevalence=1e-3
     )
-    assert set(metrics["stratified"]) == {f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)} | {
-        "fpr=0.01"
-    }
-    assert metrics["stratified"]["fpr=0.01"]["theta_e_over_psf"]
+    assert set(metrics.stratified) == {f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)} | {"fpr=0.01"}
+    assert metrics.stratified["fpr=0.01"]["theta_e_over_psf"]
     names = [f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)]
-    metrics["probes"] = {
-        "core_auc": 0.512,
-        "fpr_at_thresholds": dict.fromkeys(names, 0.1),
-        "blob_flag_rates": dict.fromkeys(names, 0.15),
-        "psf_swap": {"completeness": {n: {"survey": 0.8, "gaussian": 0.9, "change": 0.1} for n in names}},
-    }
+    swap = SwappedCompleteness(survey=0.8, gaussian=0.9, change=0.1)
+    probes = Probes(
+        core_auc=0.512,
+        ring_auc=0.9,
+        fpr_at_thresholds=dict.fromkeys(names, 0.1),
+        blob_flag_rates=dict.fromkeys(names, 0.15),
+        psf_swap=PsfSwap(n_positives=300, injection_psf="survey", completeness=dict.fromkeys(names, swap)),
+    )
+    metrics = metrics.model_copy(update={"probes": probes})
+    write_json(tmp_path / "metrics.json", metrics.model_dump(mode="json"))
     stamps = np.random.default_rng(1).normal(0, 0.01, (4, 3, 16, 16)).astype(np.float32)
-    findings = [Finding("L4", "operational reporting", True, 0, 0), Finding("L9", "no shortcut", False, 0.9, 0.7)]
     write_report(
         tmp_path,
-        metrics,
         scores,
         [Gallery("top-scored controls", stamps, ["a", "b", "c", "d"])],
-        findings,
-        links=[("Data Docs", "../select/validation/index.html")],
+        links=[("Data Docs", "../select/validation/index.html"), ("Audit", "../audit/audit.md")],
     )
     page = (tmp_path / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', page)
@@ -63,16 +66,35 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     for source in sources:
         assert base64.b64decode(source.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
     assert "unresolved: needs ≥ 100,000 negatives (has 2,000)" in page
-    assert "<td>L9</td><td>no shortcut</td><td>FAIL</td>" in page
-    assert 'href="../select/validation/index.html"' in page
+    assert "Verdicts on the invariants (L4, L9 and the rest) are in the generation&#x27;s audit." in page
+    assert "<td>L9</td>" not in page  # verdicts live in the audit, never in the report
+    assert 'href="../select/validation/index.html"' in page and 'href="../audit/audit.md"' in page
     markdown = (tmp_path / "report.md").read_text()
     assert "| completeness at FPR | 0.001 | unresolved" in markdown
     small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
-    flagged = int((small["score"] >= metrics["fpr_at_completeness"][0]["threshold"]).sum())
+    flagged = int((small["score"] >= metrics.fpr_at_completeness[0].threshold).sum())
     assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
-    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC" in markdown
+    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC 0.900)" in markdown
     assert "| completeness=0.9 | 0.1 | 0.15 | 0.800 → 0.900 (+0.100) |" in markdown
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("missing", "shown"), [(("n_neg",), "n_neg: missing"), (("probes", "ring_auc"), "probes.ring_auc: missing")]
+)
+def test_the_report_reads_metrics_json_through_the_model(tmp_path: Path, missing: tuple[str, ...], shown: str) -> None:
+    scores = _scores(50, 500)
+    metrics = evaluation_metrics(
+        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
+    ).model_dump(mode="json")
+    metrics["probes"] = {"core_auc": 0.5, "ring_auc": 0.6, "blob_flag_rates": {}, "fpr_at_thresholds": {}}
+    *parents, field = missing
+    del functools.reduce(dict.__getitem__, parents, metrics)[field]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'metrics.json'}: not a valid metrics.json")) as error:
+        write_report(tmp_path, scores, [])
+    assert shown in str(error.value)
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_rgb_maps_z_r_g_to_red_green_blue_in_unit_range() -> None:

@@ -38,7 +38,7 @@ def test_a_run_installs_outputs_with_contract_and_lineage(spec, tmp_path: Path) 
     second = run_dir / "second"
     assert (second / "second.txt").read_text().startswith("second seed=7")
     lineage = json.loads((second / "lineage.json").read_text())
-    assert lineage["spec_digest"] == spec.digest("train")
+    assert lineage["spec_digest"] == spec.digest("seed", "train")
     assert set(lineage["inputs"]) == {"first"}
     assert lineage["rows"] == {"second": 1} and lineage["wall_s"] >= 0
     assert set(lineage["outputs"]) == {"second.txt"}

@@ -13,13 +13,15 @@ from catalogs import synthetic_catalog, write_catalog
 from conftest import REAL, spec_data
 from rich.console import Console
 
+from darkhalo import layout
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import V3ColorRelaxed, spec_from_dict
 from darkhalo.stages import STAGES, Stage, StageContext
-from darkhalo.stages.select import catalog_parts, read_catalog_parts, reconciliation, run
+from darkhalo.stages.select import read_catalog_parts, run
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.known_lenses import BUNDLED, load_known_lenses
 from darkhalo.surveys.legacy import ingest_catalogs
+from data_contracts import reconciliation
 from data_contracts.parent_sample import cuts_mask
 
 pytestmark = pytest.mark.spark
@@ -155,8 +157,8 @@ def test_a_spec_csv_of_known_lenses_is_used_instead_of_the_bundled_one(tmp_path:
 
 def test_catalog_parts_keep_their_file_and_row(tmp_path: Path) -> None:
     catalog = synthetic_catalog(10, seed=1)
-    write_catalog(catalog, tmp_path, parts=2)
-    frame, origin = read_catalog_parts(catalog_parts(tmp_path))
+    write_catalog(catalog, tmp_path / layout.CATALOG, parts=2)
+    frame, origin = read_catalog_parts(layout.parts(tmp_path, layout.CATALOG))
     assert origin["file"].tolist() == ["part-00000.parquet"] * 5 + ["part-00001.parquet"] * 5
     assert origin["row"].tolist() == [0, 1, 2, 3, 4] * 2
     pd.testing.assert_frame_equal(frame[list(KEY)], catalog[list(KEY)])
@@ -213,10 +215,10 @@ def test_the_runner_keeps_a_failed_edge_validation_aside(tmp_path: Path, monkeyp
 
 
 def test_reconciliation_fails_when_a_row_is_unaccounted_for() -> None:
-    assert reconciliation(100, 30, 60, 10).passed
-    lost = reconciliation(100, 30, 59, 10)
+    assert reconciliation.check(100, 30, 60, 10).passed
+    lost = reconciliation.check(100, 30, 59, 10)
     assert not lost.passed and (lost.measured, lost.threshold) == (99, 100)
-    assert not reconciliation(100, 30, 80, -10).passed
+    assert not reconciliation.check(100, 30, 80, -10).passed
 
 
 def test_an_empty_selection_writes_one_empty_part_with_the_full_schema(tmp_path: Path) -> None:

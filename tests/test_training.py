@@ -16,21 +16,25 @@ from darkhalo.training.augment import augment, transform_table
 from darkhalo.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from darkhalo.training.device import resolve_device
 from darkhalo.training.loop import (
-    Selection,
+    EpochPickRule,
+    ForwardInputs,
     Trainer,
     choose_best,
     epoch_metrics,
     fit,
     loss_function,
-    selection_fpr,
+    pick_rule,
     uses_bf16,
 )
 from darkhalo.training.model import build_model
-from darkhalo.training.store import CLIP, MODEL_INPUT_COLUMNS, READ_COLUMNS, load_store, normalise
+from darkhalo.training.store import CLIP, READ_COLUMNS, load_store, normalise
+from data_contracts.invariants import l10_no_label_leakage
+from data_contracts.thresholds import L10Thresholds
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 CPU = torch.device("cpu")
 SIZE = 32
+MIN_FP = 10.0  # the evaluate section's default resolvability rule
 
 
 def _spec(**changes) -> TrainSpec:
@@ -125,7 +129,17 @@ def test_the_store_never_reads_metadata_so_leaky_columns_change_nothing(tmp_path
     with_metadata = load_store(tmp_path / "leaky", "train", 16, CPU)
     assert torch.equal(plain.images, with_metadata.images) and torch.equal(plain.labels, with_metadata.labels)
     assert READ_COLUMNS == ("stamp_id", "label", "split", "image")
-    assert with_metadata.model_input_columns == MODEL_INPUT_COLUMNS == ("image",)
+    for store in (plain, with_metadata):  # what was read, as the tables read say
+        assert store.columns_read == ("stamp_id", "label", "split", "image")
+        assert store.input_columns == ("image",)
+
+
+def test_the_store_records_the_columns_its_reads_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images, labels = toy_stamps(8, 16, seed=2)
+    write_shards(tmp_path, images, labels, ["train"] * 8, extra={"arc_snr": labels * 50.0})
+    monkeypatch.setattr(store_module, "READ_COLUMNS", (*READ_COLUMNS, "arc_snr"))  # a store that reads more
+    store = load_store(tmp_path, "train", 16, CPU)
+    assert store.columns_read == ("stamp_id", "label", "split", "arc_snr", "image")
 
 
 def test_a_store_too_big_for_memory_is_memory_mapped_with_the_same_contents(
@@ -178,7 +192,7 @@ def test_bad_shards_are_refused_naming_file_and_stamp(tmp_path: Path, corrupt: s
 
 
 def test_a_folder_without_shards_or_without_the_split_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no stamp shards in"):
+    with pytest.raises(FileNotFoundError, match=r"stamps: no parquet parts \(did the inject stage run\?\)"):
         load_store(tmp_path, "train", 8, CPU)
     images, labels = toy_stamps(4, 8, seed=0)
     write_shards(tmp_path, images, labels, ["train"] * 4)
@@ -230,23 +244,23 @@ def test_the_best_epoch_is_chosen_by_completeness_at_a_resolvable_fpr_not_by_aur
     high_auroc = np.r_[rng.normal(3, 1, 100), rng.normal(0, 1, 980), np.full(20, 10.0)]
     # epoch 2: a lower AUROC, but a clean top end
     clean_top = np.r_[rng.normal(2.0, 1, 100), rng.normal(0, 1, 1000)]
-    selection = selection_fpr(0.01, 1000)
-    assert selection.fpr == 0.01
+    rule = pick_rule(0.01, 1000, MIN_FP)
+    assert rule.fpr == 0.01
     rows = [
-        {"epoch": e, "val_loss": 0.3, **epoch_metrics(s, labels, 0.01, selection)}
+        {"epoch": e, "val_loss": 0.3, **epoch_metrics(s, labels, 0.01, rule)}
         for e, s in ((1, high_auroc), (2, clean_top))
     ]
     assert rows[0]["val_auroc"] > rows[1]["val_auroc"]
     assert rows[0]["select_completeness"] == 0 < rows[1]["select_completeness"]
     assert rows[0]["val_completeness_resolved"] and rows[1]["val_completeness_resolved"]
-    epoch, why = choose_best(rows, selection)
+    epoch, why = choose_best(rows, rule)
     assert epoch == 2 and "AUROC not used" in why and "FPR 0.01" in why
 
 
 def test_an_unresolvable_target_falls_back_to_the_lowest_resolvable_fpr_then_to_val_loss() -> None:
-    fallback = selection_fpr(1e-3, 200)
+    fallback = pick_rule(1e-3, 200, MIN_FP)
     assert fallback.fpr == pytest.approx(0.05) and "target 0.001 needs 10000 negatives" in fallback.why
-    none = selection_fpr(1e-3, 5)
+    none = pick_rule(1e-3, 5, MIN_FP)
     assert none.fpr is None
     rows = [
         {"epoch": 1, "val_loss": 0.5, "select_completeness": math.nan, "val_auroc": 0.99},
@@ -254,7 +268,21 @@ def test_an_unresolvable_target_falls_back_to_the_lowest_resolvable_fpr_then_to_
     ]
     epoch, why = choose_best(rows, none)
     assert epoch == 2 and why.startswith("lowest val loss")
-    assert choose_best(rows, Selection(0.1, "x"))[0] == 2
+    assert choose_best(rows, EpochPickRule(0.1, MIN_FP, "x"))[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("min_expected_fp", "fpr", "resolved_at_target"),
+    [(10.0, 0.05, False), (2.0, 0.01, True), (500.0, None, False)],
+)
+def test_the_resolvability_rule_decides_which_fpr_picks_the_epoch(
+    min_expected_fp: float, fpr: float | None, resolved_at_target: bool
+) -> None:
+    rule = pick_rule(0.01, 200, min_expected_fp)  # 200 val negatives
+    assert rule.fpr == (pytest.approx(fpr) if fpr else None) and rule.min_expected_fp == min_expected_fp
+    labels = np.r_[np.ones(50), np.zeros(200)]
+    logits = np.r_[np.linspace(1, 3, 50), np.linspace(-3, 2, 200)]
+    assert epoch_metrics(logits, labels, 0.01, rule)["val_completeness_resolved"] is resolved_at_target
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -285,12 +313,20 @@ def test_the_schedule_steps_per_batch(schedule: str, factors: list[float]) -> No
 
 def test_loss_falls_on_a_separable_toy_set(stores, tmp_path: Path) -> None:
     train, val = stores
-    result = fit(train, val, _spec(epochs=3), seed=1, checkpoint_dir=tmp_path)
+    result = fit(train, val, _spec(epochs=3), seed=1, checkpoint_dir=tmp_path, min_expected_fp=MIN_FP)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert result.history[-1]["val_auroc"] > 0.9
     assert result.device == "cpu" and result.precision == "fp32"
     assert [p.name for p in sorted(tmp_path.glob("*.pt"))] == ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]
+    calls = 3 * (128 // 32 + 64 // 32)  # per epoch: 4 train steps and 2 val batches
+    pixels_only = {"n_args": 1, "n_tensors": 1, "kwargs": [], "shape": [3, SIZE, SIZE], "channels": 3, "calls": calls}
+    assert result.model_inputs == {
+        "columns_read": ["stamp_id", "label", "split", "image"],
+        "input_columns": ["image"],
+        "forward_inputs": [pixels_only],
+    }
+    assert l10_no_label_leakage.check(result.model_inputs, L10Thresholds()).passed
 
 
 class Interrupted(Exception):
@@ -300,16 +336,18 @@ class Interrupted(Exception):
 def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(stores, tmp_path: Path) -> None:
     train, val = stores
     spec = _spec(epochs=2, augment=["flip", "rot90"], loss="focal")
-    whole = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "whole")
+    whole = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "whole", min_expected_fp=MIN_FP)
 
     def kill_in_epoch_two(done: int, total: int) -> None:
         if done == total - 1:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut", on_step=kill_in_epoch_two)
+        fit(
+            train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut", min_expected_fp=MIN_FP, on_step=kill_in_epoch_two
+        )
     assert [p.name for p in (tmp_path / "cut").glob("*.pt")] == ["epoch-001.pt"]
-    resumed = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut")
+    resumed = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut", min_expected_fp=MIN_FP)
     assert resumed.resumed_from == 1
     for key in ("train_loss", "val_loss", "val_auroc", "select_completeness", "lr"):
         assert [r[key] for r in resumed.history] == [r[key] for r in whole.history], key
@@ -317,10 +355,46 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(store
     b = load_checkpoint(tmp_path / "cut" / "epoch-002.pt")
     for name, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][name]), name
-    assert torch.equal(a["generator"], b["generator"])
+    assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
+    assert resumed.model_inputs == whole.model_inputs  # the record spans the epochs of both attempts
 
     with pytest.raises(CheckpointError, match=r"made for another run \(lr: 0.001 there, 0.002 here\)"):
-        fit(train, val, spec.model_copy(update={"lr": 2e-3}), seed=3, checkpoint_dir=tmp_path / "cut")
+        fit(
+            train,
+            val,
+            spec.model_copy(update={"lr": 2e-3}),
+            seed=3,
+            checkpoint_dir=tmp_path / "cut",
+            min_expected_fp=MIN_FP,
+        )
+    with pytest.raises(CheckpointError, match=r"\(min_expected_fp: 10.0 there, 20.0 here\)"):
+        fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "cut", min_expected_fp=20.0)
+
+
+class TakesAnything(torch.nn.Module):
+    """A module whose forward accepts any inputs, so the hook sees whatever a caller passes."""
+
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        return args[0]
+
+
+def test_the_forward_hook_records_each_distinct_call_and_is_removed_afterwards() -> None:
+    module, inputs = TakesAnything(), ForwardInputs()
+    images = torch.zeros(4, 3, 8, 8)
+    with pytest.raises(Interrupted), inputs.recording(module):
+        module(images)
+        module(images[:1])  # another batch size: the same call per stamp
+        module(images, torch.zeros(4, 2))  # a second tensor
+        module(torch.zeros(4, 4, 8, 8), psf=torch.ones(4))  # a 4th channel and a keyword tensor
+        raise Interrupted
+    assert not module._forward_pre_hooks
+    module(images)  # not recorded any more
+    assert inputs.rows() == [
+        {"n_args": 1, "n_tensors": 1, "kwargs": [], "shape": [3, 8, 8], "channels": 3, "calls": 2},
+        {"n_args": 2, "n_tensors": 2, "kwargs": [], "shape": [3, 8, 8], "channels": 3, "calls": 1},
+        {"n_args": 1, "n_tensors": 2, "kwargs": ["psf"], "shape": [4, 8, 8], "channels": 4, "calls": 1},
+    ]
+    assert ForwardInputs(inputs.rows()).rows() == inputs.rows()  # it round-trips through a checkpoint
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -332,9 +406,10 @@ class NotATensor:
 
 def test_checkpoints_load_with_weights_only_and_pickled_objects_are_refused(stores, tmp_path: Path) -> None:
     train, val = stores
-    fit(train, val, _spec(epochs=1), seed=0, checkpoint_dir=tmp_path)
+    fit(train, val, _spec(epochs=1), seed=0, checkpoint_dir=tmp_path, min_expected_fp=MIN_FP)
     state = torch.load(tmp_path / "epoch-001.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["arch"] == "resnet18" and isinstance(state["generator"], torch.Tensor)
+    assert state["epoch"] == 1 and state["arch"] == "resnet18" and isinstance(state["rng"]["generator"], torch.Tensor)
+    assert state["args"]["seed"] == 0 and state["args"]["min_expected_fp"] == MIN_FP
     assert state["history"][0]["epoch"] == 1
     model = load_model(tmp_path / "epoch-001.pt")
     assert not model.training and model(train.images[:3]).shape == (3, 1)

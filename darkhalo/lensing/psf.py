@@ -4,7 +4,7 @@
   FWHM 1.3").
 - ``moffat``: (beta - 1) / (pi alpha^2) (1 + (r/alpha)^2)^-beta.
 - ``survey``: the Legacy Surveys PSF: a Moffat core plus the outer wings of legacypipe's halo
-  model (DESIGN §3, ../shared/real/psf/OUTER_WINGS.txt), in surface brightness per unit flux:
+  model (docs/conventions.md, tests/data/real/psf/OUTER_WINGS.txt), in surface brightness per unit flux:
   g 0.00045 r^-2, r 0.00033 r^-2 (softened inside the core FWHM so it stays finite), z a wide
   Moffat (alpha 17.65", beta 1.7) with weight 0.0145.
 
@@ -135,3 +135,12 @@ def wing_deficits(kernel: torch.Tensor, pixel_scale: float, fwhm: torch.Tensor |
     inside_core = (kernel * (r2 <= two_fwhm**2)).sum(dim=(-2, -1))
     inside_fixed = (kernel * (r2 <= WING_RADIUS_ARCSEC**2)).sum(dim=(-2, -1))
     return torch.stack([1 - inside_core / total, 1 - inside_fixed / total], dim=-1)
+
+
+def half_max_fwhm(kernel: torch.Tensor, pixel_scale: float) -> torch.Tensor:
+    """FWHM (arcsec) of kernels (..., K, K) from the area above half their peak: 2 sqrt(area / pi).
+
+    Sample the kernel finely (a few sub-pixels per FWHM) for a precise value."""
+    peak = kernel.amax(dim=(-2, -1), keepdim=True)
+    area = (kernel >= peak / 2).sum(dim=(-2, -1)).to(kernel.dtype) * pixel_scale**2
+    return 2 * torch.sqrt(area / torch.pi)

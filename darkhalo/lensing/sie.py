@@ -1,6 +1,6 @@
 """Singular isothermal ellipsoid (SIE) plus external shear: deflection angles for a batch of lenses.
 
-Conventions (DESIGN §3, lenstronomy's SIE + SHEAR): the lens sits at the origin; ``theta_e`` is
+Conventions (docs/conventions.md, lenstronomy's SIE + SHEAR): the lens sits at the origin; ``theta_e`` is
 the product-averaged Einstein radius (arcsec), so Keeton & Kochanek's (1998) critical radius is
 b = theta_e sqrt(q); ``phi`` is the major axis's angle from +x towards +y (radians). Shear
 deflects by alpha_x = g1 x + g2 y, alpha_y = g2 x - g1 y.

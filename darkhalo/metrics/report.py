@@ -4,7 +4,8 @@
 Contents: the operating-point table with exact and bootstrap intervals (unresolved targets shown as
 such), Bologna TPR0/TPR10, the inspection budget, ROC on a log-FPR axis, completeness vs FPR at the
 operating points, completeness vs theta_E / PSF, score histograms per class, galleries of stamps
-(asinh-stretched grz -> RGB), the invariants table and links to Great Expectations Data Docs.
+(asinh-stretched grz -> RGB) and links (Great Expectations Data Docs, the audit). Verdicts are not shown
+here: the audit judges the written artifacts against the spec.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_text
-from data_contracts.findings import Finding
+from data_contracts.metrics import (
+    FPR_TARGETS,
+    EvaluationMetrics,
+    OperatingPointSummary,
+    Probes,
+    StratumBin,
+    read_metrics,
+)
 
 #: asinh softening of the gallery stretch (nanomaggies per pixel, a few background sigmas in r).
 ASINH_SOFT = 0.01
@@ -64,42 +73,41 @@ def _interval(pair: Sequence[float] | None) -> str:
     return "—" if pair is None else f"[{pair[0]:.4g}, {pair[1]:.4g}]"
 
 
-def roc_plot(scores: pd.DataFrame, metrics: Mapping[str, Any]) -> bytes:
+def roc_plot(scores: pd.DataFrame, metrics: OperatingPointSummary) -> bytes:
     """ROC (completeness vs FPR) on a log-FPR axis down to 1 / n_neg, with the L4 points marked."""
     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
-    floor = 1 / max(1, metrics["n_neg"])
+    floor = 1 / metrics.n_neg
     ax.step(np.maximum(fpr, floor / 2), tpr, where="post", label="ROC")
-    for point in metrics["fpr_at_completeness"] + metrics["completeness_at_fpr"]:
-        if point["resolved"]:
-            ax.plot(max(point["fpr"], floor / 2), point["completeness"], "o", color="C3", ms=4)
-    for target in (1e-2, 1e-3, 1e-4, 1e-5):
+    for point in metrics.resolved_points().values():
+        ax.plot(max(point.fpr, floor / 2), point.completeness, "o", color="C3", ms=4)
+    for target in FPR_TARGETS:
         ax.axvline(target, color="0.8", lw=0.8, zorder=0)
     ax.axvline(floor, color="C1", ls="--", lw=1, label=f"1 / n_neg = {floor:.1e}")
     ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
     ax.set_xlim(left=min(1e-5, floor / 2), right=1)
     ax.legend(loc="lower right")
-    ax.set_title(f"ROC (AUROC {metrics['auroc']:.4f}, secondary)")
+    ax.set_title(f"ROC (AUROC {metrics.auroc:.4f}, secondary)")
     return _png(fig)
 
 
-def operating_point_plot(metrics: Mapping[str, Any]) -> bytes:
+def operating_point_plot(metrics: OperatingPointSummary) -> bytes:
     """Completeness vs FPR at the resolved L4 operating points, with exact 95 % intervals on both."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
     for section, marker, label in (
-        ("fpr_at_completeness", "s", "FPR at completeness target"),
-        ("completeness_at_fpr", "o", "completeness at FPR target"),
+        (metrics.fpr_at_completeness, "s", "FPR at completeness target"),
+        (metrics.completeness_at_fpr, "o", "completeness at FPR target"),
     ):
-        points = [p for p in metrics[section] if p["resolved"]]
+        points = [p for p in section if p.resolved]
         if not points:
             continue
-        x = np.array([p["fpr"] for p in points])
-        y = np.array([p["completeness"] for p in points])
-        xerr = np.abs(np.array([p["fpr_interval"] for p in points]).T - x)
-        yerr = np.abs(np.array([p["completeness_interval"] for p in points]).T - y)
-        floor = 0.5 / metrics["n_neg"]
+        x = np.array([p.fpr for p in points])
+        y = np.array([p.completeness for p in points])
+        xerr = np.abs(np.array([p.fpr_interval for p in points]).T - x)
+        yerr = np.abs(np.array([p.completeness_interval for p in points]).T - y)
+        floor = 0.5 / metrics.n_neg
         ax.errorbar(np.maximum(x, floor), y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, label=label)
     ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
     ax.legend(loc="lower right")
@@ -107,7 +115,7 @@ def operating_point_plot(metrics: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def stratified_plot(stratified: Mapping[str, Mapping[str, list[dict[str, Any]]]], stratum: str) -> bytes:
+def stratified_plot(stratified: Mapping[str, Mapping[str, list[StratumBin]]], stratum: str) -> bytes:
     """Completeness per bin of one stratum (e.g. theta_e_over_psf) at each resolved operating point."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
@@ -115,11 +123,11 @@ def stratified_plot(stratified: Mapping[str, Mapping[str, list[dict[str, Any]]]]
         rows = table.get(stratum, [])
         if not rows:
             continue
-        lows = [r["low"] if r["low"] is not None else r["high"] - 0.5 for r in rows]
-        highs = [r["high"] if r["high"] is not None else r["low"] + 0.5 for r in rows]
+        lows = [r.low if r.low is not None else r.high - 0.5 for r in rows]
+        highs = [r.high if r.high is not None else r.low + 0.5 for r in rows]
         x = (np.array(lows) + np.array(highs)) / 2
-        y = np.array([r["completeness"] for r in rows])
-        yerr = np.abs(np.array([r["interval"] for r in rows]).T - y)
+        y = np.array([r.completeness for r in rows])
+        yerr = np.abs(np.array([r.interval for r in rows]).T - y)
         ax.errorbar(x, y, yerr=yerr, fmt="o-", capsize=2, label=name)
     ax.set(xlabel=stratum.replace("_", " "), ylabel="completeness", ylim=(0, 1.02))
     ax.legend(fontsize=7)
@@ -155,28 +163,28 @@ def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
     return _png(fig)
 
 
-def _point_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
+def _point_rows(metrics: OperatingPointSummary) -> list[list[str]]:
     rows = []
-    named = [("FPR at completeness", p) for p in metrics["fpr_at_completeness"]]
-    named += [("completeness at FPR", p) for p in metrics["completeness_at_fpr"]]
-    named += [("TPR0 (0 false positives)", metrics["tpr0"]), ("TPR10 (≤ 10 false positives)", metrics["tpr10"])]
+    named = [("FPR at completeness", p) for p in metrics.fpr_at_completeness]
+    named += [("completeness at FPR", p) for p in metrics.completeness_at_fpr]
+    named += [("TPR0 (0 false positives)", metrics.tpr0), ("TPR10 (≤ 10 false positives)", metrics.tpr10)]
     for kind, p in named:
-        target = _fmt(p["target_value"]) if p["target"] != "false_positives" else "—"
-        if not p["resolved"]:
+        target = _fmt(p.target_value) if p.target != "false_positives" else "—"
+        if not p.resolved:
             rows.append(
-                [kind, target, f"unresolved: needs ≥ {p['n_neg_needed']:,} negatives (has {p['n_neg']:,})"] + ["—"] * 5
+                [kind, target, f"unresolved: needs ≥ {p.n_neg_needed:,} negatives (has {p.n_neg:,})"] + ["—"] * 5
             )
             continue
         rows.append(
             [
                 kind,
                 target,
-                _fmt(p["threshold"]),
-                f"{p['completeness']:.4f} {_interval(p['completeness_interval'])}",
-                f"{p['fpr']:.3g} {_interval(p['fpr_interval'])}",
-                _interval(p["bootstrap_interval"]),
-                f"{p['n_pos_flagged']}/{p['n_pos']}",
-                f"{p['n_neg_flagged']}/{p['n_neg']}",
+                _fmt(p.threshold),
+                f"{p.completeness:.4f} {_interval(p.completeness_interval)}",
+                f"{p.fpr:.3g} {_interval(p.fpr_interval)}",
+                _interval(p.bootstrap_interval),
+                f"{p.n_pos_flagged}/{p.n_pos}",
+                f"{p.n_neg_flagged}/{p.n_neg}",
             ]
         )
     return rows
@@ -192,49 +200,41 @@ POINT_HEADER = [
     "positives flagged",
     "negatives flagged",
 ]
-FINDING_HEADER = ["id", "title", "verdict", "measured", "threshold", "detail"]
 BUDGET_HEADER = ["operating point", "expected true", "expected false (95 % high)", "purity (95 % low)"]
 
 
-def _finding_rows(findings: Sequence[Finding]) -> list[list[str]]:
-    return [[f.id, f.title, f.verdict, str(f.measured), str(f.threshold), f.detail] for f in findings]
-
-
-def _budget_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
+def _budget_rows(metrics: EvaluationMetrics) -> list[list[str]]:
     return [
         [
             name,
-            f"{b['expected_true']:.1f}",
-            f"{b['expected_false']:.1f} ({b['expected_false_high']:.1f})",
-            f"{b['purity']:.3f} ({b['purity_low']:.3f})",
+            f"{b.expected_true:.1f}",
+            f"{b.expected_false:.1f} ({b.expected_false_high:.1f})",
+            f"{b.purity:.3f} ({b.purity_low:.3f})",
         ]
-        for name, b in metrics.get("inspection_budget", {}).items()
+        for name, b in metrics.inspection_budget.items()
     ]
 
 
-def _probe_table(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+def _probe_table(probes: Probes | None) -> dict[str, tuple[list[str], list[list[str]]]]:
     """The shortcut probes per operating point: control FPR, blob flag rate, PSF-swap completeness."""
-    probes = metrics.get("probes")
-    if not probes:
+    if probes is None:
         return {}
-    swap = probes.get("psf_swap", {}).get("completeness", {})
+    swap = probes.psf_swap.completeness if probes.psf_swap is not None else {}
     rows = []
-    for name, fpr in probes["fpr_at_thresholds"].items():
+    for name, fpr in probes.fpr_at_thresholds.items():
         s = swap.get(name)
-        swapped = "—" if s is None else f"{s['survey']:.3f} → {s['gaussian']:.3f} ({s['change']:+.3f})"
-        rows.append([name, f"{fpr:.3g}", f"{probes['blob_flag_rates'][name]:.3g}", swapped])
-    ring = probes.get("ring_auc", float("nan"))
-    title = f"Shortcut probes (core-pixel AUC {probes['core_auc']:.3f}, ring AUC {ring:.3f})"
+        swapped = "—" if s is None else f"{s.survey:.3f} → {s.gaussian:.3f} ({s.change:+.3f})"
+        rows.append([name, f"{fpr:.3g}", f"{probes.blob_flag_rates[name]:.3g}", swapped])
+    title = f"Shortcut probes (core-pixel AUC {probes.core_auc:.3f}, ring AUC {probes.ring_auc:.3f})"
     return {title: (["operating point", "control FPR", "blob flag rate", "completeness: survey → Gaussian PSF"], rows)}
 
 
-def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+def _strata_tables(metrics: EvaluationMetrics) -> dict[str, tuple[list[str], list[list[str]]]]:
     """One table per stratum: a row per bin, a column per resolved operating point ("flagged/n")."""
-    stratified = metrics.get("stratified", {})
     tables: dict[str, tuple[list[str], list[list[str]]]] = {}
-    for stratum in metrics.get("strata_edges", {}):
+    for stratum in metrics.strata_edges:
         per_point = {
-            name: {(r["low"], r["high"]): r for r in table.get(stratum, [])} for name, table in stratified.items()
+            name: {(r.low, r.high): r for r in table.get(stratum, [])} for name, table in metrics.stratified.items()
         }
         bins = sorted(
             {b for rows in per_point.values() for b in rows}, key=lambda b: -math.inf if b[0] is None else b[0]
@@ -243,12 +243,8 @@ def _strata_tables(metrics: Mapping[str, Any]) -> dict[str, tuple[list[str], lis
             continue
         rows = []
         for low, high in bins:
-            cells = [
-                f"{per_point[name][(low, high)]['n_flagged']}/{per_point[name][(low, high)]['n']}"
-                if (low, high) in per_point[name]
-                else "—"
-                for name in per_point
-            ]
+            found = [at.get((low, high)) for at in per_point.values()]
+            cells = ["—" if b is None else f"{b.n_flagged}/{b.n}" for b in found]
             rows.append(
                 [f"[{_fmt(low) if low is not None else '-∞'}, {_fmt(high) if high is not None else '∞'})", *cells]
             )
@@ -270,22 +266,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def write_report(
     out: Path,
-    metrics: Mapping[str, Any],
     scores: pd.DataFrame,
     galleries: Sequence[Gallery],
-    findings: Sequence[Finding],
     links: Sequence[tuple[str, str]] = (),
     title: str = "darkhalo evaluation",
 ) -> None:
-    """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png``.
+    """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png`` from ``out/metrics.json``.
 
-    ``scores`` has columns label and score; ``metrics`` is metrics.json's content (with optional
-    ``stratified`` and ``inspection_budget``); ``links`` are (text, relative href) pairs, e.g. Data Docs.
+    metrics.json is read through ``EvaluationMetrics`` (a file that does not fit is refused naming the
+    field); ``scores`` has columns label and score; ``links`` are (text, relative href) pairs, e.g. Data Docs.
     """
+    metrics = read_metrics(out / layout.METRICS)
     plots = {
         "roc": roc_plot(scores, metrics),
         "operating_points": operating_point_plot(metrics),
-        "completeness_vs_theta_e_over_psf": stratified_plot(metrics.get("stratified", {}), "theta_e_over_psf"),
+        "completeness_vs_theta_e_over_psf": stratified_plot(metrics.stratified, "theta_e_over_psf"),
         "score_histograms": histogram_plot(scores),
     }
     for i, gallery in enumerate(galleries):
@@ -297,14 +292,14 @@ def write_report(
     tables = {
         "Operating points": (POINT_HEADER, _point_rows(metrics)),
         "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
-        **_probe_table(metrics),
+        **_probe_table(metrics.probes),
         **_strata_tables(metrics),
-        "Invariants": (FINDING_HEADER, _finding_rows(findings)),
     }
     summary = (
-        f"{metrics['n_pos']:,} positives and {metrics['n_neg']:,} controls (test split); an FPR target is resolved "
-        f"only when n_neg × FPR ≥ {metrics['min_expected_false_positives']:g}. AUROC {metrics['auroc']:.4f} is "
-        "secondary: the operating points are the result."
+        f"{metrics.n_pos:,} positives and {metrics.n_neg:,} controls (test split); an FPR target is resolved "
+        f"only when n_neg × FPR ≥ {metrics.min_expected_false_positives:g}. AUROC {metrics.auroc:.4f} is "
+        "secondary: the operating points are the result. Verdicts on the invariants (L4, L9 and the rest) "
+        "are in the generation's audit."
     )
     figures_html = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'

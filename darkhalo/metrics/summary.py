@@ -1,7 +1,7 @@
 """The metrics of an evaluation: L4's operating points with exact and bootstrap intervals,
 Bologna TPR0/TPR10, AUROC (secondary), stratified completeness and the inspection budget.
 
-Everything is JSON-ready (the shape ``data_contracts.metrics`` checks). An FPR target that the
+The results are ``data_contracts.metrics`` models, metrics.json's shape. An FPR target that the
 negatives cannot resolve carries ``resolved: false``, the negatives needed and nulls, never a number.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +25,16 @@ from darkhalo.metrics.operating_points import (
     fpr_at_completeness,
     threshold_at_fpr,
 )
-from data_contracts.metrics import COMPLETENESS_TARGETS, FPR_TARGETS
+from data_contracts.metrics import (
+    COMPLETENESS_TARGETS,
+    FPR_TARGETS,
+    NULL_WHEN_UNRESOLVED,
+    EvaluationMetrics,
+    InspectionBudget,
+    OperatingPointSummary,
+    ReportedPoint,
+    StratumBin,
+)
 
 #: Bologna-challenge false-positive allowances: TPR0 (none) and TPR10 (at most ten).
 BOLOGNA_FP = {"tpr0": 0, "tpr10": 10}
@@ -63,17 +73,16 @@ def _headline(point: OperatingPoint) -> float:
     return point.fpr if point.target == "completeness" else point.completeness
 
 
-def _point_dict(point: OperatingPoint, confidence: float, bootstrap: tuple[float, float] | None) -> dict[str, Any]:
-    data = asdict(point)
+def _reported(point: OperatingPoint, confidence: float, bootstrap: tuple[float, float] | None) -> ReportedPoint:
+    """``point`` as metrics.json reports it: with exact intervals when resolved, every number null when not."""
     if not point.resolved:
-        for key in ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_flagged"):
-            data[key] = None
-        data.update(completeness_interval=None, fpr_interval=None, bootstrap_interval=None)
-        return data
-    data["completeness_interval"] = list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence))
-    data["fpr_interval"] = list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence))
-    data["bootstrap_interval"] = list(bootstrap) if bootstrap is not None else None
-    return data
+        return ReportedPoint(**(asdict(point) | dict.fromkeys(NULL_WHEN_UNRESOLVED)))
+    return ReportedPoint(
+        **asdict(point),
+        completeness_interval=list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence)),
+        fpr_interval=list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence)),
+        bootstrap_interval=None if bootstrap is None else list(bootstrap),
+    )
 
 
 def summarise(
@@ -84,7 +93,7 @@ def summarise(
     confidence: float,
     bootstrap_samples: int,
     seed: int,
-) -> dict[str, Any]:
+) -> OperatingPointSummary:
     """metrics.json's core: operating points with exact and bootstrap intervals, TPR0/10, AUROC.
 
     The bootstrap interval is of each point's headline rate (FPR for completeness targets,
@@ -104,28 +113,26 @@ def summarise(
     if bootstrap_samples > 0 and resolved:
         bounds = bootstrap_interval(pos, neg, statistics, bootstrap_samples, seed, confidence)
         intervals = {i: (float(lo), float(hi)) for i, (lo, hi) in zip(resolved, bounds, strict=True)}
-    dicts = [_point_dict(p, confidence, intervals.get(i)) for i, p in enumerate(flat)]
+    reported = [_reported(p, confidence, intervals.get(i)) for i, p in enumerate(flat)]
     n_fpr, n_comp = len(COMPLETENESS_TARGETS), len(FPR_TARGETS)
-    return {
-        "n_pos": int(pos.size),
-        "n_neg": int(neg.size),
-        "confidence": confidence,
-        "min_expected_false_positives": min_expected_fp,
-        "bootstrap_samples": bootstrap_samples,
-        "seed": seed,
-        "fpr_at_completeness": dicts[:n_fpr],
-        "completeness_at_fpr": dicts[n_fpr : n_fpr + n_comp],
-        **dict(zip(BOLOGNA_FP, dicts[n_fpr + n_comp :], strict=True)),
-        "auroc": float(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])),
-    }
+    return OperatingPointSummary(
+        n_pos=int(pos.size),
+        n_neg=int(neg.size),
+        confidence=confidence,
+        min_expected_false_positives=min_expected_fp,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+        fpr_at_completeness=reported[:n_fpr],
+        completeness_at_fpr=reported[n_fpr : n_fpr + n_comp],
+        **dict(zip(BOLOGNA_FP, reported[n_fpr + n_comp :], strict=True)),
+        auroc=float(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])),
+    )
 
 
-def resolved_points(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, point) for every resolved L4 operating point of a summary, e.g. ('fpr=0.001', {...})."""
-    named = []
-    for section, key in (("fpr_at_completeness", "completeness"), ("completeness_at_fpr", "fpr")):
-        named += [(f"{key}={p['target_value']:g}", p) for p in metrics[section] if p["resolved"]]
-    return named
+def resolved_points(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``OperatingPointSummary.resolved_points`` of parsed metrics.json content, as JSON objects by name."""
+    summary = OperatingPointSummary.model_validate(metrics)
+    return {name: point.model_dump(mode="json") for name, point in summary.resolved_points().items()}
 
 
 def strata_values(meta: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -138,13 +145,13 @@ def strata_values(meta: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def stratified_completeness(
     pos_scores: np.ndarray, meta: pd.DataFrame, threshold: float, confidence: float
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[StratumBin]]:
     """Completeness of positives per bin of each stratum (STRATA) at ``threshold``, with exact intervals.
 
     ``meta`` holds the positives' metadata row for row with ``pos_scores``; empty bins are left out.
     """
     flagged = np.asarray(pos_scores, dtype=np.float64) >= threshold
-    table: dict[str, list[dict[str, Any]]] = {}
+    table: dict[str, list[StratumBin]] = {}
     for name, values in strata_values(meta).items():
         edges = STRATA[name]
         rows = []
@@ -155,30 +162,34 @@ def stratified_completeness(
                 continue
             k = int(flagged[inside].sum())
             rows.append(
-                {
-                    "low": low if math.isfinite(low) else None,
-                    "high": high if math.isfinite(high) else None,
-                    "n": n,
-                    "n_flagged": k,
-                    "completeness": k / n,
-                    "interval": list(clopper_pearson(k, n, confidence)),
-                }
+                StratumBin(
+                    low=low if math.isfinite(low) else None,
+                    high=high if math.isfinite(high) else None,
+                    n=n,
+                    n_flagged=k,
+                    completeness=k / n,
+                    interval=list(clopper_pearson(k, n, confidence)),
+                )
             )
         table[name] = rows
     return table
 
 
-def inspection_budget(point: dict[str, Any], survey_hosts: int, prevalence: float) -> dict[str, float]:
+def inspection_budget(point: ReportedPoint, survey_hosts: int, prevalence: float) -> InspectionBudget:
     """Expected true and false candidates when a survey of ``survey_hosts`` hosts with ``prevalence``
     lenses per host is cut at this (resolved) operating point, and the candidates' purity; ``_high``
     and ``_low`` use the upper end of the FPR's exact interval (a measured FPR of 0 is not 0)."""
-    true = survey_hosts * prevalence * point["completeness"]
-    budget = {"expected_true": true}
-    for suffix, fpr in (("", point["fpr"]), ("_high", point["fpr_interval"][1])):
-        false = survey_hosts * (1 - prevalence) * fpr
-        budget[f"expected_false{suffix}"] = false
-        budget["purity" if not suffix else "purity_low"] = true / (true + false) if true + false > 0 else 0.0
-    return budget
+    true = survey_hosts * prevalence * point.completeness
+    false, false_high = (survey_hosts * (1 - prevalence) * fpr for fpr in (point.fpr, point.fpr_interval[1]))
+    return InspectionBudget(
+        survey_hosts=survey_hosts,
+        lens_prevalence=prevalence,
+        expected_true=true,
+        expected_false=false,
+        purity=true / (true + false) if true + false > 0 else 0.0,
+        expected_false_high=false_high,
+        purity_low=true / (true + false_high) if true + false_high > 0 else 0.0,
+    )
 
 
 def evaluation_metrics(
@@ -190,12 +201,12 @@ def evaluation_metrics(
     seed: int,
     survey_hosts: int,
     prevalence: float,
-) -> dict[str, Any]:
-    """metrics.json: ``summarise`` of the scores (columns label, score and positives' metadata) plus
-    stratified completeness and the inspection budget at every resolved L4 operating point."""
+) -> EvaluationMetrics:
+    """metrics.json without its probes: ``summarise`` of the scores (columns label, score and positives'
+    metadata) plus stratified completeness and the inspection budget at every resolved L4 operating point."""
     positive = scores["label"].to_numpy() == 1
     pos_scores = scores["score"].to_numpy(np.float64)[positive]
-    metrics = summarise(
+    summary = summarise(
         pos_scores,
         scores["score"].to_numpy(np.float64)[~positive],
         min_expected_fp=min_expected_fp,
@@ -204,16 +215,13 @@ def evaluation_metrics(
         seed=seed,
     )
     meta = scores.loc[positive].reset_index(drop=True)
-    points = resolved_points(metrics)
-    metrics["strata_edges"] = {
-        name: [edge if math.isfinite(edge) else None for edge in edges] for name, edges in STRATA.items()
-    }
-    metrics["stratified"] = {
-        name: stratified_completeness(pos_scores, meta, point["threshold"], confidence) for name, point in points
-    }
-    metrics["inspection_budget"] = {
-        name: {"survey_hosts": survey_hosts, "lens_prevalence": prevalence}
-        | inspection_budget(point, survey_hosts, prevalence)
-        for name, point in points
-    }
-    return metrics
+    points = summary.resolved_points()
+    return EvaluationMetrics(
+        **dict(summary),
+        strata_edges={name: [e if math.isfinite(e) else None for e in edges] for name, edges in STRATA.items()},
+        stratified={
+            name: stratified_completeness(pos_scores, meta, point.threshold, confidence)
+            for name, point in points.items()
+        },
+        inspection_budget={name: inspection_budget(point, survey_hosts, prevalence) for name, point in points.items()},
+    )

@@ -1,8 +1,16 @@
-"""The stages of a generation, in order. Each lives in its own module (imported when it runs)."""
+"""The stages of a generation, in order. Each lives in its own module (imported when it runs), reads
+only the spec sections it declares, and is gated by its artifact's judge (darkhalo.audit.judges)."""
 
 from __future__ import annotations
 
+from darkhalo.audit.judges import JUDGES
+from darkhalo.audit.preflight import SECTIONS as PREFLIGHT_SECTIONS
 from darkhalo.stages.base import Stage, StageContext, StageResult
+
+#: The audit reads what every judge and the pre-flight read, the thresholds and the expected verdicts.
+AUDIT_SECTIONS: tuple[str, ...] = tuple(
+    dict.fromkeys(["invariants", "expect", *PREFLIGHT_SECTIONS, *(s for j in JUDGES.values() for s in j.sections)])
+)
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -36,21 +44,21 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "train",
         inputs=("inject",),
-        sections=("seed", "train"),
+        sections=("seed", "stamps.size", "train", "evaluate.min_expected_false_positives"),
         module="darkhalo.stages.train",
         description="the ResNet18 classifier, a checkpoint per epoch, history",
     ),
     Stage(
         "evaluate",
         inputs=("manifest", "inject", "train"),
-        sections=("seed", "evaluate", "stamps", "psf", "invariants"),
+        sections=("seed", "survey", "evaluate", "stamps", "psf", "injection", "invariants.L9.core_size_pix"),
         module="darkhalo.stages.evaluate",
         description="test-split scores, operating points with intervals, probes, report",
     ),
     Stage(
         "audit",
         inputs=("survey", "select", "manifest", "inject", "train", "evaluate"),
-        sections=("invariants", "expect"),
+        sections=AUDIT_SECTIONS,
         module="darkhalo.stages.audit",
         description="every invariant over every artifact, against the spec",
     ),

@@ -22,20 +22,24 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from darkhalo.spec import EngineSpec
 from data_contracts.findings import Finding
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from darkhalo.spec import GenerationSpec
+    from darkhalo.spec_view import SpecView
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A registered stage: its name, upstream stages, the spec sections it depends on, its module.
+    """A registered stage: its name, upstream stages, the spec sections it reads, its module.
 
-    ``module`` names a module with ``run(ctx) -> StageResult`` and, optionally,
-    ``external_inputs(spec) -> list[Path]`` (files outside the run it reads, for lineage).
+    ``sections`` name spec sections whole (``psf``) or down to a field (``evaluate.batch_size``); the
+    stage sees only those and its lineage digest covers exactly those. ``module`` names a module with
+    ``run(ctx) -> StageResult`` and, optionally, ``external_inputs(spec) -> list[Path]`` (files outside
+    the run it reads, for lineage). Its artifact's judge (darkhalo.audit.judges) is its gate.
     """
 
     name: str
@@ -47,28 +51,31 @@ class Stage:
 
 @dataclass
 class StageContext:
-    """Everything a stage gets: the spec, where its inputs are, where to write, a console.
+    """Everything a stage gets: its view of the spec, where its inputs are, where to write, a console.
 
-    ``out`` is the temporary folder the stage writes its artifacts into. ``scratch`` is a folder
-    that survives a failed or killed attempt with the same lineage (for resumable work such as
-    training checkpoints); the runner removes it once the stage's output is installed.
+    ``spec`` shows only the sections the stage declares (darkhalo.spec_view); ``engine`` says where
+    Spark and torch run, which changes no result and so is no part of any stage's lineage. ``out``
+    is the temporary folder the stage writes its artifacts into. ``scratch`` is a folder that
+    survives a failed or killed attempt with the same lineage (for resumable work such as training
+    checkpoints); the runner removes it once the stage's output is installed.
     """
 
-    spec: GenerationSpec
+    spec: SpecView | GenerationSpec
     run_dir: Path
     out: Path
     scratch: Path
     console: Console = field(default_factory=lambda: Console(stderr=True))
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
     def input(self, stage: str) -> Path:
         """The final folder of an upstream stage's outputs."""
         return self.run_dir / stage
 
     def spark(self) -> SparkSession:
-        """The process's Spark session for this spec's engine (started on first use)."""
+        """The process's Spark session for the engine (started on first use)."""
         from darkhalo.spark import get_spark
 
-        return get_spark(self.spec.engine)
+        return get_spark(self.engine)
 
     def progress(self) -> Progress:
         """A progress display for long loops: ``with ctx.progress() as p: task = p.add_task(...)``."""

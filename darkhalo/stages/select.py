@@ -1,6 +1,6 @@
 """The select stage: the survey catalog, validated at the edge, cut to the parent sample in Spark SQL.
 
-1. Great Expectations validates the catalog (``catalog_checks``); its result and Data Docs go to
+1. Great Expectations validates the catalog (darkhalo.surveys.edge_validation); its result and Data Docs go to
    ``select/validation/``. Failing rows go to ``select/quarantine.parquet`` with their reasons when
    ``selection.quarantine_bad_rows``; otherwise the stage fails naming the first of them.
 2. The variant's SQL (``darkhalo/sql/*.sql``) runs over a temporary view of the clean rows, every
@@ -23,14 +23,13 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from darkhalo import tables
+from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file
 from darkhalo.stages.base import StageContext, StageResult
-from darkhalo.stages.catalog_checks import EdgeReport, validate_catalog
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
-from darkhalo.surveys.known_lenses import flag_known_lenses, known_lens_path, load_known_lenses
-from data_contracts import parent_sample
-from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding
+from darkhalo.surveys.edge_validation import edge_finding, validate_catalog
+from darkhalo.surveys.known_lenses import known_lens_path, with_known_lenses
+from data_contracts import parent_sample, reconciliation
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +44,6 @@ SQL_FILES = {
 }
 VIEW = "catalog"
 PART_ROWS = 1_000_000
-EDGE_ID = "edge:survey_catalog"
-RECONCILIATION_ID = "select:reconciliation"
-#: Offending rows named in a failed edge validation's title.
-NAMED_ROWS = 5
 
 
 def external_inputs(spec: GenerationSpec) -> list[Path]:
@@ -88,14 +83,14 @@ def select_rows(spark: SparkSession, catalog: DataFrame, selection: SelectionSpe
 def run(ctx: StageContext) -> StageResult:
     """Validate the survey catalog, select the parent sample, flag known lenses, check the contract."""
     selection = ctx.spec.selection
-    parts = catalog_parts(ctx.input("survey") / "catalog")
+    parts = layout.parts(ctx.input("survey"), layout.CATALOG)
     catalog, origin = read_catalog_parts(parts)
     n_input = len(catalog)
-    edge = validate_catalog(catalog, ctx.out / "validation")
-    edge_finding, bad = _edge_finding(edge, origin, catalog, selection.quarantine_bad_rows)
+    edge = validate_catalog(catalog, ctx.out / layout.VALIDATION)
+    edge_check, bad = edge_finding(edge, origin, catalog, selection.quarantine_bad_rows)
     measured: dict[str, Any] = {"input": n_input, "edge_expectations": edge.n_expectations}
-    if not edge_finding.passed:
-        return StageResult(rows={"catalog": n_input}, findings=[edge_finding], measured=measured)
+    if not edge_check.passed:
+        return StageResult(rows={"catalog": n_input}, findings=[edge_check], measured=measured)
 
     if bad:
         quarantine = catalog.loc[bad].assign(
@@ -103,14 +98,14 @@ def run(ctx: StageContext) -> StageResult:
             SOURCE_ROW=origin.loc[bad, "row"].to_numpy(),
             REASON=["; ".join(edge.row_reasons[i]) for i in bad],
         )
-        _write_parquet(quarantine, ctx.out / "quarantine.parquet")
+        _write_parquet(quarantine, ctx.out / layout.QUARANTINE)
 
     spark = ctx.spark()
     clean = clean_catalog(spark, parts, catalog.loc[bad, list(KEY)])
     n_clean = clean.count()
     selected = select_rows(spark, clean, selection).toPandas()
-    selected = _with_known_lenses(selected, known_lens_path(selection.known_lenses), selection.known_lens_radius_arcsec)
-    _write_parts(selected, ctx.out / "parent_sample")
+    selected = with_known_lenses(selected, known_lens_path(selection.known_lenses), selection.known_lens_radius_arcsec)
+    _write_parts(selected, ctx.out / layout.PARENT_SAMPLE)
 
     counts = {
         "input": n_input,
@@ -119,26 +114,10 @@ def run(ctx: StageContext) -> StageResult:
         "quarantined": len(bad),
     }
     measured |= counts | {"known_lenses_flagged": int(selected["KNOWN_LENS"].sum())}
-    balance = reconciliation(n_input, len(selected), n_clean - len(selected), len(bad))
-    findings = [edge_finding, balance, parent_sample.check(selected, selection.model_dump())]
+    balance = reconciliation.check(n_input, len(selected), n_clean - len(selected), len(bad))
+    findings = [edge_check, balance, parent_sample.check(selected, selection.model_dump())]
     rows = {"catalog": n_input, "quarantine": len(bad), "parent_sample": len(selected)}
     return StageResult(rows=rows, findings=findings, measured=measured)
-
-
-def reconciliation(input_rows: int, selected: int, rejected_by_cuts: int, quarantined: int) -> Finding:
-    """Every input row is accounted for: input = selected + rejected_by_cuts + quarantined.
-
-    ``input_rows`` and ``quarantined`` are counted by the edge validation (pandas), the others by Spark.
-    """
-    total = selected + rejected_by_cuts + quarantined
-    return Finding(
-        RECONCILIATION_ID,
-        "catalog rows reconciled: input = selected + rejected_by_cuts + quarantined",
-        passed=total == input_rows and min(selected, rejected_by_cuts, quarantined) >= 0,
-        measured=total,
-        threshold=input_rows,
-        detail=f"{selected} selected + {rejected_by_cuts} rejected by cuts + {quarantined} quarantined",
-    )
 
 
 def clean_catalog(spark: SparkSession, parts: list[Path], quarantined: pd.DataFrame) -> DataFrame:
@@ -168,14 +147,6 @@ def spark_schema() -> T.StructType:
     return T.StructType([T.StructField(name, spark_types[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
 
 
-def catalog_parts(folder: Path) -> list[Path]:
-    """The survey catalog's parquet parts, in order."""
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"{folder}: no part-*.parquet files (run the survey stage)")
-    return parts
-
-
 def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The catalog parts as one frame (RangeIndex) and, per row, its source file and row in it."""
     frames = [tables.read_table(p).to_pandas() for p in parts]
@@ -187,39 +158,6 @@ def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     return pd.concat(frames, ignore_index=True), origin
-
-
-def _edge_finding(
-    edge: EdgeReport, origin: pd.DataFrame, catalog: pd.DataFrame, quarantine: bool
-) -> tuple[Finding, list[int]]:
-    """The edge validation as a finding, and the row positions to quarantine (when allowed)."""
-    bad = sorted(edge.row_reasons)
-    n = len(bad)
-    evidence = tuple(
-        {
-            "file": origin.at[i, "file"],
-            "row": int(origin.at[i, "row"]),
-            "key": {k: int(catalog.at[i, k]) for k in KEY if pd.notna(catalog.at[i, k])},
-            "failed": edge.row_reasons[i],
-        }
-        for i in bad[:MAX_EVIDENCE_ROWS]
-    )
-    detail = "Great Expectations suite 'sweep_catalog'; result and Data Docs in validation/"
-    if edge.table_problems:
-        title = f"survey catalog unusable: {'; '.join(edge.table_problems)}"
-        return Finding(EDGE_ID, title, False, len(edge.table_problems), 0, detail, evidence, n), bad
-    if bad and not quarantine:
-        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in evidence[:NAMED_ROWS])
-        title = f"survey catalog has {n} bad rows (quarantine_bad_rows is off); first: {named}"
-        return Finding(EDGE_ID, title, False, n, 0, detail, evidence, n), bad
-    title = f"survey catalog passed edge validation ({n} rows quarantined)"
-    return Finding(EDGE_ID, title, True, n, None, detail, evidence, n), bad
-
-
-def _with_known_lenses(selected: pd.DataFrame, table: Path, radius_arcsec: float) -> pd.DataFrame:
-    lenses = load_known_lenses(table)
-    matched, names = flag_known_lenses(selected["RA"].to_numpy(), selected["DEC"].to_numpy(), lenses, radius_arcsec)
-    return selected.assign(KNOWN_LENS=matched, KNOWN_LENS_NAME=names)
 
 
 def _write_parts(frame: pd.DataFrame, folder: Path) -> None:

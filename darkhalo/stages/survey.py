@@ -18,14 +18,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkhalo import layout
 from darkhalo.spec import GenerationSpec, MockSurvey
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.columns import KEY
 from darkhalo.surveys.mock import arrow_schema, n_blocks, write_block
 from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding, evidence_rows
-
-CATALOG = "catalog"
-
 
 def external_inputs(spec: GenerationSpec) -> list[Path]:
     """The real catalog files a legacy survey reads (none for the mock)."""
@@ -38,7 +36,7 @@ def external_inputs(spec: GenerationSpec) -> list[Path]:
 
 def run(ctx: StageContext) -> StageResult:
     """Write the catalog into ``ctx.out/catalog`` and check its schema and key."""
-    folder = ctx.out / CATALOG
+    folder = ctx.out / layout.CATALOG
     folder.mkdir(parents=True)
     survey = ctx.spec.survey
     spark = ctx.spark()
@@ -51,11 +49,11 @@ def run(ctx: StageContext) -> StageResult:
         from darkhalo.surveys.legacy import catalog_paths, ingest_catalogs
 
         rows = sum(ingest_catalogs(catalog_paths(survey.catalogs), folder).values())
-    parts = sorted(folder.glob("part-*.parquet"))
+    parts = layout.parts(ctx.out, layout.CATALOG)
     findings = [schema_finding({p.name: pq.read_schema(p) for p in parts})]
     repeated = spark.read.parquet(*map(str, parts)).groupBy(*KEY).count().filter("count > 1")
     findings.append(key_finding(repeated.count(), repeated.limit(MAX_EVIDENCE_ROWS).toPandas().to_dict("records")))
-    return StageResult(rows={CATALOG: rows}, findings=findings, measured={"parts": len(parts)})
+    return StageResult(rows={layout.CATALOG: rows}, findings=findings, measured={"parts": len(parts)})
 
 
 def schema_finding(schemas: dict[str, pa.Schema]) -> Finding:

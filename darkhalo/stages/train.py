@@ -2,7 +2,9 @@
 
 Checkpoints go to ``ctx.scratch`` every epoch, so a killed or failed attempt resumes where it
 stopped. Writes ``model.pt`` (the best epoch's weights, arch and normalisation name),
-``history.parquet`` (one row per epoch) and ``checkpoints/epoch-XXX.pt`` (full training state).
+``history.parquet`` (one row per epoch), ``checkpoints/epoch-XXX.pt`` (full training state) and
+``model_inputs.json`` (the shard columns read, those the model's input was built from, and what
+every forward call received): the record the train judge (darkhalo.audit.judges) holds to L10.
 """
 
 from __future__ import annotations
@@ -14,23 +16,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from darkhalo.artifacts import atomic_file
+from darkhalo import layout
+from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from darkhalo.training.device import resolve_device
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
-from data_contracts.invariants import l10_no_label_leakage
 
 
 def run(ctx: StageContext) -> StageResult:
     """Train, pick the best epoch by val completeness at a resolvable FPR, write the artifacts."""
     spec = ctx.spec.train
-    device = resolve_device(ctx.spec.engine.device)
+    device = resolve_device(ctx.engine.device)
     stamps = ctx.input("inject")
     train = load_store(stamps, "train", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-train.npy")
     val = load_store(stamps, "val", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-val.npy")
-    leakage = l10_no_label_leakage.check(train.model_input_columns, ctx.spec.invariants.L10.allowed_conditions)
 
     with ctx.progress() as progress:
         task = progress.add_task(f"train {spec.arch} on {device}", total=None)
@@ -40,6 +41,7 @@ def run(ctx: StageContext) -> StageResult:
             spec,
             ctx.spec.seed,
             ctx.scratch / "checkpoints",
+            min_expected_fp=ctx.spec.evaluate.min_expected_false_positives,
             on_step=lambda done, total: progress.update(task, completed=done, total=total),
         )
 
@@ -49,7 +51,7 @@ def run(ctx: StageContext) -> StageResult:
         _link_or_copy(result.checkpoint_dir / checkpoint_name(epoch), checkpoints / checkpoint_name(epoch))
     best = load_checkpoint(checkpoints / checkpoint_name(result.best_epoch))
     save_checkpoint(
-        ctx.out / "model.pt",
+        ctx.out / layout.MODEL,
         {
             "format": best["format"],
             "arch": best["arch"],
@@ -59,13 +61,13 @@ def run(ctx: StageContext) -> StageResult:
             "selection": result.best_reason,
         },
     )
-    with atomic_file(ctx.out / "history.parquet", "wb") as handle:
+    with atomic_file(ctx.out / layout.HISTORY, "wb") as handle:
         pd.DataFrame(result.history).to_parquet(handle, index=False)
+    write_json(ctx.out / layout.MODEL_INPUTS, result.model_inputs)
 
     best_row = result.history[result.best_epoch - 1]
     return StageResult(
         rows={"train_stamps": len(train), "val_stamps": len(val), "epochs": len(result.history)},
-        findings=[leakage],
         measured={
             "device": result.device,
             "precision": result.precision,

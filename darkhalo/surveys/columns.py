@@ -1,6 +1,6 @@
 """The sweep catalog schema darkhalo reads and the mock writes: DR9/DR10 names, dtypes and units.
 
-Units (DESIGN §3): fluxes in nanomaggies, *_IVAR their inverse variances (1/nanomaggy^2),
+Units (docs/conventions.md): fluxes in nanomaggies, *_IVAR their inverse variances (1/nanomaggy^2),
 PSFSIZE_* the PSF FWHM (arcsec), PSFDEPTH_* / GALDEPTH_* 5-sigma depths as inverse variances
 (1/nanomaggy^2), SHAPE_R the half-light radius (arcsec), SHAPE_E1/E2 ellipticities with
 |e| = (1-q)/(1+q). The unique key is (RELEASE, BRICKID, OBJID).

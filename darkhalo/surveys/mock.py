@@ -8,7 +8,7 @@ bright-star masks) come from a separate stream of the seed alone.
 Populations (fractions of rows): stars (TYPE PSF), blue star-forming galaxies (REX/EXP) and
 luminous red galaxies (DEV/SER, SHAPE_R ~0.5-3"). Their colours are set so that Gen 1's cuts and
 the DESI LRG cuts both keep mostly LRGs, with some blue-galaxy contamination. Units as in
-DESIGN §3: fluxes in nanomaggies (observed, i.e. dimmed by MW_TRANSMISSION, with noise from
+docs/conventions.md: fluxes in nanomaggies (observed, i.e. dimmed by MW_TRANSMISSION, with noise from
 FLUX_IVAR), sizes in arcsec, depths as inverse variances (1/nanomaggy^2).
 
 Bricks follow a plain version of the Legacy Surveys scheme: rows 0.25 deg tall centred on

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from darkhalo.lensing.pixelized import psfex_by_band
-from darkhalo.lensing.psf import encircled_energy, psf_kernels
+from darkhalo.lensing.psf import encircled_energy, half_max_fwhm, psf_kernels, wing_deficits
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.columns import BANDS
 from darkhalo.surveys.cutout_fits import sky_sigma
@@ -40,6 +40,26 @@ def real_ee(psfex_folder: Path) -> dict[str, np.ndarray]:
         kernels = [m.kernel(*m.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64) for m in models]
         ee[band] = np.array([[float(encircled_energy(k, PIXEL_SCALE, r)) for r in EE_RADII] for k in kernels])
     return ee
+
+
+#: Sub-pixels per pixel side on which a real model's FWHM is measured.
+FWHM_SUPERSAMPLE = 4
+
+
+def psfex_wing_reference(psfex_folder: Path, kernel_size: int = KERNEL_SIZE) -> pd.DataFrame:
+    """L3's reference (data_contracts' decam_psfex_wings.csv): per real PSFEx model at its polynomial
+    origin, its FWHM measured on the image (arcsec) and its deficits 1 - EE at 2 x that FWHM and at 3"."""
+    rows = []
+    for band, models in psfex_by_band(Path(psfex_folder)).items():
+        for m in models:
+            fine = m.kernel(
+                *m.zero, FWHM_SUPERSAMPLE * kernel_size + 1, PIXEL_SCALE / FWHM_SUPERSAMPLE, dtype=torch.float64
+            )
+            fwhm = float(half_max_fwhm(fine, PIXEL_SCALE / FWHM_SUPERSAMPLE))
+            kernel = m.kernel(*m.zero, kernel_size, PIXEL_SCALE, dtype=torch.float64)
+            two_fwhm, three = wing_deficits(kernel, PIXEL_SCALE, fwhm).tolist()
+            rows.append((band, m.path.name, round(fwhm, 6), round(two_fwhm, 8), round(three, 8)))
+    return pd.DataFrame(rows, columns=["band", "model", "fwhm_arcsec", "real_wing_2fwhm", "real_wing_3as"])
 
 
 def mock_hosts(survey: MockSurvey, seed: int, n_hosts: int) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """Checkpoints as plain tensors and primitives: written atomically, read with ``weights_only=True``.
 
-A training checkpoint (``epoch-XXX.pt``) holds everything an exact resume needs (model,
-optimizer, scheduler, torch and generator RNG states as tensors, epoch, history); ``model.pt``
-holds the chosen weights with the arch and normalisation names. Nothing is pickled as an object.
+A training checkpoint (``epoch-XXX.pt``, written by ``loop.training_state``) holds everything an
+exact resume needs (model, optimizer, scheduler, RNG states as tensors, epoch, the run's args,
+history, the forward-input record); ``model.pt`` holds the chosen weights with the arch and
+normalisation names. Nothing is pickled as an object.
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
-"""The training loop: AdamW, BCE or focal loss, a per-step schedule, a checkpoint per epoch, exact resume.
+"""The training loop, in the shape of torchvision's classification reference: ``train_one_epoch``,
+``evaluate``, and ``fit`` looping over the epochs with a saved training state.
 
-Every epoch ends with a full checkpoint in ``checkpoint_dir``; a later call with the same
-arguments continues from the newest one and produces the same weights and losses as a run that
-was never interrupted (bitwise on CPU in fp32). The best epoch is the one with the highest val
-completeness at a resolvable FPR, never the one with the best AUROC (L4).
+Every epoch ends with a checkpoint in ``checkpoint_dir`` holding the whole training state (model,
+optimizer, scheduler, RNG states, epoch, history, the run's args); a later call with the same args
+continues from the newest one and produces the same weights and losses as a run that was never
+interrupted (bitwise on CPU in fp32). The best epoch is the one with the highest val completeness
+at a resolvable FPR, never the one with the best AUROC (L4). A forward pre-hook records what every
+forward call received, so L10 judges what the model was actually fed.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,80 +40,137 @@ from darkhalo.training.checkpoint import (
 from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, StampStore
 
-#: An FPR is resolved when the val negatives expect at least this many false positives at it
-#: (the evaluate stage's default rule).
-MIN_EXPECTED_FP = 10.0
-FORMAT = 1
+FORMAT = 2
 
 StepCallback = Callable[[int, int], None]
 
 
+# --- choosing the best epoch ----------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class Selection:
-    """The FPR at which val completeness picks the best epoch (None: val cannot resolve any), and why."""
+class EpochPickRule:
+    """How the best epoch is picked: val completeness at ``fpr`` (None: val resolves no FPR), and why.
+
+    An FPR is resolved when the val negatives expect at least ``min_expected_fp`` false positives at it.
+    """
 
     fpr: float | None
+    min_expected_fp: float
     why: str
 
 
-@dataclass
-class FitResult:
-    """What ``fit`` did: per-epoch history, the chosen epoch and why, where the checkpoints are."""
-
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_reason: str
-    resumed_from: int  # epochs already in the checkpoints when this call started (0: fresh)
-    checkpoint_dir: Path
-    device: str
-    precision: str
-
-
-def selection_fpr(target: float, n_neg: int, min_expected_fp: float = MIN_EXPECTED_FP) -> Selection:
+def pick_rule(target: float, n_neg: int, min_expected_fp: float) -> EpochPickRule:
     """``target`` when ``n_neg`` negatives resolve it, else the lowest FPR they do resolve."""
     if n_neg * target >= min_expected_fp:
         why = f"FPR {target:g} (resolved: {n_neg} val negatives x {target:g} >= {min_expected_fp:g})"
-        return Selection(target, why)
+        return EpochPickRule(target, min_expected_fp, why)
     if n_neg >= min_expected_fp:
         lowest = min_expected_fp / n_neg
-        return Selection(
-            lowest,
+        why = (
             f"FPR {lowest:.4g}, the lowest {n_neg} val negatives resolve (target {target:g} needs "
-            f"{math.ceil(min_expected_fp / target)} negatives)",
+            f"{math.ceil(min_expected_fp / target)} negatives)"
         )
-    return Selection(None, f"no FPR is resolvable with {n_neg} val negatives (need {min_expected_fp:g})")
+        return EpochPickRule(lowest, min_expected_fp, why)
+    why = f"no FPR is resolvable with {n_neg} val negatives (need {min_expected_fp:g})"
+    return EpochPickRule(None, min_expected_fp, why)
 
 
-def epoch_metrics(logits: np.ndarray, labels: np.ndarray, target_fpr: float, selection: Selection) -> dict[str, Any]:
-    """Val AUROC (reported, never used to choose) and completeness at ``target_fpr`` and at the selection FPR."""
+def epoch_metrics(logits: np.ndarray, labels: np.ndarray, target_fpr: float, rule: EpochPickRule) -> dict[str, Any]:
+    """Val AUROC (reported, never used to choose) and completeness at ``target_fpr`` and at the rule's FPR."""
     pos, neg = logits[labels == 1], logits[labels == 0]
     both = pos.size > 0 and neg.size > 0
-    at_target = completeness_at_fpr(pos, neg, target_fpr, MIN_EXPECTED_FP) if both else None
-    at_select = completeness_at_fpr(pos, neg, selection.fpr, MIN_EXPECTED_FP) if both and selection.fpr else None
+    at_target = completeness_at_fpr(pos, neg, target_fpr, rule.min_expected_fp) if both else None
+    at_select = completeness_at_fpr(pos, neg, rule.fpr, rule.min_expected_fp) if both and rule.fpr else None
     return {
         "val_auroc": float(roc_auc_score(labels, logits)) if both else math.nan,
         "val_completeness": at_target.completeness if at_target else math.nan,
         "val_completeness_fpr": target_fpr,
         "val_completeness_resolved": bool(at_target and at_target.resolved),
-        "select_fpr": selection.fpr if selection.fpr is not None else math.nan,
+        "select_fpr": rule.fpr if rule.fpr is not None else math.nan,
         "select_completeness": at_select.completeness if at_select else math.nan,
     }
 
 
-def choose_best(history: list[dict[str, Any]], selection: Selection) -> tuple[int, str]:
+def choose_best(history: list[dict[str, Any]], rule: EpochPickRule) -> tuple[int, str]:
     """(best epoch, why): highest ``select_completeness``, ties to the lower val loss, then the earlier epoch.
 
     With no resolvable FPR it falls back to the lowest val loss. AUROC is never consulted.
     """
-    if selection.fpr is not None and any(math.isfinite(r["select_completeness"]) for r in history):
-        scored = [r for r in history if math.isfinite(r["select_completeness"])]
+    scored = [r for r in history if math.isfinite(r["select_completeness"])]
+    if rule.fpr is not None and scored:
         best = min(scored, key=lambda r: (-r["select_completeness"], r["val_loss"], r["epoch"]))
         return best["epoch"], (
-            f"highest val completeness {best['select_completeness']:.4f} at {selection.why}; "
+            f"highest val completeness {best['select_completeness']:.4f} at {rule.why}; "
             f"ties to lower val loss; AUROC not used"
         )
     best = min(history, key=lambda r: (r["val_loss"], r["epoch"]))
-    return best["epoch"], f"lowest val loss {best['val_loss']:.4g}: {selection.why}"
+    return best["epoch"], f"lowest val loss {best['val_loss']:.4g}: {rule.why}"
+
+
+# --- what the model was fed (L10) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForwardCall:
+    """What one forward call received: positional arguments, tensors (positional and keyword), keyword
+    names, and the first argument's per-stamp shape (batch axis dropped; None when it is no tensor)."""
+
+    n_args: int
+    n_tensors: int
+    kwargs: tuple[str, ...]
+    shape: tuple[int, ...] | None
+
+    def to_dict(self, calls: int) -> dict[str, Any]:
+        """A JSON-ready row, with the input's channel count and ``calls``, how often it was received."""
+        return {
+            "n_args": self.n_args,
+            "n_tensors": self.n_tensors,
+            "kwargs": list(self.kwargs),
+            "shape": None if self.shape is None else list(self.shape),
+            "channels": self.shape[0] if self.shape else None,
+            "calls": calls,
+        }
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> ForwardCall:
+        shape = None if row["shape"] is None else tuple(row["shape"])
+        return cls(row["n_args"], row["n_tensors"], tuple(row["kwargs"]), shape)
+
+
+class ForwardInputs:
+    """A forward pre-hook counting the distinct ``ForwardCall``s a module receives, in the order first seen
+    (a resumed run continues the count of the epochs already done, so its record equals an uninterrupted one's)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = ()) -> None:
+        self.calls: Counter[ForwardCall] = Counter({ForwardCall.from_dict(row): row["calls"] for row in rows})
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        first = args[0] if args else None
+        self.calls[
+            ForwardCall(
+                n_args=len(args),
+                n_tensors=sum(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())),
+                kwargs=tuple(sorted(kwargs)),
+                shape=tuple(first.shape[1:]) if isinstance(first, torch.Tensor) else None,
+            )
+        ] += 1
+
+    @contextmanager
+    def recording(self, module: nn.Module) -> Iterator[None]:
+        """Record every forward call of ``module`` inside the block; the hook is removed after it."""
+        handle = module.register_forward_pre_hook(self, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per distinct call, with its number of calls."""
+        return [call.to_dict(n) for call, n in self.calls.items()]
+
+
+# --- model, optimizer, loss -----------------------------------------------------------------------
 
 
 def loss_function(spec: TrainSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -136,23 +198,14 @@ def uses_bf16(spec: TrainSpec, device: torch.device) -> bool:
     return spec.precision == "bf16" and device.type == "cuda"
 
 
-def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: bool = False) -> np.ndarray:
-    """The model's logits (float32) for every stamp of ``store``, in store order, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out = []
-    with torch.no_grad(), torch.autocast(store.device.type, dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(store), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(store)), device=store.device)
-            images, _ = store.batch(index)
-            out.append(model(images.contiguous(memory_format=torch.channels_last)).float().squeeze(1))
-    model.train(was_training)
-    return torch.cat(out).cpu().numpy()
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per epoch (the remainder joins later epochs' shuffles; at least one batch)."""
+    return max(1, n_train // batch_size)
 
 
 @dataclass
 class Trainer:
-    """A model with its optimizer, schedule and loss, stepped on device batches (fit and the benchmark)."""
+    """A model with its optimizer, per-step schedule, loss and data-order generator (fit and the benchmark)."""
 
     spec: TrainSpec
     device: torch.device
@@ -161,6 +214,8 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    generator: torch.Generator  # shuffles and augmentation draws
+    total_steps: int
     bf16: bool
     memory_format: torch.memory_format
 
@@ -182,9 +237,16 @@ class Trainer:
             optimizer=optimizer,
             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=loss_function(spec),
+            generator=torch.Generator(device=device).manual_seed(seed),
+            total_steps=total_steps,
             bf16=uses_bf16(spec, device),
             memory_format=memory_format,
         )
+
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps taken so far (the scheduler counts them, and is resumed with them)."""
+        return self.scheduler.last_epoch
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimizer step on a batch already on the device; returns the (detached) batch loss."""
@@ -201,9 +263,138 @@ class Trainer:
         return loss.detach()
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Full batches per epoch (the remainder joins later epochs' shuffles; at least one batch)."""
-    return max(1, n_train // batch_size)
+# --- one epoch, one validation --------------------------------------------------------------------
+
+
+def train_one_epoch(
+    trainer: Trainer,
+    train: StampStore,
+    table: torch.Tensor,
+    epoch: int,
+    steps: int,
+    on_step: StepCallback | None = None,
+) -> dict[str, float]:
+    """``steps`` full batches in a fresh seeded order, augmented by ``table`` on the device.
+
+    Returns the epoch's mean train loss, the learning rate it ended at and its throughput;
+    ``on_step(done, total)`` is called after every optimizer step.
+    """
+    started = time.perf_counter()
+    trainer.model.train()
+    order = train.shuffled(trainer.generator)
+    batch = min(trainer.spec.batch_size, len(train))
+    loss_sum = torch.zeros((), device=trainer.device)
+    for step in range(steps):
+        images, labels = train.batch(order[step * batch : (step + 1) * batch])
+        loss_sum += trainer.step(augment(images, table, trainer.generator), labels)
+        if on_step is not None:
+            on_step(trainer.steps_done, trainer.total_steps)
+    train_loss = float(loss_sum) / steps  # float() waits for the device
+    train_s = time.perf_counter() - started
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"training diverged: epoch {epoch} mean train loss is {train_loss}")
+    return {
+        "train_loss": train_loss,
+        "lr": trainer.scheduler.get_last_lr()[0],
+        "train_s": train_s,
+        "images_per_s": steps * batch / train_s,
+    }
+
+
+def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: bool = False) -> np.ndarray:
+    """The model's logits (float32) for every stamp of ``store``, in store order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(store.device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(store), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(store)), device=store.device)
+            images, _ = store.batch(index)
+            out.append(model(images.contiguous(memory_format=torch.channels_last)).float().squeeze(1))
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy()
+
+
+def evaluate(trainer: Trainer, val: StampStore, rule: EpochPickRule) -> dict[str, Any]:
+    """Val loss and ``epoch_metrics`` of the model as it stands, and the time they took."""
+    started = time.perf_counter()
+    logits = predict_logits(trainer.forward, val, trainer.spec.batch_size, trainer.bf16)
+    labels = val.labels.cpu()
+    return {
+        "val_loss": float(trainer.loss_fn(torch.from_numpy(logits), labels)),
+        **epoch_metrics(logits, labels.numpy(), trainer.spec.select_at_fpr, rule),
+        "val_s": time.perf_counter() - started,
+    }
+
+
+# --- the training state ---------------------------------------------------------------------------
+
+
+def training_state(
+    trainer: Trainer, args: dict[str, Any], epoch: int, history: list[dict[str, Any]], inputs: ForwardInputs
+) -> dict[str, Any]:
+    """The checkpoint after ``epoch``: everything an exact resume needs, as tensors and primitives."""
+    rng = {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()}
+    if trainer.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
+    return {
+        "format": FORMAT,
+        "arch": trainer.spec.arch,
+        "normalisation": NORMALISATION,
+        "args": args,
+        "epoch": epoch,
+        "state_dict": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng": rng,
+        "history": history,
+        "forward_inputs": inputs.rows(),
+    }
+
+
+def resume(trainer: Trainer, path: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """Load the training state at ``path`` into ``trainer`` and return it; refuses one made with other args."""
+    state = load_checkpoint(path)
+    _check_args(path, state.get("args"), args)
+    trainer.model.load_state_dict(state["state_dict"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.generator.set_state(state["rng"]["generator"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if trainer.device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], trainer.device)
+    return state
+
+
+def _check_args(path: Path, saved: Any, current: dict[str, Any]) -> None:
+    """Refuse to resume from a checkpoint made for other settings or other stamps."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: no run args recorded; cannot resume from it")
+    differing = sorted(k for k in current.keys() | saved.keys() if saved.get(k) != current.get(k))
+    if differing:
+        key = differing[0]
+        raise CheckpointError(
+            f"{path}: made for another run ({key}: {saved.get(key)!r} there, {current.get(key)!r} here); "
+            "remove it to start afresh"
+        )
+
+
+# --- fit ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` did: per-epoch history, the chosen epoch and why, where the checkpoints are, and
+    ``model_inputs``, the record of what the model was fed that L10 judges."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_reason: str
+    resumed_from: int  # epochs already in the checkpoints when this call started (0: fresh)
+    checkpoint_dir: Path
+    device: str
+    precision: str
+    model_inputs: dict[str, Any]
 
 
 def fit(
@@ -212,114 +403,58 @@ def fit(
     spec: TrainSpec,
     seed: int,
     checkpoint_dir: Path,
+    min_expected_fp: float,
     on_step: StepCallback | None = None,
 ) -> FitResult:
-    """Train ``spec.arch`` on ``train``, validate on ``val`` each epoch, resuming from ``checkpoint_dir``."""
-    device = train.device
+    """Train ``spec.arch`` on ``train``, validate on ``val`` each epoch, resuming from ``checkpoint_dir``.
+
+    ``min_expected_fp`` is the resolvability rule (the evaluate stage's): the best epoch is judged at
+    an FPR where the val negatives expect at least that many false positives.
+    """
     if len(train) < 2:
         raise ValueError(f"need at least 2 train stamps (batch norm), got {len(train)}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    identity = {
+    args = {
         **spec.model_dump(mode="json"),
         "seed": seed,
+        "min_expected_fp": min_expected_fp,
         "train_stamps": train.digest(),
         "val_stamps": val.digest(),
-        "device": device.type,
+        "device": train.device.type,
     }
-    per_epoch = steps_per_epoch(len(train), spec.batch_size)
-    total_steps = per_epoch * spec.epochs
-    trainer = Trainer.build(spec, device, seed, total_steps)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-
-    history: list[dict[str, Any]] = []
+    steps = steps_per_epoch(len(train), spec.batch_size)
+    trainer = Trainer.build(spec, train.device, seed, steps * spec.epochs)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "forward_inputs": []}
     latest = latest_checkpoint(checkpoint_dir)
     if latest is not None:
-        state = load_checkpoint(latest)
-        _check_identity(latest, state.get("identity"), identity)
-        trainer.model.load_state_dict(state["state_dict"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        history = list(state["history"])
-    resumed_from = len(history)
+        state = resume(trainer, latest, args)
+    history = list(state["history"])
+    inputs = ForwardInputs(state["forward_inputs"])  # the calls of the epochs already done, then ours
+    rule = pick_rule(spec.select_at_fpr, val.n_negatives, min_expected_fp)
+    table = transform_table(train.images.shape[-1], spec.augment, train.device)
 
-    table = transform_table(train.images.shape[-1], spec.augment, device)
-    selection = selection_fpr(spec.select_at_fpr, val.n_negatives)
-    val_labels = val.labels.cpu().numpy()
-    batch = min(spec.batch_size, len(train))
+    with inputs.recording(trainer.forward):
+        for epoch in range(state["epoch"] + 1, spec.epochs + 1):
+            started = time.perf_counter()
+            row = {"epoch": epoch, **train_one_epoch(trainer, train, table, epoch, steps, on_step)}
+            row.update(evaluate(trainer, val, rule), epoch_s=time.perf_counter() - started)
+            history.append(row)
+            save_checkpoint(
+                checkpoint_dir / checkpoint_name(epoch), training_state(trainer, args, epoch, history, inputs)
+            )
 
-    for epoch in range(resumed_from + 1, spec.epochs + 1):
-        started = time.perf_counter()
-        trainer.model.train()
-        order = train.shuffled(generator)
-        loss_sum = torch.zeros((), device=device)
-        for step in range(per_epoch):
-            images, labels = train.batch(order[step * batch : (step + 1) * batch])
-            loss_sum += trainer.step(augment(images, table, generator), labels)
-            if on_step is not None:
-                on_step((epoch - 1) * per_epoch + step + 1, total_steps)
-        train_loss = float(loss_sum) / per_epoch  # float() waits for the device
-        train_s = time.perf_counter() - started
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training diverged: epoch {epoch} mean train loss is {train_loss}")
-
-        val_started = time.perf_counter()
-        val_logits = predict_logits(trainer.forward, val, spec.batch_size, trainer.bf16)
-        val_loss = float(trainer.loss_fn(torch.from_numpy(val_logits), torch.from_numpy(val_labels.astype(np.float32))))
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                **epoch_metrics(val_logits, val_labels, spec.select_at_fpr, selection),
-                "lr": trainer.scheduler.get_last_lr()[0],
-                "train_s": train_s,
-                "val_s": time.perf_counter() - val_started,
-                "epoch_s": time.perf_counter() - started,
-                "images_per_s": per_epoch * batch / train_s,
-            }
-        )
-        state = {
-            "format": FORMAT,
-            "arch": spec.arch,
-            "normalisation": NORMALISATION,
-            "identity": identity,
-            "epoch": epoch,
-            "state_dict": trainer.model.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": trainer.scheduler.state_dict(),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": history,
-        }
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        save_checkpoint(checkpoint_dir / checkpoint_name(epoch), state)
-
-    best_epoch, reason = choose_best(history, selection)
+    best_epoch, reason = choose_best(history, rule)
     return FitResult(
         history=history,
         best_epoch=best_epoch,
         best_reason=reason,
-        resumed_from=resumed_from,
+        resumed_from=state["epoch"],
         checkpoint_dir=checkpoint_dir,
-        device=str(device),
+        device=str(train.device),
         precision="bf16" if trainer.bf16 else "fp32",
+        model_inputs={
+            "columns_read": list(dict.fromkeys(train.columns_read + val.columns_read)),
+            "input_columns": list(dict.fromkeys(train.input_columns + val.input_columns)),
+            "forward_inputs": inputs.rows(),
+        },
     )
-
-
-def _check_identity(path: Path, saved: Any, current: dict[str, Any]) -> None:
-    """Refuse to resume from a checkpoint made for other settings or other stamps."""
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path}: no run identity recorded; cannot resume from it")
-    differing = sorted(k for k in current.keys() | saved.keys() if saved.get(k) != current.get(k))
-    if differing:
-        key = differing[0]
-        raise CheckpointError(
-            f"{path}: made for another run ({key}: {saved.get(key)!r} there, {current.get(key)!r} here); "
-            "remove it to start afresh"
-        )

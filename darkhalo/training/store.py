@@ -2,9 +2,10 @@
 
 The store lives on the GPU when it fits, else in (pinned, for CUDA) host memory, else in a
 memory-mapped file in a spill folder, so an epoch is a seeded permutation and a gather per batch,
-with no DataLoader workers. It reads only
-``READ_COLUMNS`` from the shards and feeds the model only ``MODEL_INPUT_COLUMNS`` (L10 by
-construction): injection parameters, arc S/N and other metadata are never read.
+with no DataLoader workers. It asks the shards for ``READ_COLUMNS`` only, so injection parameters,
+arc S/N and other metadata are never read, and it records what it did read (``columns_read``, from
+the schemas of the tables as read) and which of those the model's input tensor was built from
+(``input_columns``): the evidence L10 judges.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from darkhalo import tables
-from darkhalo.stamps import N_BANDS, decode_checked
+from darkhalo import layout, tables
+from darkhalo.stamps import CORE_COLUMNS, N_BANDS, decode_checked
 
-#: The only shard columns the store reads: identity, label (the target), split (row choice), pixels.
-READ_COLUMNS: tuple[str, ...] = ("stamp_id", "label", "split", "image")
-#: What the model is fed: the pixels only (L10).
-MODEL_INPUT_COLUMNS: tuple[str, ...] = ("image",)
+#: The only shard columns the store asks for: identity, label (the target), split (row choice), pixels.
+READ_COLUMNS: tuple[str, ...] = CORE_COLUMNS
+#: The column the images (the model's input tensor) are decoded from.
+PIXEL_COLUMN = "image"
 
 #: The per-stamp normalisation's name, recorded in every checkpoint and checked at inference.
 NORMALISATION = "robust_median_mad_clip50"
@@ -64,7 +65,8 @@ class StampStore:
     labels: torch.Tensor  # (N,) float32 0/1 on ``device``
     stamp_ids: np.ndarray  # (N,) int64, ascending
     device: torch.device
-    model_input_columns: tuple[str, ...] = MODEL_INPUT_COLUMNS
+    columns_read: tuple[str, ...] = ()  # the shard columns loading read, in the order first read
+    input_columns: tuple[str, ...] = ()  # those that ``images`` was built from
 
     def __len__(self) -> int:
         return len(self.stamp_ids)
@@ -95,18 +97,17 @@ class StampStore:
 
 
 def load_store(folder: Path, split: str, size: int, device: torch.device, spill: Path | None = None) -> StampStore:
-    """Load the ``split`` rows of ``folder/stamps/part-*.parquet`` into a StampStore on ``device``.
+    """Load the ``split`` rows of an inject stage folder's stamp shards into a StampStore on ``device``.
 
     ``spill`` is the file (``.npy``) the images are memory-mapped to when they fit neither the
     GPU nor host memory. Raises ValueError naming the file and stamp for missing columns, bad labels, duplicate ids,
     wrongly sized or non-finite images.
     """
-    files = sorted((folder / "stamps").glob("part-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no stamp shards in {folder / 'stamps'} (expected part-*.parquet)")
-    ids, labels, counts = _index(files, split)
+    files = layout.parts(folder, layout.STAMPS)
+    columns_read: dict[str, None] = {}  # an ordered set, filled by the readers
+    ids, labels, counts = _index(files, split, columns_read)
     if not ids.size:
-        raise ValueError(f"no '{split}' stamps in {folder / 'stamps'}")
+        raise ValueError(f"no '{split}' stamps in {folder / layout.STAMPS}")
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
@@ -120,7 +121,7 @@ def load_store(folder: Path, split: str, size: int, device: torch.device, spill:
     start = 0
     for path, count in zip(files, counts, strict=True):
         file_start = start
-        for chunk_ids, chunk in _read_images(path, split, size):
+        for chunk_ids, chunk in _read_images(path, split, size, columns_read):
             rows = slice(start, start + len(chunk_ids))
             if not np.array_equal(chunk_ids, ids[rows]):
                 raise ValueError(f"{path}: rows changed while loading (stamp ids differ between reads)")
@@ -130,18 +131,27 @@ def load_store(folder: Path, split: str, size: int, device: torch.device, spill:
         if start - file_start != count:
             raise ValueError(f"{path}: rows changed while loading ({count} '{split}' rows, then {start - file_start})")
     label_tensor = torch.from_numpy(labels[order].astype(np.float32)).to(device)
-    return StampStore(images=images, labels=label_tensor, stamp_ids=sorted_ids, device=device)
+    return StampStore(
+        images=images,
+        labels=label_tensor,
+        stamp_ids=sorted_ids,
+        device=device,
+        columns_read=tuple(columns_read),
+        input_columns=(PIXEL_COLUMN,),
+    )
 
 
-def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Stamp ids, labels and per-file counts of the ``split`` rows, in file order."""
+def _index(files: list[Path], split: str, read: dict[str, None]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Stamp ids, labels and per-file counts of the ``split`` rows, in file order; adds the columns it
+    read to ``read``."""
     ids, labels, counts = [], [], []
     for path in files:
         schema = tables.read_schema(path)
         missing = [c for c in READ_COLUMNS if c not in schema.names]
         if missing:
             raise ValueError(f"{path}: stamp shard lacks column(s) {', '.join(missing)}")
-        table = tables.read_table(path, columns=[c for c in READ_COLUMNS if c != "image"])
+        table = tables.read_table(path, columns=[c for c in READ_COLUMNS if c != PIXEL_COLUMN])
+        read.update(dict.fromkeys(table.schema.names))
         table = table.filter(pc.equal(table["split"], split))
         file_ids = table["stamp_id"].to_numpy().astype(np.int64)
         file_labels = table["label"].to_numpy()
@@ -154,15 +164,17 @@ def _index(files: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[
     return np.concatenate(ids), np.concatenate(labels), counts
 
 
-def _read_images(path: Path, split: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(stamp ids, decoded images) of the ``split`` rows of one shard, in chunks of LOAD_CHUNK rows."""
+def _read_images(path: Path, split: str, size: int, read: dict[str, None]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(stamp ids, decoded images) of the ``split`` rows of one shard, in chunks of LOAD_CHUNK rows;
+    adds the columns it read to ``read``."""
     reader = pq.ParquetFile(path)
     for batch in reader.iter_batches(batch_size=LOAD_CHUNK, columns=[c for c in READ_COLUMNS if c != "label"]):
+        read.update(dict.fromkeys(batch.schema.names))
         batch = batch.filter(pc.equal(batch.column("split"), pa.scalar(split)))
         if not batch.num_rows:
             continue
         chunk_ids = batch.column("stamp_id").to_numpy().astype(np.int64)
-        images = decode_checked(batch.column("image"), chunk_ids, size, path)
+        images = decode_checked(batch.column(PIXEL_COLUMN), chunk_ids, size, path)
         yield chunk_ids, images
 
 

@@ -14,7 +14,8 @@ LESSON = LESSONS["L4"]
 
 
 def check(metrics: Any, thresholds: L4Thresholds | None = None) -> Finding:
-    """Judge a parsed metrics.json against the L4 contract (data_contracts.metrics)."""
+    """Judge parsed metrics.json, any JSON value, against the L4 contract (data_contracts.metrics):
+    a value that does not fit the model is a failed finding naming the field, never an exception."""
     problems = metrics_problems(metrics)
     evidence, count = evidence_rows([{"problem": p} for p in problems])
     finding = Finding(

@@ -1,8 +1,9 @@
 """L6 host matching: positive and control hosts share one distribution of r magnitude, r - z colour,
 PSFSIZE_R and PSFDEPTH_R, per split (two-sample KS statistics bounded; data_contracts.lessons).
 
-The bound is the larger of the spec's ``max_ks`` and the KS critical value at family-wise level
-0.01 (Bonferroni over splits x properties), so small splits are not failed for sampling noise.
+The bound is the larger of the spec's ``max_ks`` and the KS critical value at the spec's family-wise
+level ``family_alpha`` (Bonferroni over splits x properties), so small splits are not failed for
+sampling noise; a larger ``family_alpha`` is a stricter test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L6Thresholds
 
 KEY = ["RELEASE", "BRICKID", "OBJID"]
-FAMILY_ALPHA = 0.01
 #: Manifest columns this check reads.
 NEEDS = ("FLUX_R", "FLUX_Z", "PSFSIZE_R", "PSFDEPTH_R")
 
@@ -47,7 +47,7 @@ def check(manifest: pd.DataFrame, thresholds: L6Thresholds) -> Finding:
     hosts = manifest.drop_duplicates([*KEY, "label"])
     props = host_properties(hosts)
     splits = sorted(hosts["split"].unique())
-    alpha = FAMILY_ALPHA / max(1, len(splits) * props.shape[1])
+    alpha = thresholds.family_alpha / max(1, len(splits) * props.shape[1])
     rows, worst = [], 0.0
     for split in splits:
         in_split = (hosts["split"] == split).to_numpy()

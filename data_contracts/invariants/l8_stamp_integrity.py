@@ -1,9 +1,9 @@
-"""L8 stamp integrity (data_contracts.lessons): shape, band order and finite pixels; controls
-bit-identical to their cutouts; positives equal to cutout + the recorded arc; a point source sent
-through the injection lands where intended and keeps its flux; no duplicated (host, config) rows.
+"""L8 stamp integrity (data_contracts.lessons): byte length and finite pixels; controls
+bit-identical to their cutouts; positives equal to cutout + their arc (band by band, so a stamp in
+another band order or on another host's cutout fails); every manifest row stamped; a point source
+sent through the injection lands where intended and keeps its flux; no duplicated (host, config) rows.
 
-Each part is a check of its own (the stamp part runs batch by batch where the stamps are made);
-``check`` merges the parts' findings into the one L8 verdict.
+Each part is a check of its own; ``check`` merges the parts' findings into the one L8 verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L8Thresholds
 
-BANDS = ("g", "r", "z")
 HOST_CONFIG_KEY = ["RELEASE", "BRICKID", "OBJID", "config_id"]
 
 
@@ -35,12 +34,18 @@ def _finding(passed: bool, detail: str, rows: list[dict], measured: object = Non
     )
 
 
+#: An arc rendered again (in another batch) agrees with the one injected to float32 rounding of
+#: the FFT, ~1e-8 of its brightest pixel; this share of that pixel is allowed on top of the sum's rounding.
+ARC_REPEAT_RTOL = 1e-5
+
+
 def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per stamp, what is wrong with it ("" when nothing): stamps, cutouts and arcs (N, 3, S, S).
 
     Pixels must be finite; controls (label 0) bit-identical to their cutouts; positives must differ
-    from theirs by the arc up to float32 rounding of the sum (|stamp - cutout - arc| <= eps32
-    (|cutout| + |arc|)). Run where the stamps are made, its result kept per stamp.
+    from theirs by the arc, band by band, up to float32 rounding of the sum and ``ARC_REPEAT_RTOL``
+    of the arc's brightest pixel in that band. The judge runs it on stamps decoded from the written
+    shards, against cutouts fetched again and arcs rendered again.
     """
     labels = np.asarray(labels)
     problems = np.full(len(labels), "", dtype=object)
@@ -49,34 +54,13 @@ def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, la
     same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
     cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
     residual = np.abs(images.astype(np.float64) - cut64 - arc64)
-    exact = (residual <= np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64))).all(axis=(1, 2, 3))
+    peak = np.abs(arc64).max(axis=(2, 3), keepdims=True)
+    allowed = np.finfo(np.float32).eps * (np.abs(cut64) + np.abs(arc64)) + ARC_REPEAT_RTOL * peak
+    exact = (residual <= allowed).all(axis=(1, 2, 3))
     problems[~controls & ~exact] = "stamp - cutout != arc"
     problems[controls & ~same_bits] = "control differs from its cutout"
     problems[~finite] = "non-finite pixels"
     return problems
-
-
-def check_stamps(
-    images: np.ndarray,
-    cutouts: np.ndarray,
-    arcs: np.ndarray,
-    labels: np.ndarray,
-    stamp_ids: np.ndarray,
-    bands: Sequence[str],
-    size: int,
-) -> Finding:
-    """Stamps (N, 3, size, size) float32 against the cutouts they were made from and the arcs added
-    (shape, dtype and band order, then ``stamp_problems``)."""
-    problems: list[str] = []
-    if tuple(bands) != BANDS:
-        problems.append(f"band order {tuple(bands)} is not {BANDS}")
-    expected = (len(labels), len(BANDS), size, size)
-    for name, array in (("stamps", images), ("cutouts", cutouts), ("arcs", arcs)):
-        if array.shape != expected or array.dtype != np.float32:
-            problems.append(f"{name} are {array.dtype} {array.shape}, expected float32 {expected}")
-    if problems:
-        return _finding(False, "; ".join(problems), [])
-    return check_recorded(stamp_ids, stamp_problems(images, cutouts, arcs, labels))
 
 
 def check_recorded(stamp_ids: np.ndarray, problems: np.ndarray) -> Finding:

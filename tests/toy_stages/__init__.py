@@ -15,8 +15,8 @@ from data_contracts.findings import Finding
 
 
 def run_toy(name: str, ctx: StageContext, upstream: str | None) -> StageResult:
-    """Write ``<name>.txt`` (seed, train epochs, upstream content), misbehaving when told to."""
-    text = f"{name} seed={ctx.spec.seed} epochs={ctx.spec.train.epochs}\n"
+    """Write ``<name>.txt`` (seed; train epochs after an upstream; its content), misbehaving when told to."""
+    text = f"{name} seed={ctx.spec.seed}" + (f" epochs={ctx.spec.train.epochs}" if upstream else "") + "\n"
     if upstream:
         text += (ctx.input(upstream) / f"{upstream}.txt").read_text()
     target: Path = ctx.out / f"{name}.txt"
@@ -39,7 +39,7 @@ PARENT_STAGE = Stage("select", (), ("seed", "selection"), "toy_stages.parent", "
 
 TOY_STAGES = (
     Stage("first", (), ("seed",), "toy_stages.first", "first toy stage"),
-    Stage("second", ("first",), ("train",), "toy_stages.second", "second toy stage"),
+    Stage("second", ("first",), ("seed", "train"), "toy_stages.second", "second toy stage"),
 )
 
 

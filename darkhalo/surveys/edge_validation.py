@@ -5,7 +5,8 @@ finite and >= 0; MW_TRANSMISSION in (0, 1]; PSFSIZE (FWHM, arcsec) > 0; TYPE in 
 a unique (RELEASE, BRICKID, OBJID) key. It runs in an ephemeral GE context on a pandas frame; the
 validation result (JSON) and the Data Docs (HTML) are written under the given folder. Failures of
 row expectations name the offending rows; failures of table expectations (a missing column, a
-wrong dtype) condemn the whole catalog.
+wrong dtype) condemn the whole catalog. ``edge_finding`` turns the outcome into the select stage's
+finding and the rows it may quarantine.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import pandas as pd
 
 from darkhalo.artifacts import write_json
 from darkhalo.surveys.columns import KEY, OPTICAL_WISE, SWEEP_COLUMNS, TYPES
+from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding
 
 #: Largest finite float32: "between -FLOAT_MAX and FLOAT_MAX" is how GE says "finite" (NaN is null).
 FLOAT_MAX = 3.4e38
 #: Offending values kept per expectation in the written result (the counts are kept in full).
 KEPT_UNEXPECTED = 20
+EDGE_ID = "edge:survey_catalog"
+#: Offending rows named in a failed edge validation's title.
+NAMED_ROWS = 5
 
 
 @dataclass
@@ -105,6 +110,36 @@ def validate_catalog(frame: pd.DataFrame, folder: Path) -> EdgeReport:
     report = _report(record)
     write_json(folder / "validation_result.json", _trimmed(record))
     return report
+
+
+def edge_finding(
+    edge: EdgeReport, origin: pd.DataFrame, catalog: pd.DataFrame, quarantine: bool
+) -> tuple[Finding, list[int]]:
+    """The edge validation as a finding, and the row positions to quarantine (when ``quarantine`` allows).
+
+    ``origin`` gives each row's source file and row in it (``catalog``'s RangeIndex order); a
+    failed finding names the first offending rows by file, row and reasons."""
+    bad = sorted(edge.row_reasons)
+    n = len(bad)
+    evidence = tuple(
+        {
+            "file": origin.at[i, "file"],
+            "row": int(origin.at[i, "row"]),
+            "key": {k: int(catalog.at[i, k]) for k in KEY if pd.notna(catalog.at[i, k])},
+            "failed": edge.row_reasons[i],
+        }
+        for i in bad[:MAX_EVIDENCE_ROWS]
+    )
+    detail = "Great Expectations suite 'sweep_catalog'; result and Data Docs in validation/"
+    if edge.table_problems:
+        title = f"survey catalog unusable: {'; '.join(edge.table_problems)}"
+        return Finding(EDGE_ID, title, False, len(edge.table_problems), 0, detail, evidence, n), bad
+    if bad and not quarantine:
+        named = "; ".join(f"{r['file']} row {r['row']}: {', '.join(r['failed'])}" for r in evidence[:NAMED_ROWS])
+        title = f"survey catalog has {n} bad rows (quarantine_bad_rows is off); first: {named}"
+        return Finding(EDGE_ID, title, False, n, 0, detail, evidence, n), bad
+    title = f"survey catalog passed edge validation ({n} rows quarantined)"
+    return Finding(EDGE_ID, title, True, n, None, detail, evidence, n), bad
 
 
 def _report(record: dict[str, Any]) -> EdgeReport:
