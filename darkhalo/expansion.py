@@ -22,39 +22,19 @@ import pandas as pd
 
 from darkhalo.hashing import hash64, host_ids, uniform
 from darkhalo.sky import healpix_of, split_of_pixels
-from darkhalo.sources import SOURCE_COLUMNS, draw_source_parameters
+from darkhalo.sources import draw_source_parameters
 from darkhalo.spec import GenerationSpec, GridSpec
+from data_contracts.catalog import HostRow
+from data_contracts.manifest import GRID_COLUMNS, SOURCE_COLUMNS, Manifest
+from data_contracts.parent_sample import ParentSample
+from data_contracts.schema import column_names
 
 #: Host columns carried from the parent sample into every manifest row (what inject and the
 #: invariants need: position, PSF, depth, shape, fluxes).
-HOST_COLUMNS = (
-    "RELEASE",
-    "BRICKID",
-    "OBJID",
-    "RA",
-    "DEC",
-    "TYPE",
-    *(f"{prefix}_{band}" for prefix in ("FLUX", "MW_TRANSMISSION", "PSFSIZE", "PSFDEPTH") for band in "GRZ"),
-    "SHAPE_R",
-    "SHAPE_E1",
-    "SHAPE_E2",
-    "SERSIC",
-)
+HOST_COLUMNS = column_names(HostRow)
 #: What expansion reads from the parent sample.
-PARENT_COLUMNS = (*HOST_COLUMNS, "KNOWN_LENS")
-GRID_COLUMNS = ("theta_e", "src_reff", "src_e", "shear", "src_dmag")
-MANIFEST_COLUMNS = (
-    "stamp_id",
-    "label",
-    "split",
-    "role",
-    "host_id",
-    "healpix",
-    *HOST_COLUMNS,
-    "config_id",
-    *GRID_COLUMNS,
-    *SOURCE_COLUMNS,
-)
+PARENT_COLUMNS = (*HOST_COLUMNS, ParentSample.KNOWN_LENS)
+MANIFEST_COLUMNS = column_names(Manifest)
 _AXIS_TO_COLUMN = {
     "theta_e_arcsec": "theta_e",
     "src_reff_arcsec": "src_reff",
@@ -127,7 +107,7 @@ def _chosen_configs(hosts: pd.DataFrame, configs: pd.DataFrame, k: int, seed: in
 
 
 def expand_hosts(hosts: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
-    """Manifest rows (MANIFEST_COLUMNS) for a batch of hosts from ``host_frame``."""
+    """Manifest rows (data_contracts.manifest.Manifest) for a batch of hosts from ``host_frame``."""
     configs = grid_configs(spec.grid)
     positives = _chosen_configs(hosts[hosts["role"] == "positive"], configs, configs_per_host(spec.grid), spec.seed)
     positives["label"] = np.int8(1)

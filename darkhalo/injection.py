@@ -24,42 +24,19 @@ from darkhalo.hashing import uniform
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.render import ArcParams, render_arcs
-from darkhalo.sources import flux_to_mag
 from darkhalo.spec import GenerationSpec, PsfSpec
 from darkhalo.stamps import encode_images
 from darkhalo.surveys.provider import CutoutProvider, Cutouts
+from data_contracts.stamps import shard_schema
+from data_contracts.survey import BANDS, flux_to_mag, mag_to_flux
 
-BANDS = ("g", "r", "z")
 #: Photo-electrons per nanomaggy for the arc's photon noise: DECam zero points (AB mag for
 #: 1 e-/s: g 25.08, r 25.29, z 24.92) over a 90 s exposure.
-ELECTRONS_PER_NANOMAGGY = {
-    b: 10 ** (0.4 * (zp - 22.5)) * 90.0 for b, zp in zip(BANDS, (25.08, 25.29, 24.92), strict=True)
-}
+ELECTRONS_PER_NANOMAGGY = {b: 90.0 / float(mag_to_flux(zp)) for b, zp in zip(BANDS, (25.08, 25.29, 24.92), strict=True)}
 #: Arcs and kernels are computed in float32 (the stamps' own precision; ~2x faster than float64).
 RENDER_DTYPE = torch.float32
-STAMP_COLUMNS = (
-    "stamp_id",
-    "label",
-    "split",
-    "image",
-    "RELEASE",
-    "BRICKID",
-    "OBJID",
-    "host_id",
-    "RA",
-    "DEC",
-    "config_id",
-    "theta_e",
-    "psfsize_r",
-    "src_mag_r",
-    "host_mag_r",
-    "arc_flux_g",
-    "arc_flux_r",
-    "arc_flux_z",
-    "arc_snr",
-    "magnification",
-    "psf_model",
-)
+#: A stamp shard's columns, in order (data_contracts.stamps.shard_schema).
+STAMP_COLUMNS = tuple(shard_schema().names)
 
 
 def injection_kernels(

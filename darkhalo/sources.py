@@ -23,23 +23,7 @@ import pandas as pd
 
 from darkhalo.hashing import uniform
 from darkhalo.spec import MagPrior, SourceSpec
-from data_contracts.manifest import INJECTION_COLUMNS
-
-#: The per-stamp nuisance columns drawn here: the manifest contract's injection columns after the
-#: four grid values (theta_e, src_reff, src_e, shear).
-SOURCE_COLUMNS = INJECTION_COLUMNS[4:]
-
-
-def mag_to_flux(mag: np.ndarray) -> np.ndarray:
-    """AB magnitude -> nanomaggies."""
-    return 10.0 ** ((22.5 - np.asarray(mag, dtype=float)) / 2.5)
-
-
-def flux_to_mag(flux: np.ndarray) -> np.ndarray:
-    """Nanomaggies -> AB magnitude (NaN for non-positive flux)."""
-    flux = np.asarray(flux, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux > 0, 22.5 - 2.5 * np.log10(np.where(flux > 0, flux, 1.0)), np.nan)
+from data_contracts.survey import BANDS, flux_to_mag, mag_to_flux
 
 
 def sample_magnitudes(prior: MagPrior, u: np.ndarray) -> np.ndarray:
@@ -51,7 +35,7 @@ def sample_magnitudes(prior: MagPrior, u: np.ndarray) -> np.ndarray:
 
 
 def draw_source_parameters(rows: pd.DataFrame, source: SourceSpec, seed: int) -> pd.DataFrame:
-    """The nuisance columns (SOURCE_COLUMNS) for positive rows.
+    """The nuisance columns (data_contracts.manifest.SOURCE_COLUMNS) for positive rows.
 
     ``rows`` holds host_id, config_id, the grid values theta_e, src_e, shear (and src_dmag for
     host_relative brightness) and the host's FLUX_R, SHAPE_E1, SHAPE_E2, MW_TRANSMISSION_G/R/Z.
@@ -81,11 +65,11 @@ def draw_source_parameters(rows: pd.DataFrame, source: SourceSpec, seed: int) ->
     r_minus_z = source.r_minus_z.min + draw("r_minus_z") * (source.r_minus_z.max - source.r_minus_z.min)
     if source.brightness == "host_relative":
         mag_r = flux_to_mag(rows["FLUX_R"].to_numpy()) + rows["src_dmag"].to_numpy(dtype=float)
-        transmission = {band: 1.0 for band in "grz"}
+        transmission = {band: 1.0 for band in BANDS}
     else:
         assert source.mag_prior is not None  # the spec validator guarantees it
         mag_r = sample_magnitudes(source.mag_prior, draw("src_mag"))
-        transmission = {band: rows[f"MW_TRANSMISSION_{band.upper()}"].to_numpy(dtype=float) for band in "grz"}
+        transmission = {band: rows[f"MW_TRANSMISSION_{band.upper()}"].to_numpy(dtype=float) for band in BANDS}
     mags = {"g": mag_r + g_minus_r, "r": mag_r, "z": mag_r - r_minus_z}
 
     return pd.DataFrame(
@@ -100,7 +84,7 @@ def draw_source_parameters(rows: pd.DataFrame, source: SourceSpec, seed: int) ->
             "lens_phi": lens_phi,
             "src_n": source.sersic_n.min + draw("src_n") * (source.sersic_n.max - source.sersic_n.min),
             "src_mag_r": mag_r,
-            **{f"src_flux_{band}": mag_to_flux(mags[band]) * transmission[band] for band in "grz"},
+            **{f"src_flux_{band}": mag_to_flux(mags[band]) * transmission[band] for band in BANDS},
         },
         index=rows.index,
     )

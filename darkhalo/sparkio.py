@@ -1,4 +1,4 @@
-"""Spark <-> parquet helpers shared by the stages: schemas from pandas dtypes, deterministic shards."""
+"""Spark <-> parquet helpers shared by the stages: Spark schemas of the contracts, deterministic shards."""
 
 from __future__ import annotations
 
@@ -6,36 +6,22 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhalo.artifacts import atomic_file
+from data_contracts.schema import Contract, arrow_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
 
 
-def spark_schema(frame: pd.DataFrame) -> StructType:
-    """The Spark schema matching a pandas frame's dtypes (object columns are strings); no session needed."""
-    from pyspark.sql import types as T
+def spark_schema(contract: Contract | pa.Schema) -> StructType:
+    """The Spark schema of a contract (its ``arrow_schema``) or of an Arrow schema; no session needed."""
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-    spark_types = {
-        "bool": T.BooleanType,
-        "int8": T.ByteType,
-        "int16": T.ShortType,
-        "int32": T.IntegerType,
-        "int64": T.LongType,
-        "float32": T.FloatType,
-        "float64": T.DoubleType,
-        "str": T.StringType,
-    }
-    schema = T.StructType()
-    for name, dtype in frame.dtypes.items():
-        key = "str" if pd.api.types.is_string_dtype(dtype) else np.dtype(dtype).name
-        schema.add(str(name), spark_types[key](), nullable=True)
-    return schema
+    return from_arrow_schema(contract if isinstance(contract, pa.Schema) else arrow_schema(contract))
 
 
 def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: int, n_rows: int) -> list[Path]:

@@ -100,19 +100,11 @@ class CutoutSource(Section):
 
 
 class LegacySurvey(Section):
-    """Real DR8/DR9/DR10 files: sweep/tractor FITS or parquet, cutouts, PSF per host."""
+    """Real DR8/DR9/DR10 files: sweep/tractor FITS or parquet and cutouts (the injection PSF is the ``psf`` section)."""
 
     kind: Literal["legacy"]
     catalogs: list[str] = Field(min_length=1, description="sweep/tractor FITS or parquet paths or globs")
     cutouts: CutoutSource | None = None
-    psf: Literal["psfsize", "psfex"] = "psfsize"
-    psfex_dir: Path | None = None
-
-    @model_validator(mode="after")
-    def _psfex_needs_dir(self) -> LegacySurvey:
-        if self.psf == "psfex" and self.psfex_dir is None:
-            raise ValueError("psf: psfex needs psfex_dir")
-        return self
 
 
 SurveySpec = Annotated[Union[MockSurvey, LegacySurvey], Field(discriminator="kind")]  # noqa: UP007
@@ -168,7 +160,6 @@ class DesiLrg(_SelectionBase):
     """
 
     variant: Literal["desi_lrg_south", "desi_lrg_north"]
-    extinction_corrected: Literal[True] = True
     nonstellar_slope: float = Field(0.8, gt=-5, lt=5, description="z - W1 > slope (r - z) + offset")
     nonstellar_offset: float = Field(-0.6, gt=-5, lt=5)
     zfiber_mag_max: float = Field(gt=15, lt=25, description="z fibre magnitude faint limit")
@@ -280,7 +271,6 @@ class SplitFractions(Section):
 class SplitsSpec(Section):
     """Sky-disjoint splits: each HEALPix pixel of the hosts is hashed to one split (L5)."""
 
-    scheme: Literal["healpix"] = "healpix"
     nside: int = Field(32, ge=1, le=8192, description="HEALPix nside (a power of 2)")
     fractions: SplitFractions = SplitFractions()
 
@@ -293,10 +283,9 @@ class SplitsSpec(Section):
 
 
 class StampsSpec(Section):
-    """Stamp geometry: (band, y, x) float32 nanomaggies centred on the host."""
+    """Stamp geometry: (band, y, x) float32 nanomaggies centred on the host, bands g, r, z."""
 
     size: int = Field(64, ge=16, le=256, description="pixels per side (even)")
-    bands: Literal["grz"] = "grz"
     pixel_scale: float = Field(0.262, gt=0, le=2, description="arcsec per pixel")
 
     @field_validator("size")

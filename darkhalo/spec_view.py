@@ -39,6 +39,12 @@ def section_tree(sections: Iterable[str]) -> Tree:
     return tree
 
 
+def minimal(sections: Iterable[str]) -> tuple[str, ...]:
+    """``sections`` without repeats and without paths a declared parent already covers, in order."""
+    unique = list(dict.fromkeys(sections))
+    return tuple(p for p in unique if not any(p.startswith(f"{other}.") for other in unique))
+
+
 class SpecView:
     """``model`` (a spec or one of its sections) restricted to ``tree``; ``reader`` names who reads it."""
 

@@ -1,7 +1,9 @@
-"""The manifest contract: one row per stamp to make (pandera), as the manifest stage writes it.
+"""The manifest contract (pandera): one row per stamp to make, as the manifest stage writes it.
 
-Units: RA/DEC deg; theta_e, src_reff, src_x, src_y arcsec; angles rad; src_flux_* nanomaggies;
-PSFSIZE_* FWHM arcsec. Injection columns are NaN on controls and finite on positives.
+A manifest row is a stamp row and a host row plus the stamp's role, its host's id and sky pixel, its
+grid config and the per-stamp nuisance parameters. Units: RA/DEC deg; theta_e, src_reff, src_x, src_y
+arcsec; angles rad; src_mag_r AB; src_flux_* nanomaggies; PSFSIZE_* FWHM arcsec. Injection columns are
+NaN on controls and finite on positives.
 """
 
 from __future__ import annotations
@@ -9,76 +11,77 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.typing import Series
 
-HOST_FLOATS = (
-    *(f"{prefix}_{band}" for prefix in ("FLUX", "MW_TRANSMISSION", "PSFSIZE", "PSFDEPTH") for band in "GRZ"),
-    "SHAPE_R",
-    "SHAPE_E1",
-    "SHAPE_E2",
-    "SERSIC",
+from data_contracts.catalog import HostRow
+from data_contracts.stamps import StampRow
+
+
+class Manifest(HostRow, StampRow):
+    """One stamp to make. Columns run StampRow's, HostRow's (pandera orders bases last to first), then these."""
+
+    RA: Series[np.float64] = pa.Field(in_range={"min_value": 0, "max_value": 360})
+    DEC: Series[np.float64] = pa.Field(in_range={"min_value": -90, "max_value": 90})
+    TYPE: Series[str]
+    PSFSIZE_R: Series[np.float32] = pa.Field(gt=0)
+    role: Series[str] = pa.Field(isin=["positive", "control"])
+    host_id: Series[np.int64] = pa.Field(ge=0)
+    healpix: Series[np.int64] = pa.Field(ge=0)
+    config_id: Series[np.int32] = pa.Field(ge=-1)
+    theta_e: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    src_reff: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    src_e: Series[np.float64] = pa.Field(nullable=True)
+    shear: Series[np.float64] = pa.Field(nullable=True)
+    src_dmag: Series[np.float64] = pa.Field(nullable=True)
+    src_x: Series[np.float64] = pa.Field(nullable=True)
+    src_y: Series[np.float64] = pa.Field(nullable=True)
+    src_q: Series[np.float64] = pa.Field(nullable=True)
+    src_phi: Series[np.float64] = pa.Field(nullable=True)
+    g1: Series[np.float64] = pa.Field(nullable=True)
+    g2: Series[np.float64] = pa.Field(nullable=True)
+    lens_q: Series[np.float64] = pa.Field(nullable=True)
+    lens_phi: Series[np.float64] = pa.Field(nullable=True)
+    src_n: Series[np.float64] = pa.Field(nullable=True)
+    src_mag_r: Series[np.float64] = pa.Field(nullable=True)
+    src_flux_g: Series[np.float64] = pa.Field(nullable=True)
+    src_flux_r: Series[np.float64] = pa.Field(nullable=True)
+    src_flux_z: Series[np.float64] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="injection columns finite on positives, NaN on controls")
+    def _injection_matches_label(cls, frame: pd.DataFrame) -> pd.Series:
+        finite = np.isfinite(frame[list(INJECTION_COLUMNS)].to_numpy(dtype=float))
+        positive = frame["label"].to_numpy() == 1
+        return pd.Series(np.where(positive, finite.all(axis=1), ~finite.any(axis=1)), index=frame.index)
+
+    @pa.dataframe_check(name="label matches role")
+    def _label_matches_role(cls, frame: pd.DataFrame) -> pd.Series:
+        return (frame["label"] == 1) == (frame["role"] == "positive")
+
+    class Config:
+        unique = ("host_id", "config_id", "label")
+        strict = True
+        ordered = True
+        name = "manifest"
+
+
+#: The grid's axes, one value per config (src_dmag is NaN unless the brightness is host-relative).
+GRID_COLUMNS = (Manifest.theta_e, Manifest.src_reff, Manifest.src_e, Manifest.shear, Manifest.src_dmag)
+#: The per-stamp nuisance parameters drawn for each positive (darkhalo.sources).
+SOURCE_COLUMNS = (
+    Manifest.src_x,
+    Manifest.src_y,
+    Manifest.src_q,
+    Manifest.src_phi,
+    Manifest.g1,
+    Manifest.g2,
+    Manifest.lens_q,
+    Manifest.lens_phi,
+    Manifest.src_n,
+    Manifest.src_mag_r,
+    Manifest.src_flux_g,
+    Manifest.src_flux_r,
+    Manifest.src_flux_z,
 )
-INJECTION_COLUMNS = (
-    "theta_e",
-    "src_reff",
-    "src_e",
-    "shear",
-    "src_x",
-    "src_y",
-    "src_q",
-    "src_phi",
-    "g1",
-    "g2",
-    "lens_q",
-    "lens_phi",
-    "src_n",
-    "src_mag_r",
-    "src_flux_g",
-    "src_flux_r",
-    "src_flux_z",
-)
-
-
-def _injection_matches_label(frame: pd.DataFrame) -> pd.Series:
-    """Positives carry finite injection parameters, controls none."""
-    finite = np.isfinite(frame[list(INJECTION_COLUMNS)].to_numpy(dtype=float))
-    positive = frame["label"].to_numpy() == 1
-    return pd.Series(np.where(positive, finite.all(axis=1), ~finite.any(axis=1)), index=frame.index)
-
-
-def _float(**checks: object) -> pa.Column:
-    return pa.Column(float, nullable=True, **checks)
-
-
-MANIFEST_SCHEMA = pa.DataFrameSchema(
-    {
-        "stamp_id": pa.Column(np.int64, unique=True),
-        "label": pa.Column(np.int8, pa.Check.isin([0, 1])),
-        "split": pa.Column(str, pa.Check.isin(["train", "val", "test"])),
-        "role": pa.Column(str, pa.Check.isin(["positive", "control"])),
-        "host_id": pa.Column(np.int64, pa.Check.ge(0)),
-        "healpix": pa.Column(np.int64, pa.Check.ge(0)),
-        "RELEASE": pa.Column(np.int16),
-        "BRICKID": pa.Column(np.int32),
-        "OBJID": pa.Column(np.int32),
-        "RA": pa.Column(float, pa.Check.in_range(0, 360)),
-        "DEC": pa.Column(float, pa.Check.in_range(-90, 90)),
-        "TYPE": pa.Column(str),
-        **{name: pa.Column(np.float32, nullable=True) for name in HOST_FLOATS},
-        "PSFSIZE_R": pa.Column(np.float32, pa.Check.gt(0)),
-        "config_id": pa.Column(np.int32, pa.Check.ge(-1)),
-        "theta_e": _float(checks=pa.Check.gt(0, ignore_na=True)),
-        "src_reff": _float(checks=pa.Check.gt(0, ignore_na=True)),
-        "src_e": _float(),
-        "shear": _float(),
-        "src_dmag": _float(),
-        **{name: _float() for name in INJECTION_COLUMNS[4:]},
-    },
-    checks=[
-        pa.Check(_injection_matches_label, name="injection columns finite on positives, NaN on controls"),
-        pa.Check(lambda f: (f["label"] == 1) == (f["role"] == "positive"), name="label matches role"),
-    ],
-    unique=["host_id", "config_id", "label"],
-    strict=True,
-    ordered=True,
-    name="manifest",
-)
+#: Finite on every positive, NaN on every control.
+INJECTION_COLUMNS = (*(c for c in GRID_COLUMNS if c != Manifest.src_dmag), *SOURCE_COLUMNS)
+MANIFEST_SCHEMA = Manifest.to_schema()

@@ -2,11 +2,12 @@
 
 The cuts are recomputed here in pandas, independently of the stage's Spark SQL, from the spec's
 ``selection`` section given as plain data (``model_dump()``): a row the SQL let through that the
-cuts reject is a contract failure. Magnitudes are AB, m = 22.5 - 2.5 log10(flux / nanomaggy).
+cuts reject is a contract failure. Magnitudes are AB (data_contracts.survey.flux_to_mag).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,21 +15,33 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
+from pandera.typing import Series
 
+from data_contracts.catalog import Catalog
 from data_contracts.findings import Finding, evidence_rows
+from data_contracts.survey import KEY, flux_to_mag
 
-KEY = ["RELEASE", "BRICKID", "OBJID"]
 FINDING_ID = "schema:parent_sample"
 #: desitarget clips fluxes here before taking magnitudes (nanomaggies).
 FLUX_FLOOR = 1e-7
 
 
+class ParentSample(Catalog):
+    """A catalog row inside the selection's cuts, with a usable r-band PSF size and its known-lens flag
+    (the name of the known lens within the spec's radius, or "")."""
+
+    PSFSIZE_R: Series[np.float32] = pa.Field(gt=0)
+    KNOWN_LENS: Series[bool]
+    KNOWN_LENS_NAME: Series[str]
+
+    class Config:
+        unique = KEY
+        name = "parent_sample"
+
+
 def _mag(flux: pd.Series | np.ndarray, floor: float | None = None) -> np.ndarray:
     flux = np.asarray(flux, dtype=np.float64)
-    if floor is not None:
-        flux = np.maximum(flux, floor)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 22.5 - 2.5 * np.log10(flux)
+    return flux_to_mag(flux if floor is None else np.maximum(flux, floor))
 
 
 def _flux(frame: pd.DataFrame, column: str, band: str, dered: bool) -> np.ndarray:
@@ -111,23 +124,13 @@ def cuts_mask(frame: pd.DataFrame, selection: Mapping[str, Any]) -> np.ndarray:
 
 
 def schema(selection: Mapping[str, Any]) -> pa.DataFrameSchema:
-    """The parent sample's pandera schema for this selection."""
-    return pa.DataFrameSchema(
-        {
-            "RELEASE": pa.Column("int16"),
-            "BRICKID": pa.Column("int32"),
-            "OBJID": pa.Column("int32"),
-            "PSFSIZE_R": pa.Column("float32", pa.Check.gt(0), nullable=False),
-            "KNOWN_LENS": pa.Column(bool),
-            "KNOWN_LENS_NAME": pa.Column(str),
-        },
-        checks=[
-            pa.Check(lambda df: pd.Series(cuts_mask(df, selection), index=df.index), name="inside_cuts"),
-        ],
-        unique=KEY,
-        coerce=False,
-        strict=False,
-    )
+    """The parent sample's pandera schema for this selection: ParentSample and every row inside the cuts."""
+    selected = copy.deepcopy(ParentSample.to_schema())
+    selected.checks = [
+        *selected.checks,
+        pa.Check(lambda df: pd.Series(cuts_mask(df, selection), index=df.index), name="inside_cuts"),
+    ]
+    return selected
 
 
 def check(frame: pd.DataFrame, selection: Mapping[str, Any]) -> Finding:

@@ -1,28 +1,57 @@
-"""A pandera schema check as a finding, so schemas and invariants report the same way."""
+"""What every artifact's pandera model gives the rest of the house: its check as a finding (so schemas
+and invariants report the same way), its column dtypes and its Arrow schema (Spark's comes from it)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
+import pyarrow
 
 from data_contracts.findings import Finding, evidence_rows
 
+Contract = type[pa.DataFrameModel] | pa.DataFrameSchema
+#: Frame-wide checks whose failure case is a column's name (missing, unexpected, out of order).
+COLUMN_CHECKS = ("column_in_dataframe", "column_in_schema", "column_ordered")
 
-def schema_finding(schema: pa.DataFrameSchema, frame: pd.DataFrame, artifact: str) -> Finding:
-    """Validate ``frame`` lazily against ``schema``; every failure case becomes evidence."""
+
+def as_schema(contract: Contract) -> pa.DataFrameSchema:
+    """The pandera schema of a model (a schema is returned as is)."""
+    return contract if isinstance(contract, pa.DataFrameSchema) else contract.to_schema()
+
+
+def column_names(contract: Contract) -> tuple[str, ...]:
+    """The contract's column names, in order."""
+    return tuple(as_schema(contract).columns)
+
+
+def column_dtypes(contract: Contract) -> dict[str, str]:
+    """Column name -> dtype name (``int16``, ``float32``, ``bool``, ``str``, ...), in the contract's order."""
+    return {name: str(column.dtype) for name, column in as_schema(contract).columns.items()}
+
+
+def arrow_schema(contract: Contract) -> pyarrow.Schema:
+    """The Arrow schema of the contract's columns, in order (strings as UTF-8, every field nullable)."""
+    return pyarrow.schema(
+        (name, pyarrow.string() if dtype == "str" else pyarrow.from_numpy_dtype(np.dtype(dtype)))
+        for name, dtype in column_dtypes(contract).items()
+    )
+
+
+def schema_finding(contract: Contract, frame: pd.DataFrame, artifact: str) -> Finding:
+    """Validate ``frame`` lazily against a model or schema; every failure case becomes evidence naming its column."""
     try:
-        schema.validate(frame, lazy=True)
+        as_schema(contract).validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
         rows = [
             {
-                "column": str(case.get("column")),
+                "column": str(case["failure_case"] if case.get("check") in COLUMN_CHECKS else case.get("column")),
                 "check": str(case.get("check")),
                 "row": None if pd.isna(case.get("index")) else case.get("index"),
                 "value": None if pd.isna(case.get("failure_case")) else str(case.get("failure_case")),
             }
-            for case in cases.to_dict("records")
+            for case in exc.failure_cases.to_dict("records")
         ]
         evidence, n = evidence_rows(rows)
         first = rows[0]

@@ -1,19 +1,31 @@
 """The contract of ``evaluate/scores.parquet`` (pandera): one row per test stamp with its model score.
 
-``score`` is the model's logit (finite; flag: score >= threshold); metadata columns follow the stamps.
+``score`` is the model's logit (finite; flag: score >= threshold); the stamps' record columns may follow.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pandera.pandas as pa
+from pandera.typing import Series
 
-SCORES_SCHEMA = pa.DataFrameSchema(
-    {
-        "stamp_id": pa.Column("int64", unique=True),
-        "label": pa.Column("int8", pa.Check.isin([0, 1])),
-        "split": pa.Column(str, pa.Check.eq("test")),
-        "score": pa.Column("float64", pa.Check(lambda s: s.abs() < float("inf"), error="finite")),
-    },
-    strict=False,
-    coerce=False,
-)
+from data_contracts.stamps import StampRow
+
+
+class Scores(StampRow):
+    """A test stamp's name and its model's logit, in this order; other columns (the stamp's record) may be present."""
+
+    split: Series[str] = pa.Field(eq="test")
+    score: Series[np.float64]
+
+    @pa.check("score", name="finite")
+    def _finite(cls, score: pd.Series) -> pd.Series:
+        return score.abs() < np.inf
+
+    class Config:
+        ordered = True
+        name = "scores"
+
+
+SCORES_SCHEMA = Scores.to_schema()

@@ -33,12 +33,12 @@ from test_select_stage import SURVEY_AND_SELECT
 
 from darkhalo.artifacts import contained
 from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.metrics.evaluation import load_test_stamps, model_scorer
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
 from darkhalo.stages import StageContext
 from darkhalo.stages import inject as inject_stage
 from darkhalo.stages import manifest as manifest_stage
-from darkhalo.metrics.evaluation import load_test_stamps, model_scorer
 from darkhalo.stages.manifest import parent_files
 from darkhalo.stages.select import read_catalog_parts
 from darkhalo.surveys.cutout_fits import CutoutFileError, FolderCutoutProvider, write_cutout_fits
@@ -234,7 +234,11 @@ def parent_sample_empty(tmp: Path):
 
 def parent_sample_absent(tmp: Path):
     (tmp / "select" / "parent_sample").mkdir(parents=True)
-    return lambda: parent_files(tmp / "select"), FileNotFoundError, r"parent_sample: no parquet parts \(did the select stage run\?\)"
+    return (
+        lambda: parent_files(tmp / "select"),
+        FileNotFoundError,
+        r"parent_sample: no parquet parts \(did the select stage run\?\)",
+    )
 
 
 def _inject_context(tmp: Path) -> StageContext:
@@ -256,7 +260,11 @@ def manifest_truncated(tmp: Path):
 def manifest_absent(tmp: Path):
     (tmp / "manifest" / "manifest").mkdir(parents=True)
     ctx = _inject_context(tmp)
-    return lambda: inject_stage.run(ctx), FileNotFoundError, r"manifest/manifest: no parquet parts \(did the manifest stage run\?\)"
+    return (
+        lambda: inject_stage.run(ctx),
+        FileNotFoundError,
+        r"manifest/manifest: no parquet parts \(did the manifest stage run\?\)",
+    )
 
 
 # --- stamps ----------------------------------------------------------------------------------------

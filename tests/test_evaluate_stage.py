@@ -17,12 +17,12 @@ from conftest import spec_data
 from hosts import synthetic_parent
 from rich.console import Console
 
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.expansion import expand_hosts, host_frame
 from darkhalo.injection import inject_batch
 from darkhalo.metrics.evaluation import evaluate, load_test_stamps, psf_swap
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
-from darkhalo.audit.judges import judge_artifact
 from darkhalo.stages import STAGES, Stage
 from darkhalo.stamps import decode_images, encode_images
 from darkhalo.surveys.provider import provider_for

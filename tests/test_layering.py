@@ -1,7 +1,8 @@
 """The house is layered: cli -> runner -> stages -> {lensing, surveys, data_contracts, metrics}.
 
 Imports are read from the source (ast), so a violation anywhere in a module is caught, including
-imports inside functions.
+imports inside functions. Stages are thin: only the runner and the CLI import a stage module, and
+stages import no other stage (``darkhalo.stages.base`` is shared).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+from darkhalo.stages import STAGES
+
+STAGE_MODULES = {stage.module for stage in STAGES}
 
 
 def _modules(package: str) -> list[Path]:
@@ -24,6 +29,7 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from package import module
     return names
 
 
@@ -62,3 +68,26 @@ def test_the_rules_see_real_modules() -> None:
     assert "darkhalo" in _imports(REPO / "darkhalo" / "runner.py") or any(
         i.startswith("darkhalo.") for i in _imports(REPO / "darkhalo" / "runner.py")
     )
+
+
+def _imported_stages(path: Path) -> set[str]:
+    """The stage modules (``STAGES``) a module imports."""
+    return {i for i in _imports(path) if any(i == m or i.startswith(m + ".") for m in STAGE_MODULES)}
+
+
+def test_only_the_runner_and_the_cli_import_a_stage_module() -> None:
+    offenders = []
+    for path in _modules("darkhalo") + _modules("data_contracts"):
+        name = _module_name(path)
+        if name in ("darkhalo.runner", "darkhalo.cli") or name in STAGE_MODULES:
+            continue
+        offenders += [f"{name} imports {imported}" for imported in sorted(_imported_stages(path))]
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
+def test_a_stage_imports_no_other_stage(stage: str) -> None:
+    path = REPO.joinpath(*stage.split(".")).with_suffix(".py")
+    shared = "darkhalo.stages.base"
+    others = {i for i in _imports(path) if i.startswith("darkhalo.stages.") and not i.startswith(shared)}
+    assert not others, f"{stage} imports {', '.join(sorted(others))}"

@@ -17,8 +17,9 @@ from darkhalo.expansion import (
     host_frame,
 )
 from darkhalo.hashing import host_ids, uniform
-from darkhalo.sources import flux_to_mag, sample_magnitudes
+from darkhalo.sources import sample_magnitudes
 from darkhalo.spec import MagPrior, spec_from_dict
+from data_contracts.survey import flux_to_mag
 
 KEY = ["RELEASE", "BRICKID", "OBJID"]
 

@@ -9,9 +9,11 @@ from astropy.table import Table
 from catalogs import synthetic_catalog
 from conftest import REAL, spec_data
 
+from darkhalo.sparkio import spark_schema
 from darkhalo.spec import DesiLrg, SpecError, V3ColorRelaxed, spec_from_dict
-from darkhalo.stages.select import SQL_DIR, SQL_FILES, select_rows, spark_schema, sql_parameters, sql_text
+from darkhalo.stages.select import SQL_DIR, SQL_FILES, select_rows, sql_parameters, sql_text
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
+from data_contracts.catalog import Catalog
 from data_contracts.parent_sample import cuts_mask
 
 pytestmark = pytest.mark.spark
@@ -29,7 +31,7 @@ def _keys(frame: pd.DataFrame) -> set[tuple[int, ...]]:
 
 
 def _sql_keys(spark, frame: pd.DataFrame, selection) -> set[tuple[int, ...]]:
-    catalog = spark.createDataFrame(frame[list(SWEEP_COLUMNS)], schema=spark_schema())
+    catalog = spark.createDataFrame(frame[list(SWEEP_COLUMNS)], schema=spark_schema(Catalog))
     return _keys(select_rows(spark, catalog, selection).toPandas())
 
 
@@ -132,7 +134,7 @@ def test_a_spec_value_cannot_carry_sql() -> None:
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
 def test_a_bound_value_is_a_value_even_if_it_looks_like_sql(spark, synthetic) -> None:
     hostile = V3ColorRelaxed.model_construct(**{**SELECTIONS["v3_raw"].model_dump(), "z_mag_max": "99 OR 1 = 1"})
-    catalog = spark.createDataFrame(synthetic[list(SWEEP_COLUMNS)], schema=spark_schema())
+    catalog = spark.createDataFrame(synthetic[list(SWEEP_COLUMNS)], schema=spark_schema(Catalog))
     with pytest.raises(Exception, match=r"CAST_INVALID_INPUT|cannot be cast"):
         select_rows(spark, catalog, hostile).count()
 

@@ -14,7 +14,6 @@ from darkhalo.artifacts import file_sha256
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages.survey import (
-    arrow_schema,
     external_inputs,
     key_finding,
     schema_finding,
@@ -22,6 +21,8 @@ from darkhalo.stages.survey import (
 )
 from darkhalo.surveys.columns import SWEEP_COLUMNS
 from darkhalo.surveys.mock import BLOCK_ROWS, mock_catalog
+from data_contracts.catalog import Catalog
+from data_contracts.schema import arrow_schema
 
 N_OBJECTS = BLOCK_ROWS + 300
 
@@ -54,15 +55,17 @@ def test_the_stage_writes_the_mock_catalog_in_blocks_and_passes_its_contract(spa
 
 
 def test_the_schema_finding_passes_the_sweep_schema_and_names_each_corruption() -> None:
-    good = arrow_schema()
+    good = arrow_schema(Catalog)
     assert schema_finding({"part-00000.parquet": good}).passed
     missing = good.remove(good.get_field_index("PSFSIZE_R"))
     retyped = good.set(good.get_field_index("OBJID"), pa.field("OBJID", pa.int64()))
     extra = good.append(pa.field("KNOWN_LENS", pa.bool_()))
+    moved = good.remove(good.get_field_index("EBV")).append(good.field("EBV"))
     for schema, column, problem in [
         (missing, "PSFSIZE_R", "missing"),
         (retyped, "OBJID", "int64 != int32"),
         (extra, "KNOWN_LENS", "unexpected"),
+        (moved, "EBV", "out of order"),
     ]:
         finding = schema_finding({"part-00000.parquet": good, "part-00001.parquet": schema})
         assert not finding.passed and finding.n_offending == 1

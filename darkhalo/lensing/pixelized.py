@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from darkhalo.lensing.psfex import DECAM_PIXEL_SCALE, PsfexError, PsfexModel, read_psfex
+from data_contracts.survey import BANDS
 
-BANDS = ("g", "r", "z")
 _BAND_IN_NAME = re.compile(r"_ooi_([grz])_")
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from darkhalo.audit.judges import JUDGES
 from darkhalo.audit.preflight import SECTIONS as PREFLIGHT_SECTIONS
+from darkhalo.spec_view import minimal
 from darkhalo.stages.base import Stage, StageContext, StageResult
 
 #: The audit reads what every judge and the pre-flight read, the thresholds and the expected verdicts.
-AUDIT_SECTIONS: tuple[str, ...] = tuple(
-    dict.fromkeys(["invariants", "expect", *PREFLIGHT_SECTIONS, *(s for j in JUDGES.values() for s in j.sections)])
+AUDIT_SECTIONS: tuple[str, ...] = minimal(
+    ["invariants", "expect", *PREFLIGHT_SECTIONS, *(s for j in JUDGES.values() for s in j.sections)]
 )
 
 STAGES: tuple[Stage, ...] = (

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 import pandas as pd
 
 from darkhalo import layout, tables
-from darkhalo.injection import STAMP_COLUMNS, inject_batch
+from darkhalo.injection import inject_batch
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
+from data_contracts.stamps import shard_schema
 
 #: Columns the stage's summary reads back from the written shards.
 SUMMARY_COLUMNS = ["label", "split", "arc_snr", "magnification"]
@@ -33,32 +34,6 @@ def inject_batches(batches: Iterator[pd.DataFrame], spec: GenerationSpec) -> Ite
             yield inject_batch(batch.iloc[start : start + step], spec, provider)
 
 
-def stamps_schema():
-    """The Spark schema of the stamp rows (``image`` binary)."""
-    from pyspark.sql.types import BinaryType, StructField, StructType
-
-    example = pd.DataFrame({c: pd.Series(dtype=t) for c, t in STAMP_DTYPES.items()})
-    fields = [StructField("image", BinaryType()) if f.name == "image" else f for f in spark_schema(example).fields]
-    return StructType(fields)
-
-
-STAMP_DTYPES = {
-    "stamp_id": "int64",
-    "label": "int8",
-    "split": "object",
-    "image": "object",
-    "RELEASE": "int16",
-    "BRICKID": "int32",
-    "OBJID": "int32",
-    "host_id": "int64",
-    "RA": "float64",
-    "DEC": "float64",
-    "config_id": "int32",
-    **{c: "float64" for c in STAMP_COLUMNS[11:20]},
-    "psf_model": "object",
-}
-
-
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     parts = layout.parts(ctx.input("manifest"), layout.MANIFEST)
@@ -67,7 +42,7 @@ def run(ctx: StageContext) -> StageResult:
     # one Spark task per render batch or so, so every core renders (the manifest may be one file)
     n_tasks = max(1, -(-n_rows // spec.injection.batch_size))
     manifest = ctx.spark().read.parquet(*[str(p) for p in parts]).repartition(n_tasks, "stamp_id")
-    stamps = manifest.mapInPandas(lambda batches: inject_batches(batches, spec), stamps_schema())
+    stamps = manifest.mapInPandas(lambda batches: inject_batches(batches, spec), spark_schema(shard_schema()))
     shards = write_sorted_parquet(stamps, ctx.out / layout.STAMPS, "stamp_id", spec.injection.shard_rows, n_rows)
     record = pd.concat([pd.read_parquet(p, columns=SUMMARY_COLUMNS) for p in shards], ignore_index=True)
     return StageResult(rows={"stamps": len(record)}, measured=_summary(record))

@@ -18,6 +18,7 @@ from darkhalo.expansion import PARENT_COLUMNS, configs_per_host, expand_hosts, h
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
+from data_contracts.manifest import Manifest
 
 ROWS_PER_PART = 500_000
 #: Columns the stage's counts read back from the written manifest.
@@ -43,15 +44,13 @@ def expand_batches(batches: Iterator[pd.DataFrame], spec: GenerationSpec) -> Ite
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     files = parent_files(ctx.input("select"))
-    empty = tables.read_schema(files[0]).empty_table().to_pandas()
-    schema = spark_schema(expand_hosts(host_frame(empty, spec), spec))
     n_parent = sum(tables.num_rows(f) for f in files)
     if n_parent == 0:
         raise ValueError(f"{files[0].parent}: the parent sample is empty (the selection kept no host)")
 
     spark = ctx.spark()
     parent = spark.read.parquet(*[str(f) for f in files]).select(*PARENT_COLUMNS)
-    expanded = parent.mapInPandas(lambda batches: expand_batches(batches, spec), schema)
+    expanded = parent.mapInPandas(lambda batches: expand_batches(batches, spec), spark_schema(Manifest))
     ctx.console.print(f"  expanding {n_parent:,} parent hosts x {configs_per_host(spec.grid)} configs in Spark")
     parts = write_sorted_parquet(
         expanded, ctx.out / layout.MANIFEST, "stamp_id", ROWS_PER_PART, n_parent * (configs_per_host(spec.grid) + 1)

@@ -25,11 +25,13 @@ from pyspark.sql import types as T
 
 from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file
+from darkhalo.sparkio import spark_schema
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.edge_validation import edge_finding, validate_catalog
 from darkhalo.surveys.known_lenses import known_lens_path, with_known_lenses
 from data_contracts import parent_sample, reconciliation
+from data_contracts.catalog import Catalog
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -129,22 +131,10 @@ def clean_catalog(spark: SparkSession, parts: list[Path], quarantined: pd.DataFr
     catalog = spark.read.parquet(*[str(p) for p in parts]).select(*SWEEP_COLUMNS)
     if quarantined.empty:
         return catalog
-    key_schema = T.StructType([f for f in spark_schema().fields if f.name in KEY])
+    key_schema = T.StructType([f for f in spark_schema(Catalog).fields if f.name in KEY])
     keys = spark.createDataFrame(quarantined[list(KEY)], schema=key_schema)
     same_key = [catalog[k].eqNullSafe(keys[k]) for k in KEY]
     return catalog.join(F.broadcast(keys), on=same_key, how="left_anti")
-
-
-def spark_schema() -> T.StructType:
-    """The Spark schema of the sweep columns (pandas frames handed to Spark keep their types)."""
-    spark_types = {
-        "int16": T.ShortType(),
-        "int32": T.IntegerType(),
-        "float32": T.FloatType(),
-        "float64": T.DoubleType(),
-        "str": T.StringType(),
-    }
-    return T.StructType([T.StructField(name, spark_types[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
 
 
 def read_catalog_parts(parts: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:

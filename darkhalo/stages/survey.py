@@ -22,8 +22,11 @@ from darkhalo import layout
 from darkhalo.spec import GenerationSpec, MockSurvey
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.columns import KEY
-from darkhalo.surveys.mock import arrow_schema, n_blocks, write_block
+from darkhalo.surveys.mock import n_blocks, write_block
+from data_contracts.catalog import Catalog
 from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding, evidence_rows
+from data_contracts.schema import arrow_schema
+
 
 def external_inputs(spec: GenerationSpec) -> list[Path]:
     """The real catalog files a legacy survey reads (none for the mock)."""
@@ -57,8 +60,8 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def schema_finding(schemas: dict[str, pa.Schema]) -> Finding:
-    """Every part has exactly SWEEP_COLUMNS, in order, with their dtypes."""
-    expected = arrow_schema()
+    """Every part has exactly the catalog contract's columns, in order, with their dtypes."""
+    expected = arrow_schema(Catalog)
     problems = []
     for part, schema in schemas.items():
         got = {f.name: f.type for f in schema}
@@ -68,6 +71,11 @@ def schema_finding(schemas: dict[str, pa.Schema]) -> Finding:
             elif _normal(got[field.name]) != field.type:
                 problems.append({"part": part, "column": field.name, "problem": f"{got[field.name]} != {field.type}"})
         problems += [{"part": part, "column": c, "problem": "unexpected"} for c in got if c not in expected.names]
+        have = [c for c in got if c in expected.names]
+        want = [c for c in expected.names if c in got]
+        moved = [w for h, w in zip(have, want, strict=True) if h != w]
+        if moved:
+            problems.append({"part": part, "column": moved[0], "problem": "out of order"})
     evidence, count = evidence_rows(problems)
     return Finding(
         id="schema:catalog",

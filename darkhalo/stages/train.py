@@ -23,6 +23,8 @@ from darkhalo.training.checkpoint import checkpoint_name, load_checkpoint, save_
 from darkhalo.training.device import resolve_device
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
+from data_contracts.history import TrainingHistory
+from data_contracts.schema import arrow_schema
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -61,8 +63,9 @@ def run(ctx: StageContext) -> StageResult:
             "selection": result.best_reason,
         },
     )
+    history = TrainingHistory.validate(pd.DataFrame(result.history), lazy=True)
     with atomic_file(ctx.out / layout.HISTORY, "wb") as handle:
-        pd.DataFrame(result.history).to_parquet(handle, index=False)
+        history.to_parquet(handle, index=False, schema=arrow_schema(TrainingHistory))
     write_json(ctx.out / layout.MODEL_INPUTS, result.model_inputs)
 
     best_row = result.history[result.best_epoch - 1]

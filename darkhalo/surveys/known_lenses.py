@@ -73,5 +73,7 @@ def flag_known_lenses(
 def with_known_lenses(hosts: pd.DataFrame, table: Path, radius_arcsec: float) -> pd.DataFrame:
     """``hosts`` (RA, DEC in degrees) with KNOWN_LENS (a lens of ``table`` within ``radius_arcsec``)
     and KNOWN_LENS_NAME (the nearest one's name, "" if none)."""
-    matched, names = flag_known_lenses(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), load_known_lenses(table), radius_arcsec)
+    matched, names = flag_known_lenses(
+        hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), load_known_lenses(table), radius_arcsec
+    )
     return hosts.assign(KNOWN_LENS=matched, KNOWN_LENS_NAME=names)

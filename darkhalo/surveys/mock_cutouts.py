@@ -38,11 +38,10 @@ from darkhalo.lensing.imaging import bin_pixels, fft_convolve, pixel_grid
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_b, sersic_sb
 from darkhalo.spec import MockSurvey
-from darkhalo.surveys.columns import BANDS, KEY
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.provider import Cutouts
+from data_contracts.survey import BANDS, KEY, PIXEL_SCALE
 
-PIXEL_SCALE = 0.262  # arcsec / pixel
 BETA_RANGE = (2.5, 3.2)
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
 SUPERSAMPLE = 3  # odd, so a sub-pixel sits on each pixel centre

@@ -18,11 +18,11 @@ import torch
 from darkhalo.lensing.pixelized import psfex_by_band
 from darkhalo.lensing.psf import encircled_energy, half_max_fwhm, psf_kernels, wing_deficits
 from darkhalo.spec import MockSurvey
-from darkhalo.surveys.columns import BANDS
 from darkhalo.surveys.cutout_fits import sky_sigma
 from darkhalo.surveys.mock import mock_catalog
-from darkhalo.surveys.mock_cutouts import KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.mock_cutouts import KERNEL_SIZE, MockCutoutProvider
 from darkhalo.surveys.npz_cutouts import read_npz
+from data_contracts.survey import BANDS, PIXEL_SCALE
 
 EE_RADII = (1.0, 2.0, 3.0, 5.0)  # arcsec
 REAL_CUTOUT_SIZE = 101

@@ -41,6 +41,8 @@ from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, StampStore
 
 FORMAT = 2
+#: The optimizer classes a spec's ``train.optimizer`` names.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW}
 
 StepCallback = Callable[[int, int], None]
 
@@ -221,11 +223,12 @@ class Trainer:
 
     @classmethod
     def build(cls, spec: TrainSpec, device: torch.device, seed: int, total_steps: int) -> Trainer:
-        """A fresh model (initialised from ``seed``), AdamW and the per-step schedule over ``total_steps``."""
+        """A fresh model (initialised from ``seed``), the spec's optimizer and the per-step schedule over
+        ``total_steps``."""
         torch.manual_seed(seed)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         model = build_model(spec.arch).to(device).to(memory_format=memory_format)
-        optimizer = torch.optim.AdamW(
+        optimizer = OPTIMIZERS[spec.optimizer](
             model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, fused=device.type == "cuda"
         )
         schedule = partial(_cosine, total=total_steps) if spec.schedule == "cosine" else _constant

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from data_contracts import survey
 from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
 
-KEY = ["RELEASE", "BRICKID", "OBJID"]
+KEY = list(survey.KEY)
 
 
 def check(manifest: pd.DataFrame) -> Finding:

@@ -8,17 +8,16 @@ from typing import Any
 from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
 from data_contracts.metrics import metrics_problems
-from data_contracts.thresholds import L4Thresholds
 
 LESSON = LESSONS["L4"]
 
 
-def check(metrics: Any, thresholds: L4Thresholds | None = None) -> Finding:
+def check(metrics: Any) -> Finding:
     """Judge parsed metrics.json, any JSON value, against the L4 contract (data_contracts.metrics):
     a value that does not fit the model is a failed finding naming the field, never an exception."""
     problems = metrics_problems(metrics)
     evidence, count = evidence_rows([{"problem": p} for p in problems])
-    finding = Finding(
+    return Finding(
         id=LESSON.id,
         title=LESSON.title,
         passed=not problems,
@@ -28,4 +27,3 @@ def check(metrics: Any, thresholds: L4Thresholds | None = None) -> Finding:
         evidence=evidence,
         n_offending=count,
     )
-    return finding.waived((thresholds or L4Thresholds()).waiver)

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from data_contracts import survey
 from data_contracts.findings import Finding
 from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L6Thresholds
 
-KEY = ["RELEASE", "BRICKID", "OBJID"]
+KEY = list(survey.KEY)
 #: Manifest columns this check reads.
 NEEDS = ("FLUX_R", "FLUX_Z", "PSFSIZE_R", "PSFDEPTH_R")
 

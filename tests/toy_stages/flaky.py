@@ -18,6 +18,7 @@ from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import Stage, StageContext, StageResult
 from darkhalo.tables import num_rows
+from data_contracts.manifest import Manifest
 
 FLAKY_STAGE = Stage("flaky", ("select",), ("seed", "grid", "controls", "splits", "source"), "toy_stages.flaky", "")
 
@@ -36,10 +37,8 @@ def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     files = sorted((ctx.input("select") / "parent_sample").glob("part-*.parquet"))
     parent = ctx.spark().read.parquet(*map(str, files)).select(*PARENT_COLUMNS).repartition(3)
-    empty = pd.read_parquet(files[0]).iloc[:0]
-    schema = spark_schema(expand_hosts(host_frame(empty, spec), spec))
     markers = os.environ["TOY_FLAKY_MARKERS"]
-    expanded = parent.mapInPandas(lambda batches: expand_failing_once(batches, spec, markers), schema)
+    expanded = parent.mapInPandas(lambda batches: expand_failing_once(batches, spec, markers), spark_schema(Manifest))
     n = sum(num_rows(f) for f in files) * 2
     parts = write_sorted_parquet(expanded, ctx.out / "manifest", "stamp_id", 1000, n)
     return StageResult(rows={"manifest": sum(num_rows(p) for p in parts)})

@@ -8,15 +8,13 @@ import pyarrow.parquet as pq
 from darkhalo.injection import inject_batch
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
+from data_contracts.stamps import shard_schema
 
 
 def run(ctx: StageContext) -> StageResult:
     rows = pd.read_parquet(ctx.input("manifest") / "manifest")
     stamps = inject_batch(rows, ctx.spec, provider_for(ctx.spec.survey, ctx.spec.seed))
-    table = pa.Table.from_pandas(stamps, preserve_index=False)
     (ctx.out / "stamps").mkdir()
-    pq.write_table(
-        table.cast(table.schema.set(table.schema.get_field_index("image"), pa.field("image", pa.binary()))),
-        ctx.out / "stamps" / "part-00000.parquet",
-    )
+    table = pa.Table.from_pandas(stamps, schema=shard_schema(), preserve_index=False)
+    pq.write_table(table, ctx.out / "stamps" / "part-00000.parquet")
     return StageResult(rows={"stamps": len(stamps)})
