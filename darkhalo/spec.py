@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from data_contracts.survey import PIXEL_SCALE
 from data_contracts.thresholds import InvariantThresholds
 
 
@@ -286,7 +287,7 @@ class StampsSpec(Section):
     """Stamp geometry: (band, y, x) float32 nanomaggies centred on the host, bands g, r, z."""
 
     size: int = Field(64, ge=16, le=256, description="pixels per side (even)")
-    pixel_scale: float = Field(0.262, gt=0, le=2, description="arcsec per pixel")
+    pixel_scale: float = Field(PIXEL_SCALE, gt=0, le=2, description="arcsec per pixel")
 
     @field_validator("size")
     @classmethod

@@ -84,4 +84,3 @@ SOURCE_COLUMNS = (
 )
 #: Finite on every positive, NaN on every control.
 INJECTION_COLUMNS = (*(c for c in GRID_COLUMNS if c != Manifest.src_dmag), *SOURCE_COLUMNS)
-MANIFEST_SCHEMA = Manifest.to_schema()

@@ -26,6 +26,3 @@ class Scores(StampRow):
     class Config:
         ordered = True
         name = "scores"
-
-
-SCORES_SCHEMA = Scores.to_schema()

@@ -70,7 +70,6 @@ ARC_COLUMNS = (
     StampRecord.arc_snr,
     StampRecord.magnification,
 )
-STAMP_METADATA_SCHEMA = StampRecord.to_schema()
 
 
 def shard_schema() -> pyarrow.Schema:

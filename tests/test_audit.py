@@ -11,11 +11,11 @@ from conftest import SPECS, spec_data
 from toy_stages import PARENT_STAGE
 from typer.testing import CliRunner
 
+from darkhalo.audit.audit import audit_run, audit_spec
 from darkhalo.cli import app
 from darkhalo.runner import run_generation
 from darkhalo.spec import load_spec, spec_from_dict
 from darkhalo.stages import STAGES
-from darkhalo.audit.audit import audit_run, audit_spec
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 

@@ -50,7 +50,7 @@ from darkhalo.tables import ParquetFileError
 from darkhalo.training.checkpoint import CheckpointError, save_checkpoint
 from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, load_store
-from data_contracts.manifest import MANIFEST_SCHEMA
+from data_contracts.manifest import Manifest
 from data_contracts.schema import schema_finding
 
 DR9 = REAL / "catalogs" / "tractor-1054p567.fits"
@@ -548,9 +548,9 @@ def test_the_inputs_the_cases_start_from_are_good(tmp_path: Path) -> None:
 def test_a_manifest_with_a_duplicated_stamp_id_fails_its_schema_naming_the_column() -> None:
     spec = spec_from_dict(spec_data())
     manifest = expand_hosts(host_frame(synthetic_parent(40), spec), spec)
-    assert schema_finding(MANIFEST_SCHEMA, manifest, "manifest").passed
+    assert schema_finding(Manifest, manifest, "manifest").passed
     manifest.loc[5, "stamp_id"] = manifest.loc[4, "stamp_id"]
-    finding = schema_finding(MANIFEST_SCHEMA, manifest, "manifest")
+    finding = schema_finding(Manifest, manifest, "manifest")
     assert not finding.passed
     assert {row["column"] for row in finding.evidence} == {"stamp_id"}
 

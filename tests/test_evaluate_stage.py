@@ -29,7 +29,7 @@ from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.store import normalise
 from data_contracts.schema import schema_finding
-from data_contracts.scores import SCORES_SCHEMA
+from data_contracts.scores import Scores
 
 SIZE = 32
 YY, XX = np.mgrid[:SIZE, :SIZE] - SIZE // 2
@@ -139,9 +139,9 @@ def test_the_scores_schema_catches_each_single_corruption(column: str, value: ob
             "score": np.linspace(-1, 1, 4),
         }
     )
-    assert schema_finding(SCORES_SCHEMA, scores, "scores").passed
+    assert schema_finding(Scores, scores, "scores").passed
     scores.loc[:1, column] = value
-    finding = schema_finding(SCORES_SCHEMA, scores, "scores")
+    finding = schema_finding(Scores, scores, "scores")
     assert finding.id == "schema:scores" and not finding.passed
     assert {row["column"] for row in finding.evidence} == {column} and check in finding.detail
 
@@ -156,8 +156,20 @@ def test_a_central_light_scorer_is_caught_by_the_blob_probe(inject_dir: Path, tm
 
 
 TRAIN_AND_EVALUATE = (
-    Stage("manifest", (), ("seed", "grid", "controls", "splits", "source"), "toy_stages.pandas_manifest", "manifest, no Spark"),
-    Stage("inject", ("manifest",), ("seed", "survey", "stamps", "psf", "injection"), "toy_stages.pandas_inject", "mock stamps"),
+    Stage(
+        "manifest",
+        (),
+        ("seed", "grid", "controls", "splits", "source"),
+        "toy_stages.pandas_manifest",
+        "manifest, no Spark",
+    ),
+    Stage(
+        "inject",
+        ("manifest",),
+        ("seed", "survey", "stamps", "psf", "injection"),
+        "toy_stages.pandas_inject",
+        "mock stamps",
+    ),
     *(s for s in STAGES if s.name in ("train", "evaluate")),
 )
 

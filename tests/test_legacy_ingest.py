@@ -29,7 +29,7 @@ EXPECTED: dict[str, str | None] = {
     "tractor-3301m002.fits": f"DR8-era catalog.*: {DR8_MISSING}$",
     "tractor-3301m007.fits": f"DR8-era catalog.*: {DR8_MISSING}$",
     "tractor-3303p000.fits": f"DR8-era catalog.*: {DR8_MISSING}$",
-    "targets.fits": r"missing columns darkhalo needs: BRICKID, OBJID, TYPE, PSFSIZE_G, .*BRICKNAME, EBV, FLUX_IVAR_G, .*GAIA_PHOT",
+    "targets.fits": r"missing columns darkhalo needs: BRICKID, OBJID, TYPE, PSFSIZE_G, .*BRICKNAME, EBV, .*GAIA_PHOT",
     "tractor-1816p325-sub.fits": r"DECAM_FLUX are not supported\): RELEASE, FLUX_G, ",
 }
 

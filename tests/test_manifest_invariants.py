@@ -19,7 +19,7 @@ from data_contracts.invariants import (
     l5_sky_disjoint_splits,
     l6_host_matching,
 )
-from data_contracts.manifest import MANIFEST_SCHEMA
+from data_contracts.manifest import Manifest
 from data_contracts.schema import schema_finding
 from data_contracts.thresholds import L2Thresholds, L6Thresholds
 
@@ -42,7 +42,7 @@ def _valid(seed: int = 3, n: int = 1500, fraction: float = 0.5) -> pd.DataFrame:
 
 def _findings(manifest: pd.DataFrame) -> dict[str, bool]:
     checks = [
-        schema_finding(MANIFEST_SCHEMA, manifest, "manifest"),
+        schema_finding(Manifest, manifest, "manifest"),
         l1_unpaired_controls.check(manifest),
         l2_resolvable_injections.check(manifest[manifest.label == 1], L2Thresholds()),
         l5_sky_disjoint_splits.check(manifest),

@@ -284,7 +284,7 @@ def test_l6_ignores_non_finite_values_and_measures_raw_magnitudes() -> None:
     )
     assert list(props.columns) == ["mag_r", "r_minus_z", "PSFSIZE_R", "PSFDEPTH_R"]
     assert props["mag_r"].iloc[0] == pytest.approx(20.0) and props["r_minus_z"].iloc[0] == pytest.approx(2.5)
-    assert np.isinf(props["mag_r"].iloc[1]) and props["PSFDEPTH_R"].tolist() == [5.0, 6.0]
+    assert np.isnan(props["mag_r"].iloc[1]) and props["PSFDEPTH_R"].tolist() == [5.0, 6.0]  # no magnitude
 
 
 # ------------------------------------------------------------------------------------------------- L3
@@ -687,3 +687,80 @@ def test_l10_forward_calls_beyond_one_pixel_tensor_fail() -> None:
     ]
     two = l10_no_label_leakage.check(_record(forward_inputs=[call | {"n_args": 2, "kwargs": ["x"]}]), t)
     assert two.evidence[0]["why"] == "2 positional argument(s), 1 tensor(s) (1 allowed); keyword argument(s) x"
+
+
+# ---------------------------------------------------------------------- what each finding carries, exactly
+
+
+def test_early_failures_are_failed_findings_with_their_lesson() -> None:
+    l3 = l3_psf_wings.check(_wings(1.0).iloc[:0], L3Thresholds())
+    assert (l3.passed, l3.title) == (False, "realistic PSF wings")
+    missing = l3_psf_wings.check(_wings(1.0).drop(columns=["psf_wing_3as", "real_wing_3as"]), L3Thresholds())
+    assert missing.detail == "missing column(s) psf_wing_3as, real_wing_3as" and missing.passed is False
+    probes = _probes()
+    del probes["core_auc"]
+    lacking = l9_no_shortcut.check(probes, L9Thresholds())
+    assert (lacking.id, lacking.title, lacking.passed) == ("L9", "no shortcut", False)
+    odd = l9_no_shortcut.check(_probes(blob_flag_rates={}), L9Thresholds())
+    assert (odd.id, odd.title, odd.passed) == ("L9", "no shortcut", False)
+    empty = l8_stamp_integrity.check([])
+    assert empty.passed is False and empty.measured is None and empty.threshold is None
+    shape = l8_stamp_integrity.check_point_source(np.array([]), np.array([]), L8Thresholds())
+    assert shape.passed is False
+    l2 = l2_resolvable_injections.check(pd.DataFrame({"theta_e": [], "PSFSIZE_R": []}), L2Thresholds())
+    assert l2.passed is False
+    l10 = l10_no_label_leakage.check(_record(), L10Thresholds())
+    assert l10.title == "no label leakage" and l10.measured["input_columns"] == ["image"]
+    bare = l10_no_label_leakage.check({}, L10Thresholds())
+    assert bare.measured == {"input_columns": [], "forward_inputs": []} and bare.n_offending == 2
+
+
+def test_details_join_every_reason() -> None:
+    l3 = l3_psf_wings.check(_wings(1.0), L3Thresholds(bands=("g", "z")))
+    assert "judged in g, z" in l3.detail and l3.detail.endswith("judged in g, z")
+    table = _wings(1.0)
+    table.loc[table.index[0], "psf_wing_2fwhm"] = np.inf
+    assert l3_psf_wings.check(table, L3Thresholds()).evidence[-1] == {
+        "band": "any",
+        "measure": "finite",
+        "median_shortfall": pytest.approx(float("nan"), nan_ok=True),
+    }
+    l7 = l7_realistic_arcs.check("host_relative", np.array([1.0, 1000.0]), L7Thresholds())
+    assert l7.title == "realistic, visible arcs" and l7.detail.count("; ") == 2
+    assert l7.measured["invisible_share"] == 0.5 and l7.measured["snr_p10_p50_p90"] == [100.9, 500.5, 900.1]
+    snr = np.array([1.0] * 3 + [10.0] * 4)
+    l7 = l7_realistic_arcs.check("prior", snr, L7Thresholds(max_invisible_share=1.0))
+    assert l7.measured["invisible_share"] == round(3 / 7, 4) and l7.measured["bright_share"] == 0.0
+    two = l10_no_label_leakage.check(_record(input_columns=["image", "theta_e", "EBV"]), L10Thresholds())
+    assert two.detail == "model fed 2 forbidden input(s): theta_e; EBV"
+    kw = l10_no_label_leakage.forward_problems(
+        {"forward_inputs": [_record()["forward_inputs"][0] | {"kwargs": ["a", "b"]}]}
+    )
+    assert kw[0]["why"] == "keyword argument(s) a, b"
+    t = L8Thresholds()
+    bad = [l8_stamp_integrity.check_recorded(np.array([1]), np.array(["x"], dtype=object))] * 2
+    assert l8_stamp_integrity.check(bad).detail == "; ".join([bad[0].detail] * 2)
+    assert l8_stamp_integrity.check([bad[0], l8_stamp_integrity.check_point_source(np.r_[0.0], np.r_[1.0], t)]).measured
+    core = l9_no_shortcut.check(
+        _probes(core_auc=0.95, blob_flag_rates={"fpr=0.01": 0.5, "completeness=0.9": 0.0}), L9Thresholds()
+    )
+    assert core.detail.split("; ")[0] == "core AUC 0.950 > max(bound, ring AUC) = 0.900"
+
+
+def test_l8_duplicates_are_judged_on_the_whole_host_config_key() -> None:
+    rows = pd.DataFrame(
+        {"RELEASE": [10, 10, 10], "BRICKID": [1, 1, 1], "OBJID": [1, 1, 1], "config_id": [4, 4, 5], "label": [1, 1, 1]}
+    )
+    finding = l8_stamp_integrity.check_unique_rows(rows)
+    assert finding.n_offending == 1 and finding.evidence == ({"RELEASE": 10, "BRICKID": 1, "OBJID": 1, "config_id": 4},)
+    assert type(finding.evidence[0]["OBJID"]) is int
+    other = rows.assign(extra=[1, 2, 3])  # rows differing in other columns are still duplicates
+    assert l8_stamp_integrity.check_unique_rows(other).n_offending == 1
+
+
+def test_l8_each_band_has_its_own_arc_peak() -> None:
+    images, cutouts, arcs, labels = _stamps()
+    arcs[1, 0] *= 1e-3  # a faint g arc beside bright r and z arcs
+    images[1] = (cutouts[1].astype(np.float64) + arcs[1]).astype(np.float32)
+    images[1, 0, 3, 3] += 2e-5 * np.abs(arcs[1, 1]).max()  # within r's peak tolerance, far over g's
+    assert l8_stamp_integrity.stamp_problems(images, cutouts, arcs, labels)[1] == "stamp - cutout != arc"

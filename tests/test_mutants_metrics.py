@@ -620,3 +620,92 @@ def test_select_reconciliation() -> None:
     assert not reconciliation.check(10, 12, -3, 1).passed and not reconciliation.check(10, -1, 10, 1).passed
     assert not reconciliation.check(10, 6, 5, -1).passed
     assert reconciliation.check(0, 0, 0, 0).passed
+
+
+# ------------------------------------------------------------------------ float64 inside, probe recipes
+
+
+def test_thresholds_are_computed_in_float64_whatever_the_score_dtype() -> None:
+    neg = np.array([0.1, 0.2, 0.3, 0.7], dtype=np.float32)
+    t = operating_points.threshold_at_fpr(neg, 0.25)  # one negative flagged
+    assert t == np.nextafter(np.float64(np.float32(0.3)), math.inf)
+    pos = np.array([0.5, 0.6], dtype=np.float32)
+    point = operating_points.completeness_at_fpr(pos, neg, 0.25, min_expected_fp=1)
+    assert point.threshold == t and point.n_neg_flagged == 1
+    with pytest.raises(ValueError, match=r"^negative scores hold 1 non-finite values$"):
+        operating_points.threshold_at_fpr(np.array([0.1, np.nan]), 0.5)
+
+
+def test_flag_rates_compare_in_float64() -> None:
+    score = np.array([0.1], dtype=np.float32)
+    just_above = float(score[0]) + 1e-12  # rounds to the score in float32
+    assert probes.flag_rates(score, {"t": just_above}) == {"t": 0.0}
+    assert probes.flag_rates(score, {"t": float(score[0])}) == {"t": 1.0}
+
+
+def test_bootstrap_resamples_in_float64() -> None:
+    dtypes = set()
+
+    def stats(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+        dtypes.update({p.dtype, n.dtype})
+        return np.array([p.mean() - n.mean()])
+
+    intervals.bootstrap_interval(np.arange(4, dtype=np.float32), np.arange(3, dtype=np.float32), stats, 2, seed=0)
+    assert dtypes == {np.dtype(np.float64)}
+
+
+def _noisy(n: int = 24, features: int = 6, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(n), np.zeros(n)].astype(int)
+    x = rng.normal(0, 1, (2 * n, features))
+    x[:, 0] += 0.8 * labels
+    return x, labels
+
+
+def test_probe_auc_is_the_documented_recipe() -> None:
+    """Standardised features, L2 logistic regression (C = 1), seeded stratified 5-fold out-of-fold scores."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, labels = _noisy()
+    for seed, folds in ((7, 5), (2**32 + 7, 5), (3, 3)):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+        scores = cross_val_predict(model, x, labels, cv=split, method="decision_function")
+        expected = roc_auc_score(labels, scores)
+        assert probes.probe_auc(x, labels, seed, folds) == expected
+    assert probes.probe_auc(x, labels, 7) == probes.probe_auc(x, labels, 7, 5) != probes.probe_auc(x, labels, 7, 6)
+
+
+def test_probe_auc_does_not_depend_on_the_features_units() -> None:
+    x, labels = _noisy()
+    scaled = x * np.array([1e-3, 1e3, 1.0, 1e2, 1e-2, 10.0])
+    assert probes.probe_auc(scaled, labels, 1) == pytest.approx(probes.probe_auc(x, labels, 1), abs=1e-9)
+
+
+def test_core_and_ring_probes_pass_their_seed_and_folds_through() -> None:
+    rng = np.random.default_rng(2)
+    images = rng.normal(0, 1, (30, 3, 12, 12))
+    labels = np.r_[np.ones(15), np.zeros(15)].astype(int)
+    images[:15, :, 5:7, 5:7] += 0.3
+    for seed, folds in ((3, 4), (11, 5)):
+        core = probes.probe_auc(probes.core_pixels(images, 4), labels, seed, folds)
+        ring = probes.probe_auc(probes.ring_pixels(images, 4), labels, seed, folds)
+        assert probes.core_probe_auc(images, labels, 4, seed, folds) == core
+        assert probes.ring_probe_auc(images, labels, 4, seed, folds) == ring
+    assert probes.core_probe_auc(images, labels, 4, 3) == probes.probe_auc(probes.core_pixels(images, 4), labels, 3, 5)
+    assert probes.ring_probe_auc(images, labels, 4, 3) == probes.probe_auc(probes.ring_pixels(images, 4), labels, 3, 5)
+
+
+def test_blob_defaults_the_survey_psf_per_band_and_a_kernel_that_fits_the_stamp() -> None:
+    flux = np.ones((1, 3))
+    fwhm = np.array([1.2])
+    survey_psf = probes.blob_images(flux, fwhm, 16, 0.262)
+    assert np.array_equal(survey_psf, probes.blob_images(flux, fwhm, 16, 0.262, psf_model="survey"))
+    assert np.array_equal(survey_psf, probes.blob_images(flux, fwhm, 16, 0.262, kernel_size=31))
+    assert not np.allclose(survey_psf[0, 0], survey_psf[0, 2], rtol=1e-3, atol=0)  # g and z wings differ
+    moffat = probes.blob_images(flux, fwhm, 16, 0.262, psf_model="moffat")
+    assert np.array_equal(moffat, probes.blob_images(flux, fwhm, 16, 0.262, psf_model="moffat", beta=2.8))

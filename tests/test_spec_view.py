@@ -103,7 +103,7 @@ def test_the_runner_gives_a_stage_only_its_sections(tmp_path: Path, monkeypatch:
     assert not (tmp_path / "embedded" / "first").exists()
 
 
-def test_every_lesson_is_decided_by_exactly_one_artifact_judge_or_the_preflight() -> None:
+def test_every_lesson_is_decided_by_exactly_one_artifact_judge() -> None:
     from data_contracts.lessons import LESSONS
 
     decided = [lesson for judge in JUDGES.values() for lesson in judge.lessons]

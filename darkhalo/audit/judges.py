@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import torch
 
 from darkhalo import layout
-from darkhalo.injection import BANDS, STAMP_COLUMNS, host_cutouts, injection_kernels, render_rows
+from darkhalo.injection import host_cutouts, injection_kernels, render_rows
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
 from darkhalo.spec import GenerationSpec
@@ -46,10 +46,11 @@ from data_contracts.invariants import (
     l9_no_shortcut,
     l10_no_label_leakage,
 )
-from data_contracts.manifest import MANIFEST_SCHEMA
-from data_contracts.schema import schema_finding
-from data_contracts.scores import SCORES_SCHEMA
-from data_contracts.stamps import STAMP_METADATA_SCHEMA
+from data_contracts.manifest import Manifest
+from data_contracts.schema import column_names, schema_finding
+from data_contracts.scores import Scores
+from data_contracts.stamps import StampRecord
+from data_contracts.survey import BANDS
 
 #: Stamps whose cutouts the audit fetches again for L8 (a seeded sample; the stage checks all).
 AUDIT_STAMP_SAMPLE = 256
@@ -65,7 +66,7 @@ MANIFEST_CHECK_COLUMNS = [
     *l6_host_matching.NEEDS,
 ]
 #: The stamp record (every shard column but the image).
-RECORD_COLUMNS = [c for c in STAMP_COLUMNS if c != "image"]
+RECORD_COLUMNS = list(column_names(StampRecord))
 
 JudgeFunction = Callable[[Path, Path, SpecView, int | None], list[Finding]]
 
@@ -104,7 +105,7 @@ def _manifest_schema(parts: list[Path]) -> Finding:
     """The manifest schema, part by part (the first failing part is named)."""
     finding = None
     for path in parts:
-        finding = schema_finding(MANIFEST_SCHEMA, pd.read_parquet(path), "manifest")
+        finding = schema_finding(Manifest, pd.read_parquet(path), "manifest")
         if not finding.passed:
             return Finding(**{**finding.__dict__, "detail": f"{path.name}: {finding.detail}"})
     assert finding is not None  # layout.parts found at least one part
@@ -218,7 +219,7 @@ def judge_stamps(folder: Path, run_dir: Path, spec: SpecView, sample: int | None
     fwhm = float(np.median(record["psfsize_r"])) if len(record) else 1.3
     offsets, ratios = point_source_test(spec, fwhm)
     return [
-        schema_finding(STAMP_METADATA_SCHEMA, record, "stamps"),
+        schema_finding(StampRecord, record, "stamps"),
         psf_finding(spec),
         l7_realistic_arcs.check(spec.source.brightness, positives["arc_snr"].to_numpy(), spec.invariants.L7),
         l8_stamp_integrity.check(
@@ -249,7 +250,7 @@ def judge_metrics(folder: Path, run_dir: Path, spec: SpecView, sample: int | Non
     scores = pd.read_parquet(layout.artifact(folder, layout.SCORES))
     metrics = json.loads(layout.artifact(folder, layout.METRICS).read_text())
     findings = [
-        schema_finding(SCORES_SCHEMA, scores, "scores"),
+        schema_finding(Scores, scores, "scores"),
         l4_operational_reporting.check(metrics),
     ]
     probes = metrics.get("probes") if isinstance(metrics, dict) else None

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from astropy.io import fits
 
+from data_contracts.survey import PIXEL_SCALE
+
 #: DECam's pixel scale (arcsec per CCD pixel), the scale PSFEx models of DECam CCDs are sampled at.
 DECAM_PIXEL_SCALE = 0.263
 #: Lanczos order used to resample a PSFEx image onto the stamp's pixel grid.
@@ -50,7 +52,7 @@ class PsfexModel:
         x: float,
         y: float,
         size: int,
-        pixel_scale: float = 0.262,
+        pixel_scale: float = PIXEL_SCALE,
         detector_pixel_scale: float = DECAM_PIXEL_SCALE,
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from darkhalo.lensing.imaging import fft_convolve, pixel_offsets
 from darkhalo.lensing.sersic import sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.lensing.sie import sie_frame_terms, sie_scale
+from data_contracts.survey import PIXEL_SCALE
 
 #: What each ranged parameter must satisfy: a q or radius of 0 has no light profile, and sersic_b
 #: is solved for n in (0.2, 10]; every parameter must also be finite.
@@ -265,7 +266,7 @@ def render_arcs(
     params: ArcParams,
     psf: torch.Tensor,
     size: int,
-    pixel_scale: float = 0.262,
+    pixel_scale: float = PIXEL_SCALE,
     supersample: int = 4,
 ) -> RenderedArcs:
     """Render N lensed arcs into (N, B, size, size) stamps (nanomaggies per pixel).
@@ -283,7 +284,7 @@ def render_arcs(
 
 
 def render_point_sources(
-    x: torch.Tensor, y: torch.Tensor, flux: torch.Tensor, psf: torch.Tensor, size: int, pixel_scale: float = 0.262
+    x: torch.Tensor, y: torch.Tensor, flux: torch.Tensor, psf: torch.Tensor, size: int, pixel_scale: float = PIXEL_SCALE
 ) -> torch.Tensor:
     """Point sources at (x, y) arcsec from the stamp centre, flux (N, B), through the same per-band
     convolution as the arcs: (N, B, size, size). The flux is shared bilinearly among the four
@@ -305,7 +306,7 @@ def render_point_sources(
 
 def point_source_errors(
     psf: torch.Tensor,
-    pixel_scale: float = 0.262,
+    pixel_scale: float = PIXEL_SCALE,
     generator: torch.Generator | None = None,
     own_centroid: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:

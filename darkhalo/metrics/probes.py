@@ -25,8 +25,8 @@ from sklearn.preprocessing import StandardScaler
 from darkhalo.lensing.imaging import bin_pixels, fft_convolve, pixel_grid
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.sersic import sersic_sb
+from data_contracts.survey import BANDS
 
-BANDS = ("g", "r", "z")
 #: The blob: a round exponential (Sersic n = 1) of this half-light radius (arcsec), far below the PSF.
 BLOB_REFF = 0.1
 BLOB_SUPERSAMPLE = 8

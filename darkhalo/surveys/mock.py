@@ -35,6 +35,9 @@ from scipy.spatial import cKDTree
 from darkhalo.artifacts import atomic_file
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.columns import SWEEP_COLUMNS
+from data_contracts.catalog import Catalog
+from data_contracts.schema import arrow_schema
+from data_contracts.survey import mag_to_flux
 
 BLOCK_ROWS = 50_000
 
@@ -68,10 +71,6 @@ MASK_MEDIUM = 1 << 11
 FIBER_RADIUS = 0.75
 FIBER_SEEING_SIGMA = 1.0 / 2.3548
 
-ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "float64": pa.float64()} | {
-    f"int{bits}": getattr(pa, f"int{bits}")() for bits in (16, 32, 64)
-}
-
 _BRICK_ROWS = 721  # 0.25 deg rows centred on Dec -90, -89.75, ..., +90
 _ROW_CENTRES = -90 + np.arange(_BRICK_ROWS) * 0.25
 _ROW_COLUMNS = np.maximum(1, np.round(360 * np.cos(np.radians(_ROW_CENTRES)) / 0.25)).astype(np.int64)
@@ -83,15 +82,10 @@ def n_blocks(survey: MockSurvey) -> int:
     return math.ceil(survey.n_objects / BLOCK_ROWS)
 
 
-def arrow_schema() -> pa.Schema:
-    """The Arrow schema of SWEEP_COLUMNS (strings as UTF-8)."""
-    return pa.schema([(name, ARROW_TYPES[dtype]) for name, dtype in SWEEP_COLUMNS.items()])
-
-
 def write_block(survey: MockSurvey, seed: int, folder: Path, block: int) -> int:
     """Write one mock block as ``part-<block>.parquet`` (atomically); returns its row count."""
     frame = mock_catalog(survey, seed, block)
-    table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
+    table = pa.Table.from_pandas(frame, schema=arrow_schema(Catalog), preserve_index=False)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     with atomic_file(folder / f"part-{block:05d}.parquet", "wb") as handle:
@@ -204,10 +198,6 @@ def _uniform_sky(rng: np.random.Generator, survey: MockSurvey, n: int) -> tuple[
     return ra, np.degrees(np.arcsin(sin_dec))
 
 
-def _mag_to_flux(mag: np.ndarray) -> np.ndarray:
-    return 10 ** ((22.5 - mag) / 2.5)
-
-
 def _counts(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
     """Magnitudes in [lo, hi] with dN/dm ∝ 10^(slope m) (inverse-CDF draw)."""
     a, b = 10 ** (slope * lo), 10 ** (slope * hi)
@@ -264,7 +254,7 @@ def draw_population(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     gaia = star & (r < 21.0)
     return {
         "TYPE": types.astype(object),
-        **{f"flux_{band}": _mag_to_flux(m) for band, m in mags.items()},
+        **{f"flux_{band}": mag_to_flux(m) for band, m in mags.items()},
         "SHAPE_R": shape_r,
         "SHAPE_E1": e * np.cos(2 * phi),
         "SHAPE_E2": e * np.sin(2 * phi),
@@ -283,7 +273,7 @@ def _observing_conditions(rng: np.random.Generator, n: int) -> dict[str, np.ndar
         nobs = 1 + rng.poisson(EXTRA_EXPOSURES[band], n)
         # Background-limited: the 5-sigma flux grows with FWHM and falls as sqrt(NOBS).
         m5 = SINGLE_DEPTH[band] + 1.25 * np.log10(nobs) - 2.5 * np.log10(fwhm / median) + rng.normal(0, 0.15, n)
-        psfdepth = 25 / _mag_to_flux(m5) ** 2
+        psfdepth = 25 / mag_to_flux(m5) ** 2
         out[f"NOBS_{band}"] = nobs
         out[f"PSFSIZE_{band}"] = fwhm
         out[f"PSFDEPTH_{band}"] = psfdepth

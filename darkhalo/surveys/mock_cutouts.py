@@ -40,7 +40,7 @@ from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_b, sersic_sb
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.provider import Cutouts
-from data_contracts.survey import BANDS, KEY, PIXEL_SCALE
+from data_contracts.survey import BANDS, KEY, PIXEL_SCALE, mag_to_flux
 
 BETA_RANGE = (2.5, 3.2)
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
@@ -105,7 +105,7 @@ class MockCutoutProvider:
             depth = torch.from_numpy(hosts[f"PSFDEPTH_{band.upper()}"].to_numpy(np.float64))
             sigma = 1 / torch.sqrt(depth * nea)
             noise = torch.from_numpy(np.stack([d["noise"][j] for d in draws]))
-            sky = 10 ** ((22.5 - SKY_MAG[band]) / 2.5) * PIXEL_SCALE**2  # nanomaggies per pixel
+            sky = mag_to_flux(SKY_MAG[band]) * PIXEL_SCALE**2  # nanomaggies per pixel
             spread = sigma[:, None, None] * torch.sqrt(1 + blurred.clamp(min=0) / sky)
             images[:, j] = (blurred + spread * noise).numpy()
             invvar[:, j] = (1 / sigma**2)[:, None, None].expand(n, size, size).numpy()

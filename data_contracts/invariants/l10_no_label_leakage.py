@@ -17,10 +17,11 @@ from typing import Any
 
 from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
+from data_contracts.stamps import IMAGE
 from data_contracts.survey import BANDS
 from data_contracts.thresholds import L10Thresholds
 
-PIXELS = "image"
+PIXELS = IMAGE
 #: What every forward call may receive: one tensor, (band, y, x) with one channel per band.
 FORWARD_ALLOWED = {"n_args": 1, "n_tensors": 1, "kwargs": [], "channels": len(BANDS)}
 #: Columns that exist only because of the injection or the label (NaN or constant for controls).

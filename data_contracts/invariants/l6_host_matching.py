@@ -15,6 +15,7 @@ from scipy import stats
 from data_contracts import survey
 from data_contracts.findings import Finding
 from data_contracts.lessons import LESSONS
+from data_contracts.survey import flux_to_mag
 from data_contracts.thresholds import L6Thresholds
 
 KEY = list(survey.KEY)
@@ -24,9 +25,7 @@ NEEDS = ("FLUX_R", "FLUX_Z", "PSFSIZE_R", "PSFDEPTH_R")
 
 def host_properties(hosts: pd.DataFrame) -> pd.DataFrame:
     """The matched properties of each host: r mag, r - z (raw fluxes), PSFSIZE_R, PSFDEPTH_R."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = 22.5 - 2.5 * np.log10(hosts["FLUX_R"].to_numpy(dtype=float))
-        z = 22.5 - 2.5 * np.log10(hosts["FLUX_Z"].to_numpy(dtype=float))
+    r, z = flux_to_mag(hosts["FLUX_R"].to_numpy()), flux_to_mag(hosts["FLUX_Z"].to_numpy())
     return pd.DataFrame(
         {
             "mag_r": r,

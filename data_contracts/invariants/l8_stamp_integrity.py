@@ -15,9 +15,10 @@ import pandas as pd
 
 from data_contracts.findings import Finding, evidence_rows
 from data_contracts.lessons import LESSONS
+from data_contracts.survey import KEY
 from data_contracts.thresholds import L8Thresholds
 
-HOST_CONFIG_KEY = ["RELEASE", "BRICKID", "OBJID", "config_id"]
+HOST_CONFIG_KEY = [*KEY, "config_id"]
 
 
 def _finding(passed: bool, detail: str, rows: list[dict], measured: object = None, threshold: object = None) -> Finding:
