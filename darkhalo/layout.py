@@ -18,6 +18,7 @@ STAMPS = "stamps"  # inject/
 #: Single files and folders.
 VALIDATION = "validation"  # select/: the edge validation's result and Data Docs
 QUARANTINE = "quarantine.parquet"  # select/: catalog rows set aside with their reasons
+COUNTS = "counts.json"  # select/: input, selected, rejected by cuts, quarantined (the row balance)
 MODEL = "model.pt"  # train/
 MODEL_INPUTS = "model_inputs.json"  # train/: what the trainer fed the model (L10's measure)
 HISTORY = "history.parquet"  # train/
@@ -30,6 +31,7 @@ MADE_BY = {
     PARENT_SAMPLE: "select",
     VALIDATION: "select",
     QUARANTINE: "select",
+    COUNTS: "select",
     MANIFEST: "manifest",
     STAMPS: "inject",
     MODEL: "train",

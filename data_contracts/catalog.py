@@ -6,13 +6,20 @@ names, order and dtypes, and lets floats and strings be null. Units: RA/DEC deg;
 *_IVAR their inverse variances (1/nanomaggy^2); PSFSIZE_* PSF FWHM arcsec; PSFDEPTH_* / GALDEPTH_*
 5-sigma depths as inverse variances (1/nanomaggy^2); SHAPE_R half-light radius arcsec; SHAPE_E1/E2
 ellipticities with |e| = (1-q)/(1+q); EBV mag. The unique key is data_contracts.survey.KEY.
+``check_parts`` and ``check_key`` judge the written parts (the survey judge calls them).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 from pandera.typing import Series
+
+from data_contracts.findings import Finding, evidence_rows
+from data_contracts.schema import arrow_schema
+from data_contracts.survey import KEY
 
 
 class HostRow(pa.DataFrameModel):
@@ -78,3 +85,53 @@ class Catalog(HostRow):
         strict = True
         ordered = True
         name = "catalog"
+
+
+def check_parts(schemas: dict[str, pyarrow.Schema]) -> Finding:
+    """Every part has exactly the catalog contract's columns, in order, with their dtypes."""
+    expected = arrow_schema(Catalog)
+    problems = []
+    for part, schema in schemas.items():
+        got = {f.name: f.type for f in schema}
+        for field in expected:
+            if field.name not in got:
+                problems.append({"part": part, "column": field.name, "problem": "missing"})
+            elif _normal(got[field.name]) != field.type:
+                problems.append({"part": part, "column": field.name, "problem": f"{got[field.name]} != {field.type}"})
+        problems += [{"part": part, "column": c, "problem": "unexpected"} for c in got if c not in expected.names]
+        have = [c for c in got if c in expected.names]
+        want = [c for c in expected.names if c in got]
+        moved = [w for h, w in zip(have, want, strict=True) if h != w]
+        if moved:
+            problems.append({"part": part, "column": moved[0], "problem": "out of order"})
+    evidence, count = evidence_rows(problems)
+    return Finding(
+        id="schema:catalog",
+        title="catalog columns and dtypes are the sweep columns",
+        passed=bool(schemas) and not problems,
+        measured=count if schemas else "no parts",
+        threshold=0,
+        detail=f"{len(schemas)} part(s) checked against {len(expected)} columns",
+        evidence=evidence,
+        n_offending=count,
+    )
+
+
+def _normal(arrow_type: pyarrow.DataType) -> pyarrow.DataType:
+    """Large strings count as strings (the same values, 64-bit offsets)."""
+    return pyarrow.string() if arrow_type == pyarrow.large_string() else arrow_type
+
+
+def check_key(keys: pd.DataFrame) -> Finding:
+    """(RELEASE, BRICKID, OBJID) is unique over ``keys`` (the key columns of every part)."""
+    repeated = keys[keys.duplicated(list(KEY), keep=False)].drop_duplicates()
+    evidence, n_repeated = evidence_rows(repeated.astype(object).to_dict("records"))
+    return Finding(
+        id="schema:catalog:key",
+        title="(RELEASE, BRICKID, OBJID) is unique",
+        passed=n_repeated == 0,
+        measured=n_repeated,
+        threshold=0,
+        evidence=evidence,
+        n_offending=n_repeated,
+    )

@@ -125,6 +125,11 @@ def _manifest(run_dir: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> 
         frame.to_parquet(path, index=False)
 
 
+def _parquet(run_dir: Path, stage: str, artifact: str, change: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    path = layout.parts(run_dir / stage, artifact)[0]
+    change(pd.read_parquet(path)).to_parquet(path, index=False)
+
+
 def _pair_a_control(frame: pd.DataFrame) -> pd.DataFrame:
     """Give one control the sweep key of a positive host in its split (a paired control)."""
     key = ["RELEASE", "BRICKID", "OBJID"]
@@ -176,6 +181,16 @@ def _label_fed(run_dir: Path) -> None:
 
 
 TAMPERED: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a repeated catalog key": (
+        lambda r: _parquet(r, "survey", layout.CATALOG, lambda f: pd.concat([f, f.iloc[:1]], ignore_index=True)),
+        "schema:catalog:key",
+    ),
+    "a parent-sample host with no PSF size": (
+        lambda r: _parquet(
+            r, "select", layout.PARENT_SAMPLE, lambda f: f.assign(PSFSIZE_R=f["PSFSIZE_R"].where(f.index > 0, -1.0))
+        ),
+        "schema:parent_sample",
+    ),
     "stamps in reversed band order": (lambda r: _rewrite_shard(r, _reversed_bands), "L8"),
     "controls on another host's cutout": (lambda r: _rewrite_shard(r, _other_hosts), "L8"),
     "a paired control in the manifest": (lambda r: _manifest(r, _pair_a_control), "L1"),

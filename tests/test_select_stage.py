@@ -14,6 +14,7 @@ from conftest import REAL, spec_data
 from rich.console import Console
 
 from darkhalo import layout
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import V3ColorRelaxed, spec_from_dict
 from darkhalo.stages import STAGES, Stage, StageContext
@@ -68,8 +69,10 @@ def test_a_clean_catalog_is_selected_with_validation_docs_and_contract(tmp_path:
     catalog = synthetic_catalog(N, seed=5)
     ctx = _context(tmp_path, catalog)
     result = run(ctx)
-    assert [f.verdict for f in result.findings] == ["pass", "pass", "pass"]
-    assert [f.id for f in result.findings] == ["edge:survey_catalog", "select:reconciliation", "schema:parent_sample"]
+    findings = [*result.findings, *judge_artifact("select", ctx.out, ctx.run_dir, ctx.spec)]  # the stage and its gate
+    assert [f.verdict for f in findings] == ["pass", "pass", "pass"]
+    assert [f.id for f in findings] == ["edge:survey_catalog", "select:reconciliation", "schema:parent_sample"]
+    assert json.loads((ctx.out / "counts.json").read_text())["input"] == N
     parent = _parent(ctx)
     expected = catalog[cuts_mask(catalog, ctx.spec.selection.model_dump())]
     assert sorted(parent["OBJID"]) == sorted(expected["OBJID"])
@@ -91,7 +94,8 @@ def test_each_bad_row_kind_is_quarantined_with_only_its_own_reason(tmp_path: Pat
     catalog.loc[29, ["BRICKID", "OBJID"]] = catalog.loc[31, ["BRICKID", "OBJID"]].to_numpy()  # a repeated key
     ctx = _context(tmp_path, catalog, quarantine_bad_rows=True)
     result = run(ctx)
-    assert [f.verdict for f in result.findings] == ["pass", "pass", "pass"]
+    findings = [*result.findings, *judge_artifact("select", ctx.out, ctx.run_dir, ctx.spec)]
+    assert [f.verdict for f in findings] == ["pass", "pass", "pass"]
     quarantine = pd.read_parquet(ctx.out / "quarantine.parquet")
     reasons = dict(zip(quarantine["OBJID"], quarantine["REASON"], strict=True))
     expected = {int(catalog.at[row, "OBJID"]): reason for row, _, _, reason in CORRUPTIONS.values()}

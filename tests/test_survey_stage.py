@@ -1,4 +1,5 @@
-"""The survey stage through the runner: Spark-written blocks, bit-identical files, schema and key findings."""
+"""The survey stage through the runner: Spark-written blocks, bit-identical files, and its judge's
+schema and key findings."""
 
 from __future__ import annotations
 
@@ -13,15 +14,10 @@ from conftest import REAL, spec_data
 from darkhalo.artifacts import file_sha256
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
-from darkhalo.stages.survey import (
-    external_inputs,
-    key_finding,
-    schema_finding,
-    write_block,
-)
+from darkhalo.stages.survey import external_inputs, write_block
 from darkhalo.surveys.columns import SWEEP_COLUMNS
 from darkhalo.surveys.mock import BLOCK_ROWS, mock_catalog
-from data_contracts.catalog import Catalog
+from data_contracts.catalog import Catalog, check_key, check_parts
 from data_contracts.schema import arrow_schema
 
 N_OBJECTS = BLOCK_ROWS + 300
@@ -56,7 +52,7 @@ def test_the_stage_writes_the_mock_catalog_in_blocks_and_passes_its_contract(spa
 
 def test_the_schema_finding_passes_the_sweep_schema_and_names_each_corruption() -> None:
     good = arrow_schema(Catalog)
-    assert schema_finding({"part-00000.parquet": good}).passed
+    assert check_parts({"part-00000.parquet": good}).passed
     missing = good.remove(good.get_field_index("PSFSIZE_R"))
     retyped = good.set(good.get_field_index("OBJID"), pa.field("OBJID", pa.int64()))
     extra = good.append(pa.field("KNOWN_LENS", pa.bool_()))
@@ -67,16 +63,18 @@ def test_the_schema_finding_passes_the_sweep_schema_and_names_each_corruption() 
         (extra, "KNOWN_LENS", "unexpected"),
         (moved, "EBV", "out of order"),
     ]:
-        finding = schema_finding({"part-00000.parquet": good, "part-00001.parquet": schema})
+        finding = check_parts({"part-00000.parquet": good, "part-00001.parquet": schema})
         assert not finding.passed and finding.n_offending == 1
         assert finding.evidence[0] == {"part": "part-00001.parquet", "column": column, "problem": problem}
-    assert not schema_finding({}).passed  # no parts at all is no catalog
+    assert not check_parts({}).passed  # no parts at all is no catalog
 
 
 def test_the_key_finding_fails_on_a_repeated_key() -> None:
-    assert key_finding(0, []).passed
-    repeated = key_finding(1, [{"RELEASE": 10000, "BRICKID": 5, "OBJID": 7, "count": 2}])
-    assert not repeated.passed and repeated.measured == 1 and repeated.evidence[0]["OBJID"] == 7
+    keys = pd.DataFrame({"RELEASE": [10000] * 3, "BRICKID": [5, 5, 6], "OBJID": [7, 8, 7]})
+    assert check_key(keys).passed
+    repeated = check_key(pd.concat([keys, keys.iloc[[0]]], ignore_index=True))
+    assert not repeated.passed and repeated.measured == 1
+    assert repeated.evidence == ({"RELEASE": 10000, "BRICKID": 5, "OBJID": 7},)
 
 
 @pytest.mark.spark

@@ -3,8 +3,8 @@
 - A spec alone: the pre-flight (L1, L2, L3) on a sample of its parent sample.
 - A run folder: each installed artifact judged again by its judge (darkhalo.audit.judges) with the
   spec's current thresholds and waivers; the lessons no installed artifact decides but the spec
-  can (L1, L2, L3 before the manifest or inject stage ran) from the pre-flight. The survey and
-  select stages' edge checks (schemas, Great Expectations) are shown as they recorded them.
+  can (L1, L2, L3 before the manifest or inject stage ran) from the pre-flight. The select stage's
+  Great Expectations edge validation of the external catalog is shown as it recorded it.
 Lessons with no finding are listed as not evaluated. The verdicts are compared with the spec's
 ``expect.audit_failures`` (what CI asserts for every spec in specs/).
 """
@@ -26,8 +26,9 @@ from darkhalo.spec import GenerationSpec, load_spec
 from data_contracts.findings import TABLE_COLUMNS, Finding
 from data_contracts.lessons import LESSONS
 
-#: Stages whose recorded edge findings (not lessons: schemas, Great Expectations) the audit shows.
-RECORDED_STAGES = ("survey", "select")
+#: Stages whose own recorded findings the audit shows: the select stage's Great Expectations edge
+#: validation of the external catalog (its result and Data Docs are in select/validation/).
+RECORDED_STAGES = ("select",)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def audit_spec(spec: GenerationSpec, target: str, parent: pd.DataFrame | None = 
 
 
 def recorded_findings(folder: Path) -> list[Finding]:
-    """The edge findings a stage wrote into its contract.json."""
+    """The findings a stage wrote into its contract.json."""
     record = json.loads((folder / "contract.json").read_text())
     return [Finding.from_dict(check) for check in record["checks"]]
 
@@ -115,13 +116,13 @@ def audit_run(run_dir: Path, spec: GenerationSpec | None = None, sample: int | N
     frozen spec.yaml); ``sample`` stamps are checked against cutouts fetched again (None: all)."""
     spec = spec or load_spec(run_dir / "spec.yaml")
     findings: list[Finding] = []
-    for stage in RECORDED_STAGES:
-        if installed(run_dir / stage):
-            findings += [f for f in recorded_findings(run_dir / stage) if f.id not in LESSONS]
     for stage in JUDGES:
         if installed(run_dir / stage):
             findings += judge_artifact(stage, run_dir / stage, run_dir, spec, sample)
     judged = {f.id for f in findings}
+    for stage in RECORDED_STAGES:
+        if installed(run_dir / stage):
+            findings += [f for f in recorded_findings(run_dir / stage) if f.id not in judged and f.id not in LESSONS]
     if "L3" not in judged:
         findings.append(psf_finding(spec))
     if not {"L1", "L2"} <= judged:

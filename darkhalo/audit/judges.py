@@ -1,7 +1,8 @@
 """Measure once, judge always: one judging function per artifact, the stage's gate and the audit's.
 
 Each judge reads an artifact as written (a stage's output folder) and returns its contract
-findings against the spec's current thresholds: manifest (schema, L1, L2, L5, L6), stamps
+findings against the spec's current thresholds: catalog (schema, key), parent sample (schema, row
+balance), manifest (schema, L1, L2, L5, L6), stamps
 (schema, L3, L7, L8), model inputs (L10), metrics (scores schema, L4, L9). The runner calls a
 stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the
 same judge on the installed folder. What is expensive to measure again (L9's probes need the
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import torch
 
 from darkhalo import layout
@@ -33,6 +35,7 @@ from darkhalo.spec import GenerationSpec
 from darkhalo.spec_view import SpecView
 from darkhalo.stamps import N_BANDS, decode_images
 from darkhalo.surveys.provider import CutoutProvider, provider_for
+from data_contracts import catalog, parent_sample, reconciliation
 from data_contracts.findings import Finding
 from data_contracts.invariants import (
     l1_unpaired_controls,
@@ -50,7 +53,7 @@ from data_contracts.manifest import Manifest
 from data_contracts.schema import column_names, schema_finding
 from data_contracts.scores import Scores
 from data_contracts.stamps import StampRecord
-from data_contracts.survey import BANDS
+from data_contracts.survey import BANDS, KEY
 
 #: Stamps whose cutouts the audit fetches again for L8 (a seeded sample; the stage checks all).
 AUDIT_STAMP_SAMPLE = 256
@@ -82,6 +85,28 @@ class Judge:
     lessons: tuple[str, ...]
     sections: tuple[str, ...]
     judge: JudgeFunction
+
+
+# --- catalog and parent sample: schemas, key, row balance ----------------------------------------
+
+
+def judge_catalog(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
+    """Every catalog part's columns, order and dtypes, and a unique sweep key over all of them."""
+    parts = layout.parts(folder, layout.CATALOG)
+    keys = pd.concat([pd.read_parquet(p, columns=list(KEY)) for p in parts], ignore_index=True)
+    return [catalog.check_parts({p.name: pq.read_schema(p) for p in parts}), catalog.check_key(keys)]
+
+
+def judge_parent_sample(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
+    """The written parent sample against its contract (inside the cuts), and the recorded row balance.
+    Nothing to judge when the edge validation stopped the stage before it selected (its own finding)."""
+    if not (folder / layout.COUNTS).is_file():
+        return []
+    counts = json.loads(layout.artifact(folder, layout.COUNTS).read_text())
+    parts = layout.parts(folder, layout.PARENT_SAMPLE)
+    selected = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    balance = reconciliation.check(counts["input"], len(selected), counts["rejected_by_cuts"], counts["quarantined"])
+    return [balance, parent_sample.check(selected, spec.selection.model_dump())]
 
 
 # --- manifest: schema, L1, L2, L5, L6 -------------------------------------------------------------
@@ -262,6 +287,8 @@ def judge_metrics(folder: Path, run_dir: Path, spec: SpecView, sample: int | Non
 JUDGES: dict[str, Judge] = {
     judge.stage: judge
     for judge in (
+        Judge("survey", (), (), judge_catalog),
+        Judge("select", (), ("selection",), judge_parent_sample),
         Judge(
             "manifest",
             ("L1", "L2", "L5", "L6"),
