@@ -16,6 +16,7 @@ Roles: a host is ``positive`` (gets grid configs), ``control`` (one uninjected s
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,8 @@ import pandas as pd
 from darkhalo.hashing import hash64, host_ids, uniform
 from darkhalo.sky import healpix_of, split_of_pixels
 from darkhalo.sources import draw_source_parameters
-from darkhalo.spec import GenerationSpec, GridSpec
+from darkhalo.spec import ControlsSpec, GenerationSpec, GridSpec, SourceSpec, SplitsSpec
+from darkhalo.spec_view import SpecView
 from data_contracts.catalog import HostRow
 from data_contracts.manifest import GRID_COLUMNS, SOURCE_COLUMNS, Manifest
 from data_contracts.parent_sample import ParentSample
@@ -42,6 +44,22 @@ _AXIS_TO_COLUMN = {
     "shear": "shear",
     "src_dmag": "src_dmag",
 }
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The spec sections and seed that expansion reads, taken from a spec (or its view) once."""
+
+    grid: GridSpec
+    controls: ControlsSpec
+    splits: SplitsSpec
+    source: SourceSpec
+    seed: int
+
+    @classmethod
+    def of(cls, spec: GenerationSpec | SpecView) -> Expansion:
+        """The expansion settings of ``spec`` (a GenerationSpec or a SpecView declaring these sections)."""
+        return cls(grid=spec.grid, controls=spec.controls, splits=spec.splits, source=spec.source, seed=spec.seed)
 
 
 def grid_configs(grid: GridSpec) -> pd.DataFrame:
@@ -68,16 +86,17 @@ def control_pool_share(fraction: float, k: int) -> float:
     return fraction * k / (1 - fraction + fraction * k)
 
 
-def host_frame(parent: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
+def host_frame(parent: pd.DataFrame, *, expansion: Expansion) -> pd.DataFrame:
     """Hosts with host_id, healpix, split and role (positive, control or excluded)."""
+    seed = expansion.seed
     hosts = parent.loc[:, list(PARENT_COLUMNS)].reset_index(drop=True)
     hosts.insert(0, "host_id", host_ids(hosts["RELEASE"], hosts["BRICKID"], hosts["OBJID"]))
-    hosts["healpix"] = healpix_of(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), spec.splits.nside)
-    hosts["split"] = split_of_pixels(hosts["healpix"].to_numpy(), spec.seed, spec.splits.fractions.model_dump())
+    hosts["healpix"] = healpix_of(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), expansion.splits.nside)
+    hosts["split"] = split_of_pixels(hosts["healpix"].to_numpy(), seed, expansion.splits.fractions.model_dump())
     role = np.full(len(hosts), "positive", dtype=object)
-    if spec.controls.mode == "unpaired":
-        share = control_pool_share(spec.controls.fraction, configs_per_host(spec.grid))
-        role[uniform(spec.seed, hosts["host_id"].to_numpy(), stream="role") < share] = "control"
+    if expansion.controls.mode == "unpaired":
+        share = control_pool_share(expansion.controls.fraction, configs_per_host(expansion.grid))
+        role[uniform(seed, hosts["host_id"].to_numpy(), stream="role") < share] = "control"
     role[hosts["KNOWN_LENS"].to_numpy(dtype=bool)] = "excluded"
     hosts["role"] = role
     return hosts
@@ -106,16 +125,17 @@ def _chosen_configs(hosts: pd.DataFrame, configs: pd.DataFrame, k: int, seed: in
     return pd.concat([rows, grid], axis=1)
 
 
-def expand_hosts(hosts: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
+def expand_hosts(hosts: pd.DataFrame, *, expansion: Expansion) -> pd.DataFrame:
     """Manifest rows (data_contracts.manifest.Manifest) for a batch of hosts from ``host_frame``."""
-    configs = grid_configs(spec.grid)
-    positives = _chosen_configs(hosts[hosts["role"] == "positive"], configs, configs_per_host(spec.grid), spec.seed)
+    seed = expansion.seed
+    configs = grid_configs(expansion.grid)
+    positives = _chosen_configs(hosts[hosts["role"] == "positive"], configs, configs_per_host(expansion.grid), seed)
     positives["label"] = np.int8(1)
-    positives = pd.concat([positives, draw_source_parameters(positives, spec.source, spec.seed)], axis=1)
+    positives = pd.concat([positives, draw_source_parameters(positives, expansion.source, seed)], axis=1)
 
-    if spec.controls.mode == "paired":
-        f = spec.controls.fraction
-        keep = uniform(spec.seed, positives["host_id"].to_numpy(), positives["config_id"].to_numpy(), stream="twin")
+    if expansion.controls.mode == "paired":
+        f = expansion.controls.fraction
+        keep = uniform(seed, positives["host_id"].to_numpy(), positives["config_id"].to_numpy(), stream="twin")
         controls = positives.loc[keep < f / (1 - f), [*hosts.columns, "config_id"]].copy()
         controls["role"] = "control"
     else:
@@ -127,7 +147,7 @@ def expand_hosts(hosts: pd.DataFrame, spec: GenerationSpec) -> pd.DataFrame:
     rows["config_id"] = rows["config_id"].astype(np.int32)
     rows["label"] = rows["label"].astype(np.int8)
     rows["stamp_id"] = _stamp_ids(
-        spec.seed, rows["host_id"].to_numpy(), rows["config_id"].to_numpy(), rows["label"].to_numpy()
+        seed, rows["host_id"].to_numpy(), rows["config_id"].to_numpy(), rows["label"].to_numpy()
     )
     for column in (*GRID_COLUMNS, *SOURCE_COLUMNS):
         rows[column] = rows[column].astype(np.float64) if column in rows else np.nan

@@ -28,6 +28,7 @@ from darkhalo.stamps import decode_images, encode_images
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.store import normalise
+from data_contracts.metrics import COMPLETENESS_TARGETS
 from data_contracts.schema import schema_finding
 from data_contracts.scores import Scores
 
@@ -205,14 +206,7 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     np.testing.assert_allclose(scores["score"], expected, rtol=1e-4, atol=1e-4)
     swap = json.loads((folder / "metrics.json").read_text())["probes"]["psf_swap"]
     assert swap["n_positives"] == 16 and swap["injection_psf"] == "survey"
-    assert set(swap["completeness"]) == {
-        "completeness=0.99",
-        "completeness=0.95",
-        "completeness=0.9",
-        "completeness=0.85",
-        "completeness=0.8",
-        "completeness=0.7",
-    }
+    assert set(swap["completeness"]) == {f"completeness={c:g}" for c in COMPLETENESS_TARGETS}
     assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()
 
 

@@ -204,25 +204,15 @@ def test_summarise_bootstraps_each_resolved_points_headline_rate() -> None:
     assert [p.bootstrap_interval for p in resolved] == expected.tolist()
 
 
+def _summary(pos: np.ndarray, neg: np.ndarray, bootstrap_samples: int) -> dict:
+    """metrics.json's operating points of these scores (10 expected false positives, 95 %, seed 0)."""
+    s = summary.summarise(pos, neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=bootstrap_samples, seed=0)
+    return s.model_dump(mode="json")
+
+
 def test_resolved_points_are_named_by_target() -> None:
-    s = summary.summarise(
-        np.linspace(1, 2, 30),
-        np.linspace(0, 1.5, 1000),
-        min_expected_fp=10,
-        confidence=0.95,
-        bootstrap_samples=0,
-        seed=0,
-    )
-    names = summary.resolved_points(s.model_dump(mode="json"))
-    assert list(names) == [
-        "completeness=0.99",
-        "completeness=0.95",
-        "completeness=0.9",
-        "completeness=0.85",
-        "completeness=0.8",
-        "completeness=0.7",
-        "fpr=0.01",
-    ]
+    names = summary.resolved_points(_summary(np.linspace(1, 2, 30), np.linspace(0, 1.5, 1000), 0))
+    assert list(names) == [*(f"completeness={c:g}" for c in contract.COMPLETENESS_TARGETS), "fpr=0.01"]
     assert names["fpr=0.01"]["target"] == "fpr" and names["fpr=0.01"]["resolved"] is True
 
 
@@ -248,6 +238,8 @@ def test_stratified_completeness_bins_are_right_open_and_unbounded_edges_are_non
 
 
 def test_inspection_budget_uses_the_fpr_and_its_upper_bound() -> None:
+    counts = {"n_pos": 10, "n_neg": 1000, "n_pos_flagged": 5, "n_neg_flagged": 10, "n_neg_needed": 1000}
+    intervals_ = {"completeness_interval": [0.2, 0.8], "fpr_interval": [0.005, 0.02], "bootstrap_interval": None}
     point = contract.ReportedPoint(
         target="fpr",
         target_value=0.01,
@@ -255,14 +247,8 @@ def test_inspection_budget_uses_the_fpr_and_its_upper_bound() -> None:
         threshold=1.0,
         completeness=0.5,
         fpr=0.01,
-        n_pos=10,
-        n_neg=1000,
-        n_pos_flagged=5,
-        n_neg_flagged=10,
-        n_neg_needed=1000,
-        completeness_interval=[0.2, 0.8],
-        fpr_interval=[0.005, 0.02],
-        bootstrap_interval=None,
+        **counts,
+        **intervals_,
     )
     budget = summary.inspection_budget(point, 10_000, 0.001)
     assert budget.expected_true == pytest.approx(5.0) and budget.expected_false == pytest.approx(99.9)
@@ -372,15 +358,7 @@ def test_psf_swap_completeness_names_each_threshold() -> None:
 
 @pytest.fixture(scope="module")
 def parsed() -> dict:
-    s = summary.summarise(
-        np.linspace(0.5, 1.5, 200),
-        np.linspace(0.0, 1.0, 1000),
-        min_expected_fp=10,
-        confidence=0.95,
-        bootstrap_samples=5,
-        seed=0,
-    )
-    return s.model_dump(mode="json")
+    return _summary(np.linspace(0.5, 1.5, 200), np.linspace(0.0, 1.0, 1000), 5)
 
 
 def _copy(d: dict) -> dict:
