@@ -24,7 +24,8 @@ from darkhalo.hashing import uniform
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.render import ArcParams, render_arcs
-from darkhalo.spec import GenerationSpec, PsfSpec
+from darkhalo.spec import GenerationSpec, InjectionSpec, PsfSpec, StampsSpec
+from darkhalo.spec_view import SpecView
 from darkhalo.stamps import encode_images
 from darkhalo.surveys.provider import CutoutProvider, Cutouts
 from data_contracts.stamps import shard_schema
@@ -37,6 +38,21 @@ ELECTRONS_PER_NANOMAGGY = {b: 90.0 / float(mag_to_flux(zp)) for b, zp in zip(BAN
 RENDER_DTYPE = torch.float32
 #: A stamp shard's columns, in order (data_contracts.stamps.shard_schema).
 STAMP_COLUMNS = tuple(shard_schema().names)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """The spec sections and seed that rendering arcs into stamps reads, taken from a spec (or its view) once."""
+
+    psf: PsfSpec
+    stamps: StampsSpec
+    injection: InjectionSpec
+    seed: int
+
+    @classmethod
+    def of(cls, spec: GenerationSpec | SpecView) -> Rendering:
+        """The rendering settings of ``spec`` (a GenerationSpec or a SpecView declaring these sections)."""
+        return cls(psf=spec.psf, stamps=spec.stamps, injection=spec.injection, seed=spec.seed)
 
 
 def injection_kernels(
@@ -96,31 +112,31 @@ class Arcs:
     magnification: np.ndarray
 
 
-def render_rows(rows: pd.DataFrame, cut: Cutouts, spec: GenerationSpec) -> Arcs:
+def render_rows(rows: pd.DataFrame, cut: Cutouts, *, rendering: Rendering) -> Arcs:
     """The arcs of manifest ``rows`` (reset index) in their cutouts ``cut``: through the injection PSF
-    at each host's per-band FWHM, plus the arc's photon noise when the spec asks."""
+    at each host's per-band FWHM, plus the arc's photon noise when the injection section asks."""
+    stamps, settings = rendering.stamps, rendering.injection
     arcs = np.zeros_like(cut.images)
     magnification = np.full(len(rows), np.nan)
     positive = (rows["label"] == 1).to_numpy()
     if positive.any():
         fwhm, beta = cut.psf_fwhm[positive].astype(np.float64), cut.psf_beta[positive].astype(np.float64)
-        kernels = injection_kernels(spec.psf, spec.stamps.pixel_scale, fwhm, beta)
-        size = spec.stamps.size
+        kernels = injection_kernels(rendering.psf, stamps.pixel_scale, fwhm, beta)
         rendered = render_arcs(
-            _arc_params(rows[positive]), kernels, size, spec.stamps.pixel_scale, spec.injection.supersample
+            _arc_params(rows[positive]), kernels, stamps.size, stamps.pixel_scale, settings.supersample
         )
         arcs[positive] = rendered.images.numpy().astype(np.float32)
         magnification[positive] = rendered.magnification.numpy()
-        if spec.injection.poisson_noise:
-            arcs[positive] = photon_noise(arcs[positive], rows.loc[positive, "stamp_id"].to_numpy(), spec.seed)
+        if settings.poisson_noise:
+            arcs[positive] = photon_noise(arcs[positive], rows.loc[positive, "stamp_id"].to_numpy(), rendering.seed)
     return Arcs(arcs, magnification)
 
 
-def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvider) -> pd.DataFrame:
+def inject_batch(rows: pd.DataFrame, provider: CutoutProvider, *, rendering: Rendering) -> pd.DataFrame:
     """Stamps (STAMP_COLUMNS) for a batch of manifest rows: cutout + arc, controls untouched."""
     rows = rows.reset_index(drop=True)
-    cut = host_cutouts(rows, provider, spec.stamps.size)
-    arcs = render_rows(rows, cut, spec)
+    cut = host_cutouts(rows, provider, rendering.stamps.size)
+    arcs = render_rows(rows, cut, rendering=rendering)
     stamps = cut.images + arcs.images
     positive = (rows["label"] == 1).to_numpy()
     arc_flux = arcs.images.sum(axis=(2, 3))
@@ -139,7 +155,7 @@ def inject_batch(rows: pd.DataFrame, spec: GenerationSpec, provider: CutoutProvi
             **{f"arc_flux_{b}": np.where(positive, arc_flux[:, i], np.nan) for i, b in enumerate(BANDS)},
             "arc_snr": np.where(positive, snr, np.nan),
             "magnification": arcs.magnification,
-            "psf_model": np.where(positive, spec.psf.model, ""),
+            "psf_model": np.where(positive, rendering.psf.model, ""),
         }
     )
     return out.loc[:, list(STAMP_COLUMNS)]

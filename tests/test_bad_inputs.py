@@ -32,7 +32,7 @@ from stamps_factory import toy_stamps, write_shards
 from test_select_stage import SURVEY_AND_SELECT
 
 from darkhalo.artifacts import contained
-from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.metrics.evaluation import load_test_stamps, model_scorer
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
@@ -251,7 +251,9 @@ def manifest_truncated(tmp: Path):
     folder = tmp / "manifest" / "manifest"
     folder.mkdir(parents=True)
     spec = spec_from_dict(spec_data())
-    expand_hosts(host_frame(synthetic_parent(30), spec), spec).to_parquet(folder / "part-00000.parquet")
+    expansion = Expansion.of(spec)
+    hosts = host_frame(synthetic_parent(30), expansion=expansion)
+    expand_hosts(hosts, expansion=expansion).to_parquet(folder / "part-00000.parquet")
     _truncate(folder / "part-00000.parquet")
     ctx = _inject_context(tmp)
     return lambda: inject_stage.run(ctx), ParquetFileError, r"manifest/part-00000.parquet: not a readable parquet"
@@ -547,7 +549,8 @@ def test_the_inputs_the_cases_start_from_are_good(tmp_path: Path) -> None:
 
 def test_a_manifest_with_a_duplicated_stamp_id_fails_its_schema_naming_the_column() -> None:
     spec = spec_from_dict(spec_data())
-    manifest = expand_hosts(host_frame(synthetic_parent(40), spec), spec)
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(synthetic_parent(40), expansion=expansion), expansion=expansion)
     assert schema_finding(Manifest, manifest, "manifest").passed
     manifest.loc[5, "stamp_id"] = manifest.loc[4, "stamp_id"]
     finding = schema_finding(Manifest, manifest, "manifest")

@@ -12,8 +12,8 @@ from catalogs import synthetic_catalog
 from conftest import spec_data
 from hosts import synthetic_parent
 
-from darkhalo.expansion import MANIFEST_COLUMNS, expand_hosts, host_frame
-from darkhalo.injection import STAMP_COLUMNS, inject_batch
+from darkhalo.expansion import MANIFEST_COLUMNS, Expansion, expand_hosts, host_frame
+from darkhalo.injection import STAMP_COLUMNS, Rendering, inject_batch
 from darkhalo.sparkio import spark_schema
 from darkhalo.spec import spec_from_dict
 from darkhalo.surveys.columns import SWEEP_COLUMNS
@@ -39,13 +39,14 @@ def _parent_sample() -> pd.DataFrame:
 
 
 def _manifest() -> pd.DataFrame:
-    return expand_hosts(host_frame(synthetic_parent(30), SPEC), SPEC)
+    expansion = Expansion.of(SPEC)
+    return expand_hosts(host_frame(synthetic_parent(30), expansion=expansion), expansion=expansion)
 
 
 def _stamp_record() -> pd.DataFrame:
     manifest = _manifest()
     rows = pd.concat([manifest[manifest.label == 1].head(3), manifest[manifest.label == 0].head(3)])
-    stamps = inject_batch(rows, SPEC, provider_for(SPEC.survey, SPEC.seed))
+    stamps = inject_batch(rows, provider_for(SPEC.survey, SPEC.seed), rendering=Rendering.of(SPEC))
     assert list(stamps.columns) == list(STAMP_COLUMNS)
     written = pa.Table.from_pandas(stamps, schema=shard_schema(), preserve_index=False)  # as the shards hold it
     return written.drop([IMAGE]).to_pandas()

@@ -18,8 +18,8 @@ from hosts import synthetic_parent
 from rich.console import Console
 
 from darkhalo.audit.judges import judge_artifact
-from darkhalo.expansion import expand_hosts, host_frame
-from darkhalo.injection import inject_batch
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
+from darkhalo.injection import Rendering, inject_batch
 from darkhalo.metrics.evaluation import evaluate, load_test_stamps, psf_swap
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
@@ -222,10 +222,12 @@ def _psf_swap_case(tmp_path: Path, psf_model: str) -> tuple[dict, np.ndarray, np
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": psf_model, "kernel_size_pix": 31}
     spec = spec_from_dict(data)
-    rows = expand_hosts(host_frame(synthetic_parent(40, seed=3), spec), spec).sort_values("stamp_id")
+    expansion = Expansion.of(spec)
+    hosts = host_frame(synthetic_parent(40, seed=3), expansion=expansion)
+    rows = expand_hosts(hosts, expansion=expansion).sort_values("stamp_id")
     (tmp_path / "manifest").mkdir()
     rows.to_parquet(tmp_path / "manifest" / "part-00000.parquet", index=False)
-    stamps = inject_batch(rows, spec, provider_for(spec.survey, spec.seed))
+    stamps = inject_batch(rows, provider_for(spec.survey, spec.seed), rendering=Rendering.of(spec))
     meta = stamps.drop(columns="image").reset_index(drop=True)
     images = decode_images(stamps["image"].tolist(), SIZE)
     seen: list[np.ndarray] = []
@@ -234,7 +236,9 @@ def _psf_swap_case(tmp_path: Path, psf_model: str) -> tuple[dict, np.ndarray, np
         seen.append(batch)
         return _peak(batch)
 
-    result = psf_swap(spec, tmp_path, meta, images, recording, {"t": THRESHOLD})
+    result = psf_swap(
+        tmp_path, meta, images, recording, {"t": THRESHOLD}, rendering=Rendering.of(spec), survey=spec.survey
+    )
     arc_flux = meta.loc[meta["label"] == 1, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]].to_numpy()
     return result, seen[0], seen[1], arc_flux
 

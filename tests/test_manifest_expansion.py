@@ -10,6 +10,7 @@ from hosts import synthetic_parent
 
 from darkhalo.expansion import (
     MANIFEST_COLUMNS,
+    Expansion,
     configs_per_host,
     control_pool_share,
     expand_hosts,
@@ -33,7 +34,8 @@ def _spec(name: str = "gen2_resnet18_unpaired_survey_psf", **changes):
 
 
 def _manifest(spec, n: int = 400, **kwargs) -> pd.DataFrame:
-    return expand_hosts(host_frame(synthetic_parent(n, **kwargs), spec), spec)
+    expansion = Expansion.of(spec)
+    return expand_hosts(host_frame(synthetic_parent(n, **kwargs), expansion=expansion), expansion=expansion)
 
 
 def test_gen1_grid_has_48_configs_in_axis_order() -> None:
@@ -73,7 +75,8 @@ def test_control_pool_share_gives_the_stamp_fraction(fraction: float, k: int) ->
 def test_known_lenses_are_never_controls_nor_hosts() -> None:
     spec = _spec()
     parent = synthetic_parent(200, known_lenses=20)
-    manifest = expand_hosts(host_frame(parent, spec), spec)
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
     lenses = set(map(tuple, parent.loc[parent.KNOWN_LENS, KEY].to_numpy()))
     assert not lenses & set(map(tuple, manifest[KEY].to_numpy()))
 
@@ -85,10 +88,10 @@ def test_no_duplicated_host_config_rows_and_unique_stamp_ids() -> None:
 
 
 def test_expansion_does_not_depend_on_batching() -> None:
-    spec = _spec()
-    hosts = host_frame(synthetic_parent(600), spec)
-    whole = expand_hosts(hosts, spec)
-    parts = pd.concat([expand_hosts(hosts.iloc[i : i + 97], spec) for i in range(0, 600, 97)])
+    expansion = Expansion.of(_spec())
+    hosts = host_frame(synthetic_parent(600), expansion=expansion)
+    whole = expand_hosts(hosts, expansion=expansion)
+    parts = pd.concat([expand_hosts(hosts.iloc[i : i + 97], expansion=expansion) for i in range(0, 600, 97)])
     parts = parts.sort_values("stamp_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(whole, parts)
 
@@ -148,7 +151,7 @@ def test_host_ids_pack_the_sweep_key_uniquely() -> None:
 
 
 def test_the_split_is_a_function_of_the_sky_pixel() -> None:
-    hosts = host_frame(synthetic_parent(3000), _spec())
+    hosts = host_frame(synthetic_parent(3000), expansion=Expansion.of(_spec()))
     assert (hosts.groupby("healpix")["split"].nunique() == 1).all()
     shares = hosts["split"].value_counts(normalize=True)
     assert set(shares.index) == {"train", "val", "test"} and shares["train"] > 0.6

@@ -11,7 +11,7 @@ from hosts import synthetic_parent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import spec_from_dict
 from data_contracts.invariants import (
     l1_unpaired_controls,
@@ -37,7 +37,8 @@ def _valid(seed: int = 3, n: int = 1500, fraction: float = 0.5) -> pd.DataFrame:
     spec = _spec(seed, fraction)
     parent = synthetic_parent(n, seed=seed)
     parent["PSFSIZE_R"] = parent["PSFSIZE_R"].clip(upper=1.9).astype(np.float32)
-    return expand_hosts(host_frame(parent, spec), spec)
+    expansion = Expansion.of(spec)
+    return expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
 
 
 def _findings(manifest: pd.DataFrame) -> dict[str, bool]:
@@ -125,7 +126,8 @@ def test_gen1_style_paired_manifest_fails_l1_with_evidence() -> None:
     data = spec_data("gen1_resnet18_v3_color_relaxed")
     data["splits"] = {"nside": 128}
     spec = spec_from_dict(data)
-    manifest = expand_hosts(host_frame(synthetic_parent(40), spec), spec)
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(synthetic_parent(40), expansion=expansion), expansion=expansion)
     finding = l1_unpaired_controls.check(manifest)
     assert not finding.passed and finding.measured == 40 and finding.evidence[0]["splits"]
 

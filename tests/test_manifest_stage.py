@@ -12,7 +12,7 @@ from hosts import synthetic_parent
 from toy_stages import PARENT_STAGE
 
 from darkhalo.artifacts import artifact_files
-from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES
@@ -40,7 +40,8 @@ def test_the_stage_writes_the_manifest_the_pure_expansion_gives(spark, tmp_path:
     out = tmp_path / spec.generation / "manifest"
     written = _read(out / "manifest")
     parent = synthetic_parent(300, seed=spec.seed, known_lenses=3)
-    expected = expand_hosts(host_frame(parent, spec), spec)
+    expansion = Expansion.of(spec)
+    expected = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
     assert written["stamp_id"].is_monotonic_increasing
     contract = json.loads((out / "contract.json").read_text())

@@ -17,8 +17,8 @@ from conftest import REAL, SPECS, spec_data
 from hosts import synthetic_parent
 
 from darkhalo.audit.judges import point_source_test, psf_finding
-from darkhalo.expansion import expand_hosts, host_frame
-from darkhalo.injection import inject_batch
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
+from darkhalo.injection import Rendering, inject_batch
 from darkhalo.metrics.evaluation import model_scorer
 from darkhalo.runner import run_generation
 from darkhalo.spec import GenerationSpec, spec_from_dict
@@ -100,8 +100,9 @@ def _mock_stamps(size: int, n_hosts: int = 16) -> tuple[np.ndarray, np.ndarray]:
     data = spec_data("embedded")
     data["stamps"] = {"size": size}
     mock = spec_from_dict(data)
-    rows = expand_hosts(host_frame(synthetic_parent(n_hosts, seed=1), mock), mock)
-    stamps = inject_batch(rows, mock, provider_for(mock.survey, mock.seed))
+    expansion = Expansion.of(mock)
+    rows = expand_hosts(host_frame(synthetic_parent(n_hosts, seed=1), expansion=expansion), expansion=expansion)
+    stamps = inject_batch(rows, provider_for(mock.survey, mock.seed), rendering=Rendering.of(mock))
     return decode_images(stamps["image"].tolist(), size), stamps["label"].to_numpy()
 
 
@@ -109,11 +110,12 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     spec = smoke_spec(converted)
     catalog = read_catalog(converted / "hosts.parquet")
     # The real cutouts at hand are all lens candidates; here they stand in as hosts (a search excludes them).
-    hosts = host_frame(catalog.assign(KNOWN_LENS=False), spec)
+    expansion, rendering = Expansion.of(spec), Rendering.of(spec)
+    hosts = host_frame(catalog.assign(KNOWN_LENS=False), expansion=expansion)
     hosts["role"] = np.where(np.arange(len(hosts)) % 2 == 0, "positive", "control")
-    rows = expand_hosts(hosts, spec)
+    rows = expand_hosts(hosts, expansion=expansion)
     provider = provider_for(spec.survey, spec.seed)
-    stamps = inject_batch(rows, spec, provider)
+    stamps = inject_batch(rows, provider, rendering=rendering)
     images = decode_images(stamps["image"].tolist(), spec.stamps.size)
     real = provider.cutouts(hosts, spec.stamps.size).images
     where = pd.Index(hosts["host_id"]).get_indexer(stamps["host_id"])
@@ -148,10 +150,13 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
 def test_the_pixelized_psf_injects_into_real_cutouts_with_real_psfex_models(converted: Path) -> None:
     spec = smoke_spec(converted)
     pixelized = smoke_spec(converted, psf={"model": "pixelized", "psfex_dir": str(REAL / "psf" / "psfex")})
-    hosts = host_frame(read_catalog(converted / "hosts.parquet").assign(KNOWN_LENS=False), spec).assign(role="positive")
-    rows = expand_hosts(hosts.head(2), spec)
+    expansion = Expansion.of(spec)
+    catalog = read_catalog(converted / "hosts.parquet").assign(KNOWN_LENS=False)
+    hosts = host_frame(catalog, expansion=expansion).assign(role="positive")
+    rows = expand_hosts(hosts.head(2), expansion=expansion)
     provider = provider_for(spec.survey, spec.seed)
-    survey, real = inject_batch(rows, spec, provider), inject_batch(rows, pixelized, provider)
+    survey = inject_batch(rows, provider, rendering=Rendering.of(spec))
+    real = inject_batch(rows, provider, rendering=Rendering.of(pixelized))
     assert (real["psf_model"] == "pixelized").all()
     assert np.allclose(real["arc_flux_r"], survey["arc_flux_r"], rtol=0.02)  # the same arcs, both PSFs unit-sum
     assert not np.array_equal(decode_images(real["image"].tolist(), 64), decode_images(survey["image"].tolist(), 64))

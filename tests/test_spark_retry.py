@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, spec_data
 from hosts import synthetic_parent
 
-from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import spec_from_dict
 
 pytestmark = pytest.mark.spark
@@ -44,7 +44,9 @@ def test_a_task_failing_once_is_retried_and_the_output_is_complete(tmp_path: Pat
     spec = spec_from_dict(spec_data())
     out = tmp_path / spec.generation / "flaky"
     written = pd.read_parquet(out / "manifest").sort_values("stamp_id", ignore_index=True)
-    expected = expand_hosts(host_frame(synthetic_parent(80, seed=spec.seed, known_lenses=3), spec), spec)
+    expansion = Expansion.of(spec)
+    hosts = host_frame(synthetic_parent(80, seed=spec.seed, known_lenses=3), expansion=expansion)
+    expected = expand_hosts(hosts, expansion=expansion)
     pd.testing.assert_frame_equal(written, expected.sort_values("stamp_id", ignore_index=True), check_dtype=False)
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["spark_master"] == "local[2,2]" and lineage["rows"] == {"manifest": len(expected)}

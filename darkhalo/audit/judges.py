@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhalo import layout
-from darkhalo.injection import host_cutouts, injection_kernels, render_rows
+from darkhalo.injection import Rendering, host_cutouts, injection_kernels, render_rows
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
 from darkhalo.spec import GenerationSpec
@@ -190,7 +190,7 @@ def written_stamp_problems(rows: pd.DataFrame, spec: SpecView, provider: CutoutP
         subset = rows.iloc[whole].reset_index(drop=True)
         subset["host_id"] = subset["host_id"].astype(np.int64)
         cut = host_cutouts(subset, provider, size)
-        arcs = render_rows(subset, cut, spec)
+        arcs = render_rows(subset, cut, rendering=Rendering.of(spec))
         images = decode_images(image.take(pa.array(whole)), size)
         problems[whole] = l8_stamp_integrity.stamp_problems(images, cut.images, arcs.images, subset["label"].to_numpy())
     return pd.DataFrame({"stamp_id": rows["stamp_id"].to_numpy(np.int64), "problem": problems.astype(str)})

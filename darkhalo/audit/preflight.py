@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from darkhalo.audit.judges import psf_finding
-from darkhalo.expansion import expand_hosts, host_frame
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
 from data_contracts.findings import Finding
@@ -66,7 +66,8 @@ def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame) -> list[Findi
     """L1 and L2 on the manifest this spec would expand from ``parent``."""
     if parent.empty:
         raise ValueError(f"pre-flight: the {spec.selection.variant} cuts select no host from the survey sample")
-    manifest = expand_hosts(host_frame(parent, spec), spec)
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
     return [
         l1_unpaired_controls.check(manifest),
         l2_resolvable_injections.check(manifest[manifest["label"] == 1], spec.invariants.L2),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,12 @@ import torch
 
 from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file, write_json
-from darkhalo.injection import inject_batch
+from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
 from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness, ring_probe_auc
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics, resolved_points
-from darkhalo.spec import GenerationSpec
+from darkhalo.spec import GenerationSpec, SurveySpec
 from darkhalo.stamps import N_BANDS, decode_checked, decode_images, stamp_dataset
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
@@ -83,7 +84,7 @@ def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Sco
 
 
 def blob_probe(
-    spec: GenerationSpec, meta: pd.DataFrame, images: np.ndarray, score: Scorer, thresholds: dict[str, float]
+    meta: pd.DataFrame, images: np.ndarray, score: Scorer, thresholds: dict[str, float], *, rendering: Rendering
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Controls (up to BLOB_MAX, a seeded sample) plus a central blob carrying a random test positive's
     arc flux (per band): flag rates at each threshold, the blob stamps and their scores. The blob goes
@@ -97,38 +98,42 @@ def blob_probe(
     fluxes = fluxes[np.isfinite(fluxes).all(axis=1)]
     if len(fluxes) == 0:
         raise ValueError("no test positive has finite arc_flux_g/r/z for the blob probe")
-    rng = np.random.default_rng([spec.seed, 9])
+    psf = rendering.psf
+    rng = np.random.default_rng([rendering.seed, 9])
     chosen = np.flatnonzero(~positive)
     chosen = np.sort(rng.choice(chosen, min(BLOB_MAX, chosen.size), replace=False))
     controls = images[chosen]
     fwhm = meta["psfsize_r"].to_numpy(np.float64)[chosen]
     fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, np.nanmedian(meta["psfsize_r"]))
-    model = spec.psf.model if spec.psf.model in PSF_MODELS else "survey"
+    model = psf.model if psf.model in PSF_MODELS else "survey"
     blobs = controls + blob_images(
         fluxes[rng.integers(0, len(fluxes), len(controls))],
         fwhm,
         controls.shape[-1],
-        spec.stamps.pixel_scale,
+        rendering.stamps.pixel_scale,
         model,
-        spec.psf.moffat_beta,
-        spec.psf.kernel_size_pix,
+        psf.moffat_beta,
+        psf.kernel_size_pix,
     )
     blob_scores = score(blobs)
     return flag_rates(blob_scores, thresholds), blobs, blob_scores
 
 
 def psf_swap(
-    spec: GenerationSpec,
     manifest_dir: Path,
     meta: pd.DataFrame,
     images: np.ndarray,
     score: Scorer,
     thresholds: dict[str, float],
+    *,
+    rendering: Rendering,
+    survey: SurveySpec,
 ) -> dict[str, Any]:
     """Completeness of up to PSF_SWAP_MAX test positives (seeded sample) as injected and re-injected
-    (same manifest rows, same cutouts, inject's own ``inject_batch``) with a Gaussian PSF of the same FWHM."""
+    (same manifest rows, same cutouts from ``survey``, inject's own ``inject_batch``) with a Gaussian PSF of
+    the same FWHM."""
     positive = np.flatnonzero(meta["label"].to_numpy() == 1)
-    rng = np.random.default_rng([spec.seed, 11])
+    rng = np.random.default_rng([rendering.seed, 11])
     chosen = np.sort(rng.choice(positive, min(PSF_SWAP_MAX, positive.size), replace=False))
     ids = meta["stamp_id"].to_numpy()[chosen]
     files = layout.parts(manifest_dir, layout.MANIFEST)
@@ -136,16 +141,18 @@ def psf_swap(
     rows = rows.sort_values("stamp_id", ignore_index=True)
     if not np.array_equal(rows["stamp_id"].to_numpy(), ids):
         raise ValueError(f"{manifest_dir / layout.MANIFEST}: test positives missing from the manifest")
-    gaussian = spec.model_copy(update={"psf": spec.psf.model_copy(update={"model": "gaussian"})})
-    provider = provider_for(spec.survey, spec.seed)
-    step = spec.injection.batch_size
+    gaussian = replace(rendering, psf=rendering.psf.model_copy(update={"model": "gaussian"}))
+    provider = provider_for(survey, rendering.seed)
+    step = rendering.injection.batch_size
     swapped = [
-        decode_images(inject_batch(rows.iloc[i : i + step], gaussian, provider)["image"].tolist(), images.shape[-1])
+        decode_images(
+            inject_batch(rows.iloc[i : i + step], provider, rendering=gaussian)["image"].tolist(), images.shape[-1]
+        )
         for i in range(0, len(rows), step)
     ]
     return {
         "n_positives": len(chosen),
-        "injection_psf": spec.psf.model,
+        "injection_psf": rendering.psf.model,
         "completeness": psf_swap_completeness(score, images[chosen], np.concatenate(swapped), thresholds),
     }
 
@@ -215,7 +222,8 @@ def evaluate(
         thresholds = {name: p["threshold"] for name, p in points.items()}
         core_size = spec.invariants.L9.core_size_pix
         labels = scores["label"].to_numpy()
-        rates, blobs, blob_scores = blob_probe(spec, meta, images, score, thresholds)
+        rendering = Rendering.of(spec)
+        rates, blobs, blob_scores = blob_probe(meta, images, score, thresholds, rendering=rendering)
         metrics["probes"] = {
             "core_size_pix": core_size,
             "core_auc": core_probe_auc(images, labels, core_size, spec.seed),
@@ -226,7 +234,9 @@ def evaluate(
             "fpr_at_thresholds": {name: p["fpr"] for name, p in points.items()},
         }
         if manifest is not None:
-            metrics["probes"]["psf_swap"] = psf_swap(spec, manifest, meta, images, score, thresholds)
+            metrics["probes"]["psf_swap"] = psf_swap(
+                manifest, meta, images, score, thresholds, rendering=rendering, survey=spec.survey
+            )
     write_json(out / layout.METRICS, metrics)
     write_report(
         out,

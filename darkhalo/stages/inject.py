@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pandas as pd
 
 from darkhalo import layout, tables
-from darkhalo.injection import inject_batch
+from darkhalo.injection import Rendering, inject_batch
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
-from darkhalo.spec import GenerationSpec
+from darkhalo.spec import SurveySpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
 from data_contracts.stamps import shard_schema
@@ -25,13 +25,15 @@ from data_contracts.stamps import shard_schema
 SUMMARY_COLUMNS = ["label", "split", "arc_snr", "magnification"]
 
 
-def inject_batches(batches: Iterator[pd.DataFrame], spec: GenerationSpec) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: manifest rows -> stamps, ``spec.injection.batch_size`` rows per render."""
-    provider = provider_for(spec.survey, spec.seed)
-    step = spec.injection.batch_size
+def inject_batches(
+    batches: Iterator[pd.DataFrame], *, rendering: Rendering, survey: SurveySpec
+) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: manifest rows -> stamps (cutouts from ``survey``), the injection batch_size rows per render."""
+    provider = provider_for(survey, rendering.seed)
+    step = rendering.injection.batch_size
     for batch in batches:
         for start in range(0, len(batch), step):
-            yield inject_batch(batch.iloc[start : start + step], spec, provider)
+            yield inject_batch(batch.iloc[start : start + step], provider, rendering=rendering)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -42,7 +44,10 @@ def run(ctx: StageContext) -> StageResult:
     # one Spark task per render batch or so, so every core renders (the manifest may be one file)
     n_tasks = max(1, -(-n_rows // spec.injection.batch_size))
     manifest = ctx.spark().read.parquet(*[str(p) for p in parts]).repartition(n_tasks, "stamp_id")
-    stamps = manifest.mapInPandas(lambda batches: inject_batches(batches, spec), spark_schema(shard_schema()))
+    rendering, survey = Rendering.of(spec), spec.survey
+    stamps = manifest.mapInPandas(
+        lambda batches: inject_batches(batches, rendering=rendering, survey=survey), spark_schema(shard_schema())
+    )
     shards = write_sorted_parquet(stamps, ctx.out / layout.STAMPS, "stamp_id", spec.injection.shard_rows, n_rows)
     record = pd.concat([pd.read_parquet(p, columns=SUMMARY_COLUMNS) for p in shards], ignore_index=True)
     return StageResult(rows={"stamps": len(record)}, measured=_summary(record))

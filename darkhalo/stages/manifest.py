@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from darkhalo import layout, tables
-from darkhalo.expansion import PARENT_COLUMNS, configs_per_host, expand_hosts, host_frame
+from darkhalo.expansion import PARENT_COLUMNS, Expansion, configs_per_host, expand_hosts, host_frame
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
-from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import StageContext, StageResult
 from data_contracts.manifest import Manifest
 
@@ -35,10 +34,10 @@ def parent_files(select_dir: Path) -> list[Path]:
     return files
 
 
-def expand_batches(batches: Iterator[pd.DataFrame], spec: GenerationSpec) -> Iterator[pd.DataFrame]:
+def expand_batches(batches: Iterator[pd.DataFrame], *, expansion: Expansion) -> Iterator[pd.DataFrame]:
     """mapInPandas body: parent rows -> manifest rows, batch by batch."""
     for batch in batches:
-        yield expand_hosts(host_frame(batch, spec), spec)
+        yield expand_hosts(host_frame(batch, expansion=expansion), expansion=expansion)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -50,7 +49,8 @@ def run(ctx: StageContext) -> StageResult:
 
     spark = ctx.spark()
     parent = spark.read.parquet(*[str(f) for f in files]).select(*PARENT_COLUMNS)
-    expanded = parent.mapInPandas(lambda batches: expand_batches(batches, spec), spark_schema(Manifest))
+    expansion = Expansion.of(spec)
+    expanded = parent.mapInPandas(lambda batches: expand_batches(batches, expansion=expansion), spark_schema(Manifest))
     ctx.console.print(f"  expanding {n_parent:,} parent hosts x {configs_per_host(spec.grid)} configs in Spark")
     parts = write_sorted_parquet(
         expanded, ctx.out / layout.MANIFEST, "stamp_id", ROWS_PER_PART, n_parent * (configs_per_host(spec.grid) + 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from pyspark import TaskContext
 
-from darkhalo.expansion import PARENT_COLUMNS, expand_hosts, host_frame
+from darkhalo.expansion import PARENT_COLUMNS, Expansion, expand_hosts, host_frame
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.spec import GenerationSpec
 from darkhalo.stages.base import Stage, StageContext, StageResult
@@ -29,8 +29,9 @@ def expand_failing_once(batches: Iterator[pd.DataFrame], spec: GenerationSpec, m
     if task.attemptNumber() == 0:
         Path(markers, f"stage-{task.stageId()}-task-{task.partitionId()}").touch()
         raise RuntimeError(f"injected failure: task {task.partitionId()}, attempt 0")
+    expansion = Expansion.of(spec)
     for batch in batches:
-        yield expand_hosts(host_frame(batch, spec), spec)
+        yield expand_hosts(host_frame(batch, expansion=expansion), expansion=expansion)
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from darkhalo.injection import inject_batch
+from darkhalo.injection import Rendering, inject_batch
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
 from data_contracts.stamps import shard_schema
@@ -13,7 +13,7 @@ from data_contracts.stamps import shard_schema
 
 def run(ctx: StageContext) -> StageResult:
     rows = pd.read_parquet(ctx.input("manifest") / "manifest")
-    stamps = inject_batch(rows, ctx.spec, provider_for(ctx.spec.survey, ctx.spec.seed))
+    stamps = inject_batch(rows, provider_for(ctx.spec.survey, ctx.spec.seed), rendering=Rendering.of(ctx.spec))
     (ctx.out / "stamps").mkdir()
     table = pa.Table.from_pandas(stamps, schema=shard_schema(), preserve_index=False)
     pq.write_table(table, ctx.out / "stamps" / "part-00000.parquet")
