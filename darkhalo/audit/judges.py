@@ -15,7 +15,7 @@ Each judge declares the spec sections it reads and sees only those (darkhalo.spe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,39 +196,32 @@ def written_stamp_problems(rows: pd.DataFrame, spec: SpecView, provider: CutoutP
     return pd.DataFrame({"stamp_id": rows["stamp_id"].to_numpy(np.int64), "problem": problems.astype(str)})
 
 
-def _problem_batches(batches: Iterator[pd.DataFrame], spec: SpecView) -> Iterator[pd.DataFrame]:
-    """mapInPandas body of the stage's full L8 pass."""
-    provider = provider_for(spec.survey, spec.seed)
-    for batch in batches:
-        for start in range(0, len(batch), spec.injection.batch_size):
-            yield written_stamp_problems(batch.iloc[start : start + spec.injection.batch_size], spec, provider)
+def _problems_of_ids(ids: np.ndarray, shards: list[Path], manifest: list[Path], spec: SpecView) -> pd.DataFrame:
+    """``written_stamp_problems`` for the stamps ``ids``, read from the shards and the manifest here."""
+    wanted = pc.field("stamp_id").isin(ids)
+    stamps = ds.dataset(shards, format="parquet").to_table(columns=["stamp_id", "image"], filter=wanted)
+    rows = ds.dataset(manifest, format="parquet").to_table(filter=wanted)
+    joined = stamps.to_pandas().merge(rows.to_pandas(), on="stamp_id", how="left", validate="1:1")
+    return written_stamp_problems(joined, spec, provider_for(spec.survey, spec.seed))
 
 
 def stamp_problems_of(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> pd.DataFrame:
-    """(stamp_id, problem) for every written stamp (Spark, all cores) or for a seeded sample of
-    ``sample`` stamps (in this process)."""
+    """(stamp_id, problem) for every written stamp, ``injection.batch_size`` stamps a Spark task (each
+    reads its stamps' bytes itself, so no image passes through the JVM), or for a seeded sample of
+    ``sample`` stamps in this process."""
     shards = layout.parts(folder, layout.STAMPS)
     manifest = layout.parts(run_dir / "manifest", layout.MANIFEST)
     ids = ds.dataset(shards, format="parquet").to_table(columns=["stamp_id"])["stamp_id"].to_numpy()
     if sample is not None:
         rng = np.random.default_rng([spec.seed, 8])
-        chosen = np.sort(rng.choice(ids, min(sample, ids.size), replace=False))
-        stamps = ds.dataset(shards, format="parquet").to_table(
-            columns=["stamp_id", "image"], filter=pc.field("stamp_id").isin(chosen)
-        )
-        rows = ds.dataset(manifest, format="parquet").to_table(filter=pc.field("stamp_id").isin(chosen))
-        joined = stamps.to_pandas().merge(rows.to_pandas(), on="stamp_id", how="left", validate="1:1")
-        return written_stamp_problems(joined, spec, provider_for(spec.survey, spec.seed))
+        return _problems_of_ids(np.sort(rng.choice(ids, min(sample, ids.size), replace=False)), shards, manifest, spec)
     from darkhalo.spark import get_spark
 
-    session = get_spark(spec.engine)
-    stamps = session.read.parquet(*[str(p) for p in shards]).select("stamp_id", "image")
-    joined = stamps.join(session.read.parquet(*[str(p) for p in manifest]), "stamp_id", "left")
-    n_tasks = max(1, -(-len(ids) // spec.injection.batch_size))
-    result = joined.repartition(n_tasks, "stamp_id").mapInPandas(
-        lambda batches: _problem_batches(batches, spec), "stamp_id long, problem string"
-    )
-    return result.toPandas().sort_values("stamp_id", ignore_index=True)
+    step = spec.injection.batch_size
+    chunks = [np.sort(ids)[i : i + step] for i in range(0, len(ids), step)]
+    tasks = get_spark(spec.engine).sparkContext.parallelize(chunks, max(1, len(chunks)))
+    found = tasks.map(lambda chunk: _problems_of_ids(chunk, shards, manifest, spec)).collect()
+    return pd.concat(found, ignore_index=True).sort_values("stamp_id", ignore_index=True)
 
 
 def judge_stamps(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
