@@ -211,7 +211,11 @@ def _summary(pos: np.ndarray, neg: np.ndarray, bootstrap_samples: int) -> dict:
 
 
 def test_resolved_points_are_named_by_target() -> None:
-    names = summary.resolved_points(_summary(np.linspace(1, 2, 30), np.linspace(0, 1.5, 1000), 0))
+    parsed = _summary(np.linspace(1, 2, 30), np.linspace(0, 1.5, 1000), 0)
+    names = {
+        name: p.model_dump(mode="json")
+        for name, p in contract.OperatingPointSummary.model_validate(parsed).resolved_points().items()
+    }
     assert list(names) == [*(f"completeness={c:g}" for c in contract.COMPLETENESS_TARGETS), "fpr=0.01"]
     assert names["fpr=0.01"]["target"] == "fpr" and names["fpr=0.01"]["resolved"] is True
 

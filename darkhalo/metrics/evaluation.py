@@ -29,7 +29,7 @@ from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
 from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness, ring_probe_auc
 from darkhalo.metrics.report import Gallery, write_report
-from darkhalo.metrics.summary import evaluation_metrics, resolved_points
+from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.spec import GenerationSpec, SurveySpec
 from darkhalo.stamps import N_BANDS, decode_checked, decode_images, stamp_dataset
 from darkhalo.surveys.provider import provider_for
@@ -207,7 +207,7 @@ def evaluate(
     scores = meta.assign(score=np.asarray(score(images), dtype=np.float64))
     with atomic_file(out / layout.SCORES, "wb") as handle:
         scores.to_parquet(handle, index=False)
-    metrics = evaluation_metrics(
+    summary = evaluation_metrics(
         scores,
         min_expected_fp=settings.min_expected_false_positives,
         confidence=settings.confidence,
@@ -215,11 +215,12 @@ def evaluate(
         seed=spec.seed,
         survey_hosts=settings.survey_hosts,
         prevalence=settings.lens_prevalence,
-    ).model_dump(mode="json")
+    )
+    metrics = summary.model_dump(mode="json")
     blobs = blob_scores = None
     if settings.probes:
-        points = dict(resolved_points(metrics))
-        thresholds = {name: p["threshold"] for name, p in points.items()}
+        points = summary.resolved_points()
+        thresholds = {name: p.threshold for name, p in points.items()}
         core_size = spec.invariants.L9.core_size_pix
         labels = scores["label"].to_numpy()
         rendering = Rendering.of(spec)
@@ -229,9 +230,9 @@ def evaluate(
             "core_auc": core_probe_auc(images, labels, core_size, spec.seed),
             "ring_auc": ring_probe_auc(images, labels, core_size, spec.seed),
             "n_blobs": len(blobs),
-            "fpr_floor": 1 / metrics["n_neg"],
+            "fpr_floor": 1 / summary.n_neg,
             "blob_flag_rates": rates,
-            "fpr_at_thresholds": {name: p["fpr"] for name, p in points.items()},
+            "fpr_at_thresholds": {name: p.fpr for name, p in points.items()},
         }
         if manifest is not None:
             metrics["probes"]["psf_swap"] = psf_swap(

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,12 +125,6 @@ def summarise(
         **dict(zip(BOLOGNA_FP, reported[n_fpr + n_comp :], strict=True)),
         auroc=float(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])),
     )
-
-
-def resolved_points(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``OperatingPointSummary.resolved_points`` of parsed metrics.json content, as JSON objects by name."""
-    summary = OperatingPointSummary.model_validate(metrics)
-    return {name: point.model_dump(mode="json") for name, point in summary.resolved_points().items()}
 
 
 def strata_values(meta: pd.DataFrame) -> dict[str, np.ndarray]:
