@@ -7,6 +7,21 @@ from data_contracts.findings import Finding
 FINDING_ID = "select:reconciliation"
 
 
+#: The counts the select stage records in select/counts.json, besides the parent sample's own rows.
+COUNTS = ("input", "rejected_by_cuts", "quarantined")
+
+
+def check_recorded(counts: object, selected: int) -> Finding:
+    """``check`` on the recorded counts and the parent sample's ``selected`` rows; a record without
+    an integer count fails naming it."""
+    missing = [k for k in COUNTS if not (isinstance(counts, dict) and isinstance(counts.get(k), int))]
+    if missing:
+        return Finding(
+            FINDING_ID, "catalog rows reconciled", False, detail=f"counts.json lacks integer {', '.join(missing)}"
+        )
+    return check(counts["input"], selected, counts["rejected_by_cuts"], counts["quarantined"])
+
+
 def check(input_rows: int, selected: int, rejected_by_cuts: int, quarantined: int) -> Finding:
     """Every input row is accounted for: input = selected + rejected_by_cuts + quarantined.
 

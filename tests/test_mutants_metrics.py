@@ -691,3 +691,10 @@ def test_blob_defaults_the_survey_psf_per_band_and_a_kernel_that_fits_the_stamp(
     assert not np.allclose(survey_psf[0, 0], survey_psf[0, 2], rtol=1e-3, atol=0)  # g and z wings differ
     moffat = probes.blob_images(flux, fwhm, 16, 0.262, psf_model="moffat")
     assert np.array_equal(moffat, probes.blob_images(flux, fwhm, 16, 0.262, psf_model="moffat", beta=2.8))
+
+
+def test_recorded_counts_without_an_integer_count_fail_naming_it() -> None:
+    assert reconciliation.check_recorded({"input": 10, "rejected_by_cuts": 3, "quarantined": 1}, 6).passed
+    broken = reconciliation.check_recorded({"input": 10, "rejected_by_cuts": "3"}, 6)
+    assert not broken.passed and broken.detail == "counts.json lacks integer rejected_by_cuts, quarantined"
+    assert not reconciliation.check_recorded([], 6).passed

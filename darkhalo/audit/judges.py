@@ -105,8 +105,10 @@ def judge_parent_sample(folder: Path, run_dir: Path, spec: SpecView, sample: int
     counts = json.loads(layout.artifact(folder, layout.COUNTS).read_text())
     parts = layout.parts(folder, layout.PARENT_SAMPLE)
     selected = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    balance = reconciliation.check(counts["input"], len(selected), counts["rejected_by_cuts"], counts["quarantined"])
-    return [balance, parent_sample.check(selected, spec.selection.model_dump())]
+    return [
+        reconciliation.check_recorded(counts, len(selected)),
+        parent_sample.check(selected, spec.selection.model_dump()),
+    ]
 
 
 # --- manifest: schema, L1, L2, L5, L6 -------------------------------------------------------------

@@ -38,7 +38,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "inject",
         inputs=("manifest",),
-        sections=("seed", "survey", "stamps", "psf", "source", "injection"),
+        sections=("seed", "survey", "stamps", "psf", "injection"),
         module="darkhalo.stages.inject",
         description="stamps: cutouts with simulated arcs rendered through the PSF",
     ),
