@@ -22,7 +22,7 @@ from darkhalo.lensing.psf import psf_kernels
 from darkhalo.spec import CutoutSource
 from darkhalo.surveys.cutout_fits import FolderCutoutProvider, cutout_name
 from darkhalo.surveys.http_cutouts import HttpCutoutProvider, cache_name
-from darkhalo.surveys.npz_cutouts import convert_npz_folder, psfex_fwhm
+from darkhalo.surveys.npz_cutouts import convert_npz_folder, psfex_psfsize
 
 REAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
 PSFEX = REAL / "psf" / "psfex"
@@ -40,7 +40,7 @@ def main() -> dict:
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        hosts, _ = convert_npz_folder(REAL / "cutouts", out, psfex_fwhm(PSFEX))
+        hosts, _ = convert_npz_folder(REAL / "cutouts", out, psfex_psfsize(PSFEX))
         for i in range(len(hosts)):  # a warm cache: each file under the name the client would fetch it to
             row = hosts.iloc[i]
             target = out / "cache" / cache_name(float(row["RA"]), float(row["DEC"]), 64)

@@ -230,10 +230,10 @@ def survey_cutouts_from_npz(
     size: Annotated[int, typer.Option("--size", help="central stamp kept (pixels)", min=8)] = 64,
 ) -> None:
     """Convert real .npz cutouts to cutout-service FITS (<RELEASE>_<BRICKID>_<OBJID>.fits) and catalog rows."""
-    from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_fwhm
+    from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_psfsize
 
     try:
-        _, written = convert_npz_folder(npz_dir, out_dir, psfex_fwhm(psfex_dir), size)
+        _, written = convert_npz_folder(npz_dir, out_dir, psfex_psfsize(psfex_dir), size)
     except (NpzCutoutError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

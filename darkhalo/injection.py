@@ -3,9 +3,9 @@
 For each batch: cutouts of the batch's unique hosts from the survey provider; arcs for the
 positives rendered by darkhalo.lensing.render through the injection PSF (the spec's model at each
 host's per-band PSF FWHM from the cutout, and the cutout's own Moffat beta for the ``survey``
-model); stamp = cutout + arc (+ the arc's photon noise when the spec asks). Controls are the
-cutout, untouched. Each stamp records what the invariants need: arc flux per band,
-integrated arc S/N and magnification.
+model), the lens at the host's position in its cutout (``Cutouts.host_offset``); stamp = cutout +
+arc (+ the arc's photon noise when the spec asks). Controls are the cutout, untouched. Each stamp
+records what the invariants need: arc flux per band, integrated arc S/N and magnification.
 
 Arc S/N is the matched-filter S/N over the three bands, sqrt(sum arc^2 invvar) (no
 sky-subtraction residuals: the best a detector could do; the L7 shares are judged on it).
@@ -23,7 +23,7 @@ import torch
 from darkhalo.hashing import uniform
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels
-from darkhalo.lensing.render import ArcParams, render_arcs
+from darkhalo.lensing.render import ArcParams, convergence_errors, render_arcs
 from darkhalo.spec import GenerationSpec, InjectionSpec, PsfSpec, StampsSpec
 from darkhalo.spec_view import SpecView
 from darkhalo.stamps import encode_images
@@ -74,14 +74,21 @@ def injection_kernels(
     return torch.stack(kernels, dim=1)
 
 
-def _arc_params(rows: pd.DataFrame) -> ArcParams:
-    """The renderer's parameters from manifest rows (src_reff is the grid's, flux the observed)."""
+def _arc_params(rows: pd.DataFrame, lens_offset: np.ndarray) -> ArcParams:
+    """The renderer's parameters from manifest rows (src_reff is the grid's, flux the observed), the
+    lens at ``lens_offset`` (N, 2) arcsec from the stamp's centre pixel: where the host is."""
 
     def col(name: str) -> torch.Tensor:
         return torch.as_tensor(rows[name].to_numpy(dtype=np.float64)).to(RENDER_DTYPE)
 
     names = ("theta_e", "lens_q", "lens_phi", "g1", "g2", "src_x", "src_y", "src_reff", "src_n", "src_q", "src_phi")
-    return ArcParams(**{name: col(name) for name in names}, flux=torch.stack([col(f"src_flux_{b}") for b in BANDS], 1))
+    offset = torch.as_tensor(np.asarray(lens_offset, dtype=np.float64)).to(RENDER_DTYPE)
+    return ArcParams(
+        **{name: col(name) for name in names},
+        flux=torch.stack([col(f"src_flux_{b}") for b in BANDS], 1),
+        lens_x=offset[:, 0],
+        lens_y=offset[:, 1],
+    )
 
 
 def photon_noise(arcs: np.ndarray, stamp_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -100,7 +107,7 @@ def host_cutouts(rows: pd.DataFrame, provider: CutoutProvider, size: int) -> Cut
     hosts = rows.drop_duplicates("host_id")
     cut = provider.cutouts(hosts, size)
     where = pd.Index(hosts["host_id"]).get_indexer(rows["host_id"])
-    return Cutouts(cut.images[where], cut.invvar[where], cut.psf_fwhm[where], cut.psf_beta[where])
+    return cut.take(where)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,24 @@ class Arcs:
     magnification: np.ndarray
 
 
+def arc_inputs(rows: pd.DataFrame, cut: Cutouts, rendering: Rendering) -> tuple[ArcParams, torch.Tensor]:
+    """The renderer's parameters and injection PSF kernels (N, 3, K, K) of positive manifest ``rows``
+    in their cutouts ``cut`` (one per row): each host's per-band FWHM and beta, the lens at the host."""
+    fwhm, beta = cut.psf_fwhm.astype(np.float64), cut.psf_beta.astype(np.float64)
+    kernels = injection_kernels(rendering.psf, rendering.stamps.pixel_scale, fwhm, beta)
+    return _arc_params(rows, cut.host_offset * rendering.stamps.pixel_scale), kernels
+
+
+def convergence_of_rows(rows: pd.DataFrame, cut: Cutouts, rendering: Rendering) -> tuple[np.ndarray, np.ndarray]:
+    """L8's convergence measure of positive manifest ``rows`` in their cutouts: per stamp the L1
+    change over the arc's flux (worst band) and the magnification ratio when the arc is rendered
+    again at twice the resolution (darkhalo.lensing.render.convergence_errors)."""
+    params, kernels = arc_inputs(rows, cut, rendering)
+    stamps = rendering.stamps
+    l1, ratio = convergence_errors(params, kernels, stamps.size, stamps.pixel_scale, rendering.injection.supersample)
+    return l1.amax(dim=1).numpy().astype(np.float64), ratio.numpy().astype(np.float64)
+
+
 def render_rows(rows: pd.DataFrame, cut: Cutouts, *, rendering: Rendering) -> Arcs:
     """The arcs of manifest ``rows`` (reset index) in their cutouts ``cut``: through the injection PSF
     at each host's per-band FWHM, plus the arc's photon noise when the injection section asks."""
@@ -120,11 +145,8 @@ def render_rows(rows: pd.DataFrame, cut: Cutouts, *, rendering: Rendering) -> Ar
     magnification = np.full(len(rows), np.nan)
     positive = (rows["label"] == 1).to_numpy()
     if positive.any():
-        fwhm, beta = cut.psf_fwhm[positive].astype(np.float64), cut.psf_beta[positive].astype(np.float64)
-        kernels = injection_kernels(rendering.psf, stamps.pixel_scale, fwhm, beta)
-        rendered = render_arcs(
-            _arc_params(rows[positive]), kernels, stamps.size, stamps.pixel_scale, settings.supersample
-        )
+        params, kernels = arc_inputs(rows[positive], cut.take(positive), rendering)
+        rendered = render_arcs(params, kernels, stamps.size, stamps.pixel_scale, settings.supersample)
         arcs[positive] = rendered.images.numpy().astype(np.float32)
         magnification[positive] = rendered.magnification.numpy()
         if settings.poisson_noise:

@@ -7,8 +7,9 @@ positions and radii in arcsec, magnitudes AB, fluxes in nanomaggies.
 - Source centre: area-uniform in a disc of radius ``position_max_frac x theta_E`` about the lens.
 - Source axis ratio from the grid's |e|: q = (1 - e) / (1 + e); source angle uniform in [0, pi).
 - Shear: the grid's modulus at an angle uniform in [0, pi): g1 = g cos 2phi, g2 = g sin 2phi.
-- Lens axis ratio: from the host's Tractor shape (q from |e| of SHAPE_E1, SHAPE_E2, angle
-  0.5 atan2(E2, E1)) clipped to the spec's lens_q range, or drawn from that range (prior).
+- Lens axis ratio: from the host's Tractor shape (q from |e| of SHAPE_E1, SHAPE_E2, clipped to the
+  spec's lens_q range; the angle is Tractor's sky angle mapped to the cutout's pixel axes,
+  darkhalo.surveys.orientation), or q and angle drawn from the spec's range (prior).
 - Sersic index uniform in the spec's range; colours g - r and r - z uniform in theirs.
 - Brightness: ``host_relative`` (Gen 1): unlensed r = host r from the raw FLUX_R + src_dmag, already
   as observed (raw magnitudes include extinction). ``prior``: r from the spec's magnitude prior
@@ -23,6 +24,7 @@ import pandas as pd
 
 from darkhalo.hashing import uniform
 from darkhalo.spec import MagPrior, SourceSpec
+from darkhalo.surveys.orientation import pixel_angle
 from data_contracts.survey import BANDS, flux_to_mag, mag_to_flux
 
 
@@ -56,7 +58,7 @@ def draw_source_parameters(rows: pd.DataFrame, source: SourceSpec, seed: int) ->
         e1, e2 = rows["SHAPE_E1"].to_numpy(dtype=float), rows["SHAPE_E2"].to_numpy(dtype=float)
         modulus = np.clip(np.hypot(np.nan_to_num(e1), np.nan_to_num(e2)), 0.0, 0.99)
         lens_q = np.clip((1 - modulus) / (1 + modulus), source.lens_q.min, source.lens_q.max)
-        lens_phi = np.mod(0.5 * np.arctan2(np.nan_to_num(e2), np.nan_to_num(e1)), np.pi)
+        lens_phi = pixel_angle(np.nan_to_num(e1), np.nan_to_num(e2))
     else:
         lens_q = source.lens_q.min + draw("lens_q") * (source.lens_q.max - source.lens_q.min)
         lens_phi = np.pi * draw("lens_phi")

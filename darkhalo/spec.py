@@ -365,7 +365,12 @@ class SourceSpec(Section):
 class InjectionSpec(Section):
     """How arcs are rendered and stamps written."""
 
-    supersample: int = Field(4, ge=1, le=16, description="sub-pixels per pixel side for ray tracing")
+    supersample: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="cells per pixel side a traced pixel starts with; cells refine where the light varies",
+    )
     poisson_noise: bool = Field(False, description="add the arc's own photon noise")
     batch_size: int = Field(256, ge=1, le=65536, description="stamps rendered per kernel call")
     shard_rows: int = Field(4096, ge=1, le=1_000_000, description="stamps per parquet shard")

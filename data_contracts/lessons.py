@@ -67,7 +67,8 @@ LESSONS: dict[str, Lesson] = {
             "stamp integrity",
             "shape, band order, finite pixels; controls bit-identical to their cutouts; positives "
             "differ from their cutout by exactly the recorded arc; a point source through the PSF "
-            "lands where intended and keeps its flux; no duplicated (host, config) rows",
+            "lands where intended and keeps its flux; arcs rendered again at twice the resolution "
+            "agree (converged numerics); no duplicated (host, config) rows",
         ),
         Lesson(
             "L9",

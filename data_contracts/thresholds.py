@@ -75,10 +75,20 @@ class L7Thresholds(_Thresholds):
 
 
 class L8Thresholds(_Thresholds):
-    """Stamp integrity: point-source position and flux tolerances of the injection."""
+    """Stamp integrity: point-source position and flux tolerances of the injection, and how far an arc
+    may move when rendered again at twice the resolution (its numerics converged)."""
 
     position_tolerance_pix: float = Field(0.05, gt=0, le=1)
     flux_rel_tolerance: float = Field(1e-3, gt=0, le=0.1)
+    convergence_l1: float = Field(
+        0.01,
+        gt=0,
+        le=0.5,
+        description="largest L1 / flux between an arc and the same arc rendered at twice the resolution",
+    )
+    convergence_magnification: float = Field(
+        0.01, gt=0, le=0.5, description="largest relative change of the magnification at twice the resolution"
+    )
 
 
 class L9Thresholds(_Thresholds):

@@ -28,7 +28,7 @@ def _spec(**psf):
     data["splits"] = {"nside": 128}
     data["grid"]["theta_e_arcsec"] = [1.0, 1.5, 2.0]
     data["stamps"] = {"size": 32}
-    data["psf"].update(psf, kernel_size_pix=31)
+    data["psf"].update({"kernel_size_pix": 31, **psf})
     data["injection"].update(batch_size=16, shard_rows=20)
     data["source"]["mag_prior"].update(r_min=23.0, r_max=25.5)  # arcs visible but not too bright (L7)
     return spec_from_dict(data)
@@ -72,13 +72,13 @@ def test_a_gaussian_injection_psf_is_stopped_by_l3(spark, small, tmp_path: Path)
     assert failure.value.stage == "inject" and [f.id for f in failure.value.findings] == ["L3"]
 
 
-def test_real_psfex_kernels_cut_to_31_pixels_pass_l8_and_are_stopped_by_l3(spark, small, tmp_path: Path) -> None:
+def test_real_psfex_kernels_cut_to_25_pixels_pass_l8_and_are_stopped_by_l3(spark, small, tmp_path: Path) -> None:
     """Real DECam PSFEx kernels (asymmetric: their light is 0.1-0.3 pix off the centre pixel) pass the
-    stage's L8 point-source test, measured from the kernel's own centroid. Cut to 31 pixels (4") and
-    stretched to the hosts' FWHM they lose wing light: against the real models' own deficits (L3's
-    reference, 63-pixel kernels) the r-band shortfall beyond 3" is 0.51, over L3's 0.5. At 63 pixels
-    they pass (test_real_smoke)."""
-    spec = _spec(model="pixelized", psfex_dir=str(REAL / "psf" / "psfex"))
+    stage's L8 point-source test, measured from the kernel's own centroid. Cut to 25 pixels (3.3") and
+    stretched to the hosts' PSFSIZE they lose wing light: against the real models' own deficits (L3's
+    reference, 63-pixel kernels) the r-band shortfall beyond 3" is 0.64, over L3's 0.5. At 31 pixels
+    (shortfall 0.35) and 63 they pass (test_real_smoke)."""
+    spec = _spec(model="pixelized", psfex_dir=str(REAL / "psf" / "psfex"), kernel_size_pix=25)
     with pytest.raises(StageFailed) as failure:
         run_generation(spec, tmp_path, stages=UNDER_TEST)
     assert failure.value.stage == "inject" and [f.id for f in failure.value.findings] == ["L3"]

@@ -68,24 +68,28 @@ def _cli_audit(run_dir: Path) -> tuple[int, dict]:
     return result.exit_code, json.loads((run_dir / "cli-audit.json").read_text())
 
 
-#: Per lesson: a tightened threshold that the finished run no longer meets.
+#: Per lesson (and part): a tightened threshold that the finished run no longer meets.
 TIGHTENED = {
     "L2": {"min_ratio": 2.5},  # theta_E 1.0-2.0" over PSF FWHM ~1.3"
     "L3": {"rel_tolerance": 0.05},  # the survey PSF falls 0.48 short of real wings beyond 3" at 31 pix
     "L7": {"max_plausible_snr": 8.0},  # arcs of S/N 11-72
     "L8": {"position_tolerance_pix": 1e-9},  # point sources land within ~1e-6 pix
-    "L9": {"max_core_auc": 0.55, "core_bound_rises_to_ring": False},  # core AUC ~0.64
+    "L8 convergence": {"convergence_l1": 1e-9},  # arcs move by ~1e-4 of their flux at twice the resolution
 }
+# L9's bounds are AUCs above 0.5, and this run's 21 test stamps give an out-of-fold core AUC near or
+# below 0.5 (0.40 here), which no bound can fail: L9 is shown judged from the stored probes by
+# tampering with them instead (TAMPERED).
 
 
-@pytest.mark.parametrize("lesson", list(TIGHTENED))
+@pytest.mark.parametrize("name", list(TIGHTENED))
 def test_a_tightened_threshold_fails_run_and_audit_without_rerunning_the_stage(
-    finished: Path, tmp_path: Path, lesson: str
+    finished: Path, tmp_path: Path, name: str
 ) -> None:
+    lesson = name.split()[0]
     run_dir = _copy(finished, tmp_path)
     before = _lineages(run_dir)
     with pytest.raises(StageFailed) as failure:
-        run_generation(_spec(**{lesson: TIGHTENED[lesson]}), tmp_path, console=Console(quiet=True))
+        run_generation(_spec(**{lesson: TIGHTENED[name]}), tmp_path, console=Console(quiet=True))
     assert failure.value.stage == "audit" and [f.id for f in failure.value.findings] == [lesson]
     assert _lineages(run_dir) == before  # no stage re-ran but the audit
     code, audit = _cli_audit(run_dir)
@@ -172,6 +176,10 @@ def _number_on_unresolved(metrics: dict) -> None:
     point["completeness"] = 0.9
 
 
+def _separating_core(metrics: dict) -> None:
+    metrics["probes"]["core_auc"] = 0.95  # the central pixels alone would tell lenses from controls
+
+
 def _label_fed(run_dir: Path) -> None:
     path = run_dir / "train" / layout.MODEL_INPUTS
     record = json.loads(path.read_text())
@@ -198,6 +206,7 @@ TAMPERED: dict[str, tuple[Callable[[Path], None], str]] = {
     "positive hosts deeper than controls": (lambda r: _manifest(r, _deeper_positives), "L6"),
     "a removed operating point": (lambda r: _metrics(r, _drop_point), "L4"),
     "a number on an unresolved target": (lambda r: _metrics(r, _number_on_unresolved), "L4"),
+    "a core probe that separates the classes": (lambda r: _metrics(r, _separating_core), "L9"),
     "a label-derived model input": (_label_fed, "L10"),
 }
 

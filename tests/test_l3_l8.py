@@ -4,7 +4,7 @@ cutouts: clean data passes both; each single corruption is caught by its own inv
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from darkhalo.lensing.psf import psf_kernels, wing_deficits
-from darkhalo.lensing.render import ArcParams, point_source_errors, render_arcs
+from darkhalo.lensing.render import CELL_TOLERANCE, ArcParams, convergence_errors, point_source_errors, render_arcs
 from data_contracts.invariants import l3_psf_wings, l8_stamp_integrity
 from data_contracts.thresholds import InvariantThresholds
 
@@ -36,6 +36,9 @@ class Bundle:
     bands: tuple[str, ...]
     kernels: torch.Tensor
     rows: pd.DataFrame  # host and config keys
+    params: ArcParams  # the positives' arcs, rendered again at twice the resolution for L8
+    supersample: int = 4
+    tolerance: float = CELL_TOLERANCE
 
 
 def real_cutouts(real_dir: Path) -> np.ndarray:
@@ -90,16 +93,23 @@ def make_bundle(real_dir: Path, seed: int = 0, fwhm_range: tuple[float, float] =
     rows = pd.DataFrame(
         {"RELEASE": 10000, "BRICKID": np.arange(n) + 100, "OBJID": 7, "config_id": np.arange(n) % 3, "label": labels}
     )
-    return Bundle(wings, images, cutouts, arcs, labels, np.arange(n) + 1000, ("g", "r", "z"), kernels, rows)
+    stamp_ids = np.arange(n) + 1000
+    return Bundle(wings, images, cutouts, arcs, labels, stamp_ids, ("g", "r", "z"), kernels, rows, params)
 
 
 def verdicts(b: Bundle) -> dict[str, bool]:
     offsets, ratios = point_source_errors(b.kernels, SCALE, torch.Generator().manual_seed(1))
     problems = l8_stamp_integrity.stamp_problems(b.images, b.cutouts, b.arcs, b.labels)
+    positive = torch.as_tensor(b.labels == 1)
+    sample = ArcParams(**{f.name: getattr(b.params, f.name)[positive] for f in fields(ArcParams)})
+    l1, ratio = convergence_errors(sample, b.kernels.float()[positive], SIZE, SCALE, b.supersample, b.tolerance)
     l8 = l8_stamp_integrity.check(
         [
             l8_stamp_integrity.check_recorded(b.stamp_ids, problems),
             l8_stamp_integrity.check_point_source(offsets.numpy().ravel(), ratios.numpy().ravel(), THRESHOLDS.L8),
+            l8_stamp_integrity.check_convergence(
+                b.stamp_ids[b.labels == 1], l1.amax(dim=1).numpy(), ratio.numpy(), THRESHOLDS.L8
+            ),
             l8_stamp_integrity.check_unique_rows(b.rows),
         ]
     )
@@ -168,6 +178,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Bundle], Bundle], str]] = {
     "kernel off centre by a pixel": (lambda b: replace(b, kernels=torch.roll(b.kernels, 1, dims=-1)), "L8"),
     "kernel clipped on one side": (lambda b: replace(b, kernels=b.kernels * (torch.arange(KERNEL) < 40)), "L8"),
     "duplicated (host, config)": (_duplicated_row, "L8"),
+    "arcs traced one ray per pixel": (lambda b: replace(b, supersample=1, tolerance=1.0), "L8"),
 }
 
 
@@ -225,3 +236,16 @@ def test_missing_or_empty_inputs_fail_with_a_reason() -> None:
     assert l3_psf_wings.check(empty, THRESHOLDS.L3).detail == "no PSF measures to judge"
     assert not l8_stamp_integrity.check([]).passed
     assert not l8_stamp_integrity.check_point_source(np.array([]), np.array([]), THRESHOLDS.L8).passed
+    assert not l8_stamp_integrity.check_convergence(np.arange(2), np.zeros(2), np.ones(3), THRESHOLDS.L8).passed
+    assert l8_stamp_integrity.check_convergence(np.arange(0), np.zeros(0), np.ones(0), THRESHOLDS.L8).passed
+
+
+def test_l8_names_the_arcs_that_move_at_twice_the_resolution() -> None:
+    ids, l1, ratio = np.array([5, 6, 7]), np.array([0.001, 0.02, 0.0]), np.array([1.0, 1.0, 0.97])
+    finding = l8_stamp_integrity.check_convergence(ids, l1, ratio, THRESHOLDS.L8)
+    assert not finding.passed and [row["stamp_id"] for row in finding.evidence] == [6, 7]
+    assert finding.measured == {"max_l1": 0.02, "max_magnification_change": pytest.approx(0.03)}
+    merged = l8_stamp_integrity.check(
+        [finding, l8_stamp_integrity.check_point_source(np.r_[0.0], np.r_[1.0], THRESHOLDS.L8)]
+    )
+    assert {"max_l1", "max_offset_pix"} <= set(merged.measured) and {"l1", "position_pix"} <= set(merged.threshold)

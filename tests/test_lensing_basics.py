@@ -18,6 +18,7 @@ from darkhalo.lensing.psf import (
     gaussian_ee,
     moffat_ee,
     psf_kernels,
+    psfsize,
 )
 from darkhalo.lensing.sersic import (
     ellipticity_to_q_phi,
@@ -60,8 +61,8 @@ def test_the_gen1_gaussian_has_almost_no_light_beyond_2_arcsec_and_the_survey_ps
     assert gauss == pytest.approx(0.0014, abs=2e-4)  # ~0.14 % (docs/conventions.md)
     assert 1 - float(moffat_ee(2.0, 1.3, 3.5)) == pytest.approx(0.06, abs=0.005)  # ~6 % (docs/conventions.md)
     for band in "grz":
-        survey = psf_kernels("survey", torch.tensor([1.3], dtype=torch.float64), 63, SCALE, 2.8, band)
         moffat = psf_kernels("moffat", torch.tensor([1.3], dtype=torch.float64), 63, SCALE, 2.8)
+        survey = psf_kernels("survey", psfsize(moffat, SCALE), 63, SCALE, 2.8, band)  # at the same PSFSIZE
         wing_light = 1 - encircled_energy(survey, SCALE, 5.0)
         assert float(wing_light) > float(1 - encircled_energy(moffat, SCALE, 5.0))
 

@@ -8,12 +8,11 @@ import pytest
 import torch
 from conftest import REAL
 
-from darkhalo.lensing.psf import psf_kernels
-from darkhalo.lensing.psfex import read_psfex
+from darkhalo.lensing.pixelized import psfex_by_band
+from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
 from darkhalo.spec import LegacySurvey, MockSurvey
 from darkhalo.surveys.mock import mock_catalog
 from darkhalo.surveys.mock_cutouts import (
-    BETA_RANGE,
     HOST_COLUMNS,
     KERNEL_SIZE,
     PIXEL_SCALE,
@@ -24,7 +23,7 @@ from darkhalo.surveys.provider import Cutouts, provider_for
 
 SURVEY = MockSurvey(kind="mock", n_objects=20_000)
 SEED = 5
-RADII = (2.0, 3.0, 5.0)
+RADII = (1.0, 2.0, 3.0, 5.0)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,8 @@ def test_stamps_have_the_interface_shapes_and_the_host_at_the_centre(stamps, hos
     assert stamps.invvar.shape == (n, 3, 64, 64) and (stamps.invvar > 0).all()
     assert stamps.psf_fwhm.shape == (n, 3) and stamps.psf_beta.shape == (n, 3)
     assert np.allclose(stamps.psf_fwhm[:, 1], hosts["PSFSIZE_R"])
-    assert ((stamps.psf_beta >= BETA_RANGE[0]) & (stamps.psf_beta <= BETA_RANGE[1])).all()
+    low, high = np.array([CORE_BETA_RANGE[b] for b in "grz"]).T
+    assert ((stamps.psf_beta >= low) & (stamps.psf_beta <= high)).all()
     stack = stamps.images.sum(axis=0)  # hosts add up, noise and neighbours average out
     for band in range(3):
         assert np.unravel_index(stack[band].argmax(), stack[band].shape) == (32, 32)
@@ -108,16 +108,18 @@ def test_background_sigma_per_band_is_within_25_percent_of_real_dr10_cutouts() -
     assert np.allclose(np.median(1 / np.sqrt(mock.invvar[:, :, 0, 0]), axis=0), mock_sigma, rtol=0.25)
 
 
-def _real_ee() -> np.ndarray:
-    """EE of each real PSFEx model's constant term (the polynomial at its origin), on the stamp grid."""
-    models = [read_psfex(p) for p in sorted((REAL / "psf" / "psfex").glob("*.fits"))]
-    assert len(models) >= 10
-    kernels = [m.kernel(*m.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64).numpy() for m in models]
-    return np.array([[_ee(k, r) for r in RADII] for k in kernels])
+def _real_ee() -> dict[str, np.ndarray]:
+    """Per band, EE (models, radii) of its real PSFEx models (the polynomial at its origin) on the stamp grid."""
+    ee = {}
+    for band, models in psfex_by_band(REAL / "psf" / "psfex").items():
+        kernels = [m.kernel(*m.zero, KERNEL_SIZE, PIXEL_SCALE, dtype=torch.float64).numpy() for m in models]
+        ee[band] = np.array([[_ee(k, r) for r in RADII] for k in kernels])
+    return ee
 
 
-def _mock_ee(stamps: Cutouts, model: str) -> np.ndarray:
-    ee = []
+def _mock_ee(stamps: Cutouts, model: str) -> dict[str, np.ndarray]:
+    """Per band, EE (hosts, radii) of the mock stamps' PSF (their PSFSIZE and beta)."""
+    ee = {}
     for j, band in enumerate("grz"):
         kernels = psf_kernels(
             model,
@@ -127,15 +129,16 @@ def _mock_ee(stamps: Cutouts, model: str) -> np.ndarray:
             torch.tensor(stamps.psf_beta[:, j], dtype=torch.float64),
             band,
         ).numpy()
-        ee.append([[_ee(k, r) for r in RADII] for k in kernels])
-    return np.array(ee)  # (band, host, radius)
+        ee[band] = np.array([[_ee(k, r) for r in RADII] for k in kernels])
+    return ee
 
 
-def test_mock_psf_encircled_energy_lies_in_the_range_of_real_psfex_models(stamps) -> None:
-    """Pooled over bands and hosts (the real models are 21 CCDs of all three bands)."""
-    real = _real_ee()
+@pytest.mark.parametrize("band", list("grz"))
+def test_mock_psf_encircled_energy_lies_in_the_range_of_the_bands_real_psfex_models(stamps, band: str) -> None:
+    """Per band, the hosts' median EE at 1, 2, 3, 5" between the min and max of that band's real models."""
+    real = _real_ee()[band]
     low, high = real.min(axis=0), real.max(axis=0)
-    mock = _mock_ee(stamps, "survey").reshape(-1, len(RADII))
+    mock = _mock_ee(stamps, "survey")[band]
     median = np.median(mock, axis=0)
     q25, q75 = np.quantile(mock, [0.25, 0.75], axis=0)
     assert np.all((median >= low) & (median <= high)), (median, low, high)
@@ -143,9 +146,9 @@ def test_mock_psf_encircled_energy_lies_in_the_range_of_real_psfex_models(stamps
 
 
 def test_a_gaussian_psf_falls_outside_the_real_range(stamps) -> None:
-    real = _real_ee()
-    median = np.median(_mock_ee(stamps, "gaussian").reshape(-1, len(RADII)), axis=0)
-    assert median[2] > real[:, 2].max()  # too little light beyond 5"
+    real, gaussian = _real_ee(), _mock_ee(stamps, "gaussian")
+    for band in "grz":
+        assert np.median(gaussian[band][:, 3]) > real[band][:, 3].max()  # too little light beyond 5"
 
 
 @pytest.mark.parametrize(

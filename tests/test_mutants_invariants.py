@@ -301,7 +301,7 @@ def _wings(injection_share: float, bands: tuple[str, ...] = ("g", "r", "z")) -> 
 def test_l3_reference_table_is_the_real_psfex_models() -> None:
     ref = l3_psf_wings.reference()
     assert list(ref.columns) == l3_psf_wings.REFERENCE_COLUMNS and set(ref.band) == {"g", "r", "z"}
-    assert len(ref) == 20 and (ref.real_wing_2fwhm > 0.02).all()
+    assert len(ref) == 20 and (ref.real_wing_2fwhm > 0.01).all()
 
 
 def test_l3_shortfall_is_relative_and_never_negative() -> None:

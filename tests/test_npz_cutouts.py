@@ -14,7 +14,7 @@ from darkhalo.surveys.bricks import brick_id, brick_name
 from darkhalo.surveys.columns import SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import FolderCutoutProvider, read_cutout_fits
 from darkhalo.surveys.legacy import read_catalog
-from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_fwhm, read_npz
+from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_psfsize, read_npz
 
 
 @pytest.mark.parametrize("name", ["sweep-310m005-320p000.fits", "sweep-330m005-340p000.fits", "tractor-1054p567.fits"])
@@ -30,7 +30,7 @@ def test_brick_id_and_name_match_real_catalog_rows(real_dir: Path, name: str) ->
 @pytest.fixture(scope="module")
 def converted(real_dir: Path, tmp_path_factory) -> tuple:
     out = tmp_path_factory.mktemp("npz")
-    hosts, written = convert_npz_folder(real_dir / "cutouts", out, psfex_fwhm(real_dir / "psf" / "psfex"))
+    hosts, written = convert_npz_folder(real_dir / "cutouts", out, psfex_psfsize(real_dir / "psf" / "psfex"))
     return out, hosts, written
 
 
@@ -58,7 +58,7 @@ def test_the_catalog_rows_have_the_sweep_columns_and_measured_grz_fluxes(real_di
     assert (hosts[["FLUX_G", "FLUX_R", "FLUX_Z"]] > 0).all().all()
     assert (hosts["FLUX_Z"] > hosts["FLUX_G"]).all()  # red lens galaxies
     assert (hosts["FIBERFLUX_R"] < hosts["FLUX_R"]).all()
-    assert np.allclose(hosts["PSFSIZE_R"], psfex_fwhm(real_dir / "psf" / "psfex")["r"])
+    assert np.allclose(hosts["PSFSIZE_R"], psfex_psfsize(real_dir / "psf" / "psfex")["r"])
     assert (hosts[["FLUX_W1", "FLUX_IVAR_W1"]] == 0).all().all()  # not measured: the sweeps' "no data"
 
 

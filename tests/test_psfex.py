@@ -9,7 +9,8 @@ import pytest
 import torch
 from astropy.io import fits
 
-from darkhalo.lensing.psf import gaussian_ee, moffat_ee, psf_kernels, wing_deficits
+from darkhalo.lensing.imaging import pixel_grid
+from darkhalo.lensing.psf import gaussian_ee, gaussian_sb, moffat_ee, psf_kernels, psfsize, wing_deficits
 from darkhalo.lensing.psfex import DECAM_PIXEL_SCALE, PsfexError, read_psfex
 
 SCALE = 0.262
@@ -58,6 +59,18 @@ def test_kernels_are_unit_sum_centred_and_as_wide_as_the_header_says(real_dir: P
         assert abs(cx) < 0.25 * SCALE and abs(cy) < 0.25 * SCALE, path.name
         half_max_fwhm = 2 * np.sqrt(float((kernel > kernel.max() / 2).sum()) / np.pi) * SCALE
         assert 0.7 < half_max_fwhm / fwhm < 1.1, path.name
+
+
+def test_the_recorded_psf_fwhm_is_close_to_but_below_the_psfsize_measure(real_dir: Path) -> None:
+    """legacypipe's PSFSIZE (the noise-equivalent FWHM of the unit-sum model) is 1.02-1.08 x PSF_FWHM
+    on these models, and 1.13-1.41 x the width of their area above half maximum (native pixels)."""
+    for path in psfex_files(real_dir):
+        model = read_psfex(path)
+        native = torch.as_tensor(model.image(*model.zero))
+        size = float(psfsize(native, DECAM_PIXEL_SCALE))
+        assert 1.01 < size / (model.fwhm_pix * DECAM_PIXEL_SCALE) < 1.09, path.name
+        half_max_area = float((native > native.max() / 2).sum()) * DECAM_PIXEL_SCALE**2
+        assert 1.1 < size / (2 * np.sqrt(half_max_area / np.pi)) < 1.45, path.name
 
 
 def test_resampling_to_coarser_pixels_keeps_the_profile(real_dir: Path) -> None:
@@ -109,12 +122,19 @@ def test_unusable_files_are_named(tmp_path: Path, real_dir: Path) -> None:
         read_psfex(broken)
 
 
+def _gaussian_samples(fwhm: float, size: int, scale: float) -> torch.Tensor:
+    """A Gaussian's values at the pixel centres of a ``size`` grid (what a PSFEx image stores), unit sum."""
+    x, y = pixel_grid(size, scale, dtype=torch.float64)
+    sb = gaussian_sb(torch.sqrt(x**2 + y**2), fwhm)
+    return sb / sb.sum()
+
+
 def test_a_finer_sampled_model_is_resampled_onto_stamp_pixels(tmp_path: Path) -> None:
     """PSF_SAMP = 0.5: a Gaussian stored on half-CCD-pixel steps comes out as the same Gaussian on
     0.262" pixels (header-keyword layout, components beyond the constant term zero)."""
     fwhm, k = 1.1, 63
     native_scale = 0.5 * DECAM_PIXEL_SCALE
-    native = psf_kernels("gaussian", torch.tensor([fwhm], dtype=torch.float64), k, native_scale)[0].numpy()
+    native = _gaussian_samples(fwhm, k, native_scale).numpy()
     mask = np.zeros((1, 6, k, k), dtype=np.float32)
     mask[0, 0] = native * 3.0  # PSFEx images need not be normalised
     header = {
@@ -128,5 +148,5 @@ def test_a_finer_sampled_model_is_resampled_onto_stamp_pixels(tmp_path: Path) ->
     model = read_psfex(path)
     assert model.sampling == 0.5 and model.fwhm_pix == pytest.approx(fwhm / native_scale)
     kernel = model.kernel(300.0, 900.0, size=31, dtype=torch.float64)
-    expected = psf_kernels("gaussian", torch.tensor([fwhm], dtype=torch.float64), 31, SCALE)[0]
+    expected = _gaussian_samples(fwhm, 31, SCALE)
     assert float((kernel - expected).abs().max()) < 2e-3 * float(expected.max())  # Lanczos-3: ~1.3e-3

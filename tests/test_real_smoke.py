@@ -26,7 +26,7 @@ from darkhalo.stamps import decode_images
 from darkhalo.surveys.known_lenses import BUNDLED
 from darkhalo.surveys.legacy import read_catalog
 from darkhalo.surveys.lens_tables import load_lens_table, recall_report
-from darkhalo.surveys.npz_cutouts import convert_npz_folder, psfex_fwhm
+from darkhalo.surveys.npz_cutouts import convert_npz_folder, psfex_psfsize
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, normalise
@@ -38,7 +38,7 @@ LENS_TABLES = (BUNDLED, *(REAL / "lenses" / n for n in ("SLACS_table.cat", "new_
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("real_dr10")
-    convert_npz_folder(REAL / "cutouts", out, psfex_fwhm(REAL / "psf" / "psfex"))
+    convert_npz_folder(REAL / "cutouts", out, psfex_psfsize(REAL / "psf" / "psfex"))
     return out
 
 
@@ -126,7 +126,7 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     recorded = stamps.loc[positive, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]].to_numpy()
     assert np.allclose(arcs.sum(axis=(2, 3)), recorded, rtol=1e-3)
     assert (stamps.loc[positive, "arc_snr"] > 5).all()  # magnified r 22-25.5 sources on the real DR10 sky
-    assert np.allclose(stamps["psfsize_r"], psfex_fwhm(REAL / "psf" / "psfex")["r"])
+    assert np.allclose(stamps["psfsize_r"], psfex_psfsize(REAL / "psf" / "psfex")["r"])
 
     # the model comes from a mock run (the embedded recipe on mock cutouts), as a search would use it
     mock_images, mock_labels = _mock_stamps(spec.stamps.size)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhalo import layout
-from darkhalo.injection import Rendering, host_cutouts, injection_kernels, render_rows
+from darkhalo.injection import Rendering, convergence_of_rows, host_cutouts, injection_kernels, render_rows
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
 from darkhalo.spec import GenerationSpec
@@ -55,6 +55,8 @@ from data_contracts.scores import Scores
 from data_contracts.stamps import StampRecord
 from data_contracts.survey import BANDS, KEY
 
+#: Positives whose arcs L8 renders again at twice the resolution (a seeded sample, stage and audit alike).
+CONVERGENCE_SAMPLE = 32
 #: Stamps whose cutouts the audit fetches again for L8 (a seeded sample; the stage checks all).
 AUDIT_STAMP_SAMPLE = 256
 #: Manifest columns the invariants read back from the written manifest.
@@ -173,6 +175,23 @@ def point_source_test(spec: SpecView | GenerationSpec, fwhm: float) -> tuple[np.
     return offsets.numpy().ravel(), ratios.numpy().ravel()
 
 
+def convergence_test(run_dir: Path, spec: SpecView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L8's convergence measure on a seeded sample of ``CONVERGENCE_SAMPLE`` of the manifest's
+    positives, their cutouts fetched again: (stamp_id, L1 change, magnification ratio) when each arc
+    is rendered again at twice the resolution."""
+    manifest = ds.dataset(layout.parts(run_dir / "manifest", layout.MANIFEST), format="parquet")
+    ids = manifest.to_table(columns=["stamp_id"], filter=pc.field("label") == 1)["stamp_id"].to_numpy()
+    rng = np.random.default_rng([spec.seed, 18])
+    chosen = np.sort(rng.choice(ids, min(CONVERGENCE_SAMPLE, ids.size), replace=False))
+    if not chosen.size:
+        return chosen, np.zeros(0), np.zeros(0)
+    rows = manifest.to_table(filter=pc.field("stamp_id").isin(chosen)).to_pandas()
+    rows = rows.sort_values("stamp_id", ignore_index=True)
+    cut = host_cutouts(rows, provider_for(spec.survey, spec.seed), spec.stamps.size)
+    l1, ratio = convergence_of_rows(rows, cut, Rendering.of(spec))
+    return rows["stamp_id"].to_numpy(), l1, ratio
+
+
 def written_stamp_problems(rows: pd.DataFrame, spec: SpecView, provider: CutoutProvider) -> pd.DataFrame:
     """L8 on written stamps: ``rows`` are a shard's (stamp_id, image) joined to their manifest rows
     (null where the manifest has no such stamp); each host's cutout is fetched again from the survey
@@ -229,7 +248,7 @@ def stamp_problems_of(folder: Path, run_dir: Path, spec: SpecView, sample: int |
 def judge_stamps(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
     """The stamps' metadata schema, L3 (the injection PSF against real PSFs), L7 (arc S/N shares),
     L8 (written stamps against cutouts fetched again, every manifest row stamped, the point-source
-    test, unique rows)."""
+    test, the convergence test, unique rows)."""
     shards = layout.parts(folder, layout.STAMPS)
     record = pd.concat([pd.read_parquet(p, columns=RECORD_COLUMNS) for p in shards], ignore_index=True)
     positives = record[record["label"] == 1]
@@ -238,6 +257,7 @@ def judge_stamps(folder: Path, run_dir: Path, spec: SpecView, sample: int | None
     unmade = np.setdiff1d(planned.to_table(columns=["stamp_id"])["stamp_id"].to_numpy(), record["stamp_id"])
     fwhm = float(np.median(record["psfsize_r"])) if len(record) else 1.3
     offsets, ratios = point_source_test(spec, fwhm)
+    converged = convergence_test(run_dir, spec)
     return [
         schema_finding(StampRecord, record, "stamps"),
         psf_finding(spec),
@@ -247,6 +267,7 @@ def judge_stamps(folder: Path, run_dir: Path, spec: SpecView, sample: int | None
                 l8_stamp_integrity.check_recorded(problems["stamp_id"].to_numpy(), problems["problem"].to_numpy()),
                 l8_stamp_integrity.check_recorded(unmade, np.full(unmade.size, "manifest row without a stamp")),
                 l8_stamp_integrity.check_point_source(offsets, ratios, spec.invariants.L8),
+                l8_stamp_integrity.check_convergence(*converged, spec.invariants.L8),
                 l8_stamp_integrity.check_unique_rows(record),
             ]
         ),

@@ -38,27 +38,86 @@ def bin_pixels(image: torch.Tensor, supersample: int) -> torch.Tensor:
     return rows.reshape(*lead, h // supersample, supersample, w // supersample).sum(dim=-2)
 
 
-def fft_convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def fft_convolve(images: torch.Tensor, kernels: torch.Tensor, margin: int = 0) -> torch.Tensor:
     """Linear (zero-padded, not circular) convolution of images (..., H, W) with kernels (..., K, K).
 
     The kernel's centre is its pixel ``K // 2`` (odd K): a delta at pixel (i, j) becomes the kernel
-    centred at (i, j). Leading axes broadcast; the output has the images' shape ("same" mode).
-    Light spread past the edges is lost; the FFT period, at least H + K // 2 (rounded up to a fast
-    FFT size), is long enough that nothing wraps into the output window.
+    centred at (i, j). Leading axes broadcast; the output has the images' shape ("same" mode) less
+    ``margin`` pixels cut from each side. Light spread past the edges of the images is lost; the FFT
+    period (``_fft_period``) is long enough that nothing wraps into the output window.
     """
-    h, w = images.shape[-2:]
+    return fft_convolve_moments(images[..., None, :, :], kernels, margin, ((((0, 0), 1.0),),))
+
+
+#: How one plane of moments enters the light's spectrum: terms ((a, b), weight), each standing for
+#: weight (-i kx)^a (-i ky)^b / (a! b!) (the Taylor terms of a shift by (dx, dy)).
+SpectralTerms = tuple[tuple[tuple[int, int], float], ...]
+
+
+def fft_convolve_moments(
+    moments: torch.Tensor, kernels: torch.Tensor, margin: int, terms: tuple[SpectralTerms, ...]
+) -> torch.Tensor:
+    """Convolve light given as per-pixel moments (..., M, H, W) with kernels (..., K, K), cropping
+    ``margin`` pixels from each side of the result: (..., H - 2 margin, W - 2 margin).
+
+    The exact convolution of light at offset d (pixels) from a pixel centre multiplies the kernel's
+    spectrum by exp(-i k.d); its Taylor series in d is the sum over (a, b) of (-i kx)^a (-i ky)^b /
+    (a! b!) times the spectrum of the moment dx^a dy^b. ``terms[m]`` says which Taylor terms plane m
+    carries (a moment, or a moment standing in for others it predicts). So light lands at its
+    sub-pixel position (the kernel interpolated band-limited), at the cost of one row pass per plane
+    and one column pass per power of dy, shared by every kernel. Odd powers of a Nyquist frequency
+    are dropped (they have no real counterpart); a well-sampled PSF has no power there.
+    """
+    h, w = moments.shape[-2:]
     kh, kw = kernels.shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"kernel sides must be odd to have a centre pixel, got {kh}x{kw}")
-    ph, pw = _fast_fft_size(max(h + kh // 2, kh)), _fast_fft_size(max(w + kw // 2, kw))
+    ph, pw = _fft_period(h, kh, margin), _fft_period(w, kw, margin)
 
     def transform(a: torch.Tensor) -> torch.Tensor:
-        # rows, then columns of the transposed result: each 1-D pass runs along contiguous memory,
-        # and the zero padding rows are never transformed (~1.5x as fast as rfft2 on CPU)
-        return torch.fft.fft(torch.fft.rfft(a, n=pw, dim=-1).transpose(-1, -2), n=ph, dim=-1)
+        # rows, then columns: the zero padding rows are never transformed by the row pass, and
+        # every array stays (..., y, x frequency), so no pass needs a transposed copy
+        return torch.fft.fft(torch.fft.rfft(a, n=pw, dim=-1), n=ph, dim=-2)
 
-    columns = torch.fft.ifft(transform(images) * transform(kernels), dim=-1)[..., kh // 2 : kh // 2 + h]
-    return torch.fft.irfft(columns.transpose(-1, -2), n=pw, dim=-1)[..., kw // 2 : kw // 2 + w]
+    if terms == ((((0, 0), 1.0),),):
+        light = transform(moments[..., 0, :, :])
+    else:
+        # the x factors are applied between the row and the column pass, so the column pass runs
+        # once per power of dy instead of once per plane
+        rows = torch.fft.rfft(moments, n=pw, dim=-1)  # (..., M, H, pw // 2 + 1)
+        powers = [ab for plane in terms for ab, _ in plane]
+        kx = _taylor_factors(torch.fft.rfftfreq(pw, dtype=torch.float64), pw, max(a for a, _ in powers))
+        ky = _taylor_factors(torch.fft.fftfreq(ph, dtype=torch.float64), ph, max(b for _, b in powers))
+        kx, ky = ([f.to(device=moments.device, dtype=rows.dtype) for f in fs] for fs in (kx, ky))
+        by_dy = rows.new_zeros(*rows.shape[:-3], len(ky), ph, rows.shape[-1])  # zero rows pad to ph
+        for m, plane in enumerate(terms):
+            for (a, b), weight in plane:
+                by_dy[..., b, :h, :].addcmul_(rows[..., m, :, :], kx[a] * weight)
+        columns = torch.fft.fft(by_dy, dim=-2)
+        light = columns[..., 0, :, :]
+        for b in range(1, len(ky)):
+            light = light.addcmul(columns[..., b, :, :], ky[b][:, None])
+    rows = torch.fft.ifft(light * transform(kernels), dim=-2)[..., kh // 2 + margin : kh // 2 + h - margin, :]
+    return torch.fft.irfft(rows, n=pw, dim=-1)[..., kw // 2 + margin : kw // 2 + w - margin]
+
+
+def _taylor_factors(frequency: torch.Tensor, period: int, order: int) -> list[torch.Tensor]:
+    """(-i k)^a / a! for a = 0..order at FFT frequencies (cycles per pixel) of ``period``; odd
+    powers are zero at the Nyquist frequency."""
+    k = 2 * torch.pi * frequency
+    nyquist = (frequency.abs() == 0.5) if period % 2 == 0 else torch.zeros_like(frequency, dtype=torch.bool)
+    factors, term = [], torch.ones_like(k, dtype=torch.complex128)
+    for a in range(order + 1):
+        factors.append(torch.where(nyquist, 0, term) if a % 2 else term)
+        term = term * (-1j * k) / (a + 1)
+    return factors
+
+
+def _fft_period(n: int, k: int, margin: int) -> int:
+    """The FFT length for convolving n samples with a k-sample kernel and keeping the output less
+    ``margin`` at each end: long enough to hold the image and the kernel, and for the linear
+    convolution's tail not to wrap into the kept window (n - margin + k // 2), rounded to a fast size."""
+    return _fast_fft_size(max(n, k, n - margin + k // 2))
 
 
 def _fast_fft_size(n: int) -> int:

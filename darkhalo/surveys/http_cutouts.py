@@ -29,6 +29,7 @@ from darkhalo.surveys.cutout_fits import (
     CutoutFile,
     CutoutFileError,
     FolderCutoutProvider,
+    crop_at,
     cutout_name,
     read_cutout_fits,
     sky_invvar,
@@ -156,13 +157,15 @@ class HttpCutoutProvider:
         """Stamps for ``hosts`` (RA, DEC, PSFSIZE_*), in the rows' order."""
         images = np.zeros((len(hosts), len(BANDS), size, size), np.float32)
         invvar = np.zeros_like(images)
+        offset = np.zeros((len(hosts), 2), np.float32)
         for i, (ra, dec) in enumerate(zip(hosts["RA"].to_numpy(), hosts["DEC"].to_numpy(), strict=True)):
             if self.folder is not None and (self.folder.folder / cutout_name(hosts.iloc[i])).is_file():
                 local = self.folder.cutouts(hosts.iloc[[i]], size)
-                images[i], invvar[i] = local.images[0], local.invvar[0]
+                images[i], invvar[i], offset[i] = local.images[0], local.invvar[0], local.host_offset[0]
                 continue
             cut = self.client.fetch(float(ra), float(dec), size)
-            images[i] = cut.image
-            invvar[i] = cut.invvar if cut.invvar is not None else sky_invvar(cut.image)
+            rows, cols, offset[i] = crop_at(cut, size, cutout_url(self.client.base_url, ra, dec, size))
+            images[i] = cut.image[:, rows, cols]
+            invvar[i] = (cut.invvar if cut.invvar is not None else sky_invvar(cut.image))[:, rows, cols]
         fwhm, beta = survey_psf(hosts)
-        return Cutouts(images, invvar, fwhm, beta)
+        return Cutouts(images, invvar, fwhm, beta, offset)

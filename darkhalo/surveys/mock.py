@@ -53,8 +53,9 @@ PSF_MEDIAN = {"G": 1.5, "R": 1.3, "Z": 1.2}
 PSF_LOG_SCATTER = 0.18
 #: 5-sigma point-source depth (AB mag) of one exposure at the median seeing, and the mean number
 #: of extra exposures (NOBS = 1 + Poisson). Tuned so the coadd pixel noise (1/sqrt(PSFDEPTH x NEA))
-#: matches the real DR10 cutouts: ~0.002 / 0.003 / 0.008 nanomaggies in g / r / z.
-SINGLE_DEPTH = {"G": 24.3, "R": 24.15, "Z": 22.95}
+#: matches the real DR10 cutouts: ~0.002 / 0.003 / 0.008 nanomaggies in g / r / z, with NEA that of
+#: the pixel-integrated survey PSF at the host's PSFSIZE (darkhalo.lensing.psf).
+SINGLE_DEPTH = {"G": 24.58, "R": 24.43, "Z": 23.23}
 EXTRA_EXPOSURES = {"G": 2.0, "R": 2.0, "Z": 2.5}
 #: GALDEPTH = PSFDEPTH / (1 + GAL_SOFTENING / FWHM^2): the 0.45" round exponential of legacypipe
 #: (fitted to real DR9 rows: the ratio is 0.84 / 0.69 / 0.53 at FWHM 2.6 / 1.7 / 1.2").

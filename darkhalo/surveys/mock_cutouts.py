@@ -3,17 +3,18 @@
 Image formation, per host and band (float64 throughout, float32 out):
 
 - Sources: the host's Sersic (SHAPE_R, SHAPE_E1/E2 and SERSIC, which the sweeps set for every
-  TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV) is sampled ``supersample`` x ``supersample`` per
+  TYPE: 0 for PSF, 1 for REX/EXP, 4 for DEV; the shape's sky angle on the cutout's pixel axes,
+  darkhalo.surveys.orientation) is sampled ``supersample`` x ``supersample`` per
   pixel over the stamp and binned, its steep core integrated analytically (``_integrate_core``);
   a point source (SERSIC 0) lands in its pixel. Neighbours are drawn from the mock's own
   population at the catalog's density (dimmed by the host's MW_TRANSMISSION when the rows carry
   it) at pixel centres of a canvas padded by half a PSF kernel, so light from just outside the
   stamp reaches in; they are sampled once per pixel with the same core integration.
-- The PSF is the Legacy Surveys model (``survey``: Moffat core + outer wings) with FWHM = the
-  host's PSFSIZE and a Moffat beta drawn per host and band in ``BETA_RANGE`` (the range the real
-  DECam PSFEx models' encircled energies at 2", 3", 5" call for). Like a PSFEx model and PSFSIZE,
-  it is the effective (pixel-convolved) PSF sampled at pixel centres, so the pixel-integrated
-  light is convolved with it directly (FFT, zero padded).
+- The PSF is the Legacy Surveys model (``survey``: Moffat core + aureole) whose kernel has the
+  host's PSFSIZE (legacypipe's noise-equivalent FWHM), with a Moffat core beta drawn per host
+  and band in that band's range (``darkhalo.lensing.psf.CORE_BETA_RANGE``). Like a PSFEx model,
+  the kernel is the profile integrated over each pixel (the effective, pixel-convolved PSF at pixel centres), so the
+  pixel-integrated light is convolved with it directly (FFT, zero padded).
 - Noise: PSFDEPTH is the inverse variance of a PSF-weighted flux, 1 / (sigma^2 NEA), with the
   noise-equivalent area NEA = 1 / sum(p_i^2) (pixels) of the unit-sum pixel PSF p. So each pixel
   has sky noise sigma = 1 / sqrt(PSFDEPTH x NEA), and invvar = 1 / sigma^2 (like the coadd invvar
@@ -35,14 +36,14 @@ import pandas as pd
 import torch
 
 from darkhalo.lensing.imaging import bin_pixels, fft_convolve, pixel_grid
-from darkhalo.lensing.psf import psf_kernels
+from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_b, sersic_sb
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.mock import draw_population
+from darkhalo.surveys.orientation import pixel_ellipticity
 from darkhalo.surveys.provider import Cutouts
 from data_contracts.survey import BANDS, KEY, PIXEL_SCALE, mag_to_flux
 
-BETA_RANGE = (2.5, 3.2)
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
 SUPERSAMPLE = 3  # odd, so a sub-pixel sits on each pixel centre
 #: Dark-sky surface brightness (AB mag / arcsec^2) of DECam in g, r, z: sets the source photon noise.
@@ -115,7 +116,7 @@ class MockCutoutProvider:
         """One host's random draws: PSF beta per band, neighbours, unit pixel noise (3, size, size)."""
         key = tuple(int(host[k]) for k in KEY)
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2, *key)))
-        beta = rng.uniform(*BETA_RANGE, 3)
+        beta = rng.uniform(*np.array([CORE_BETA_RANGE[b] for b in BANDS]).T)
         half = canvas * PIXEL_SCALE / 2
         k = int(rng.poisson(self.density * (2 * half) ** 2))
         xy = np.round(rng.uniform(-half, half, (k, 2)) / PIXEL_SCALE) * PIXEL_SCALE  # on pixel centres
@@ -240,9 +241,10 @@ def _smooth(n: int) -> bool:
 
 
 def _shapes(r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-    """(r_eff, n, e1, e2) per object; n = 0 (SERSIC <= 0) marks a point source."""
+    """(r_eff, n, e1, e2) per object from catalogue shapes, the ellipticity turned from Tractor's sky
+    angle to the cutout's pixel axes (as the lens's angle is); n = 0 (SERSIC <= 0) marks a point source."""
     n = np.where(sersic <= 0, 0.0, np.clip(sersic, 0.5, 6.0))
-    return np.stack([np.maximum(r_eff, MIN_REFF), n, e1, e2], axis=1)
+    return np.stack([np.maximum(r_eff, MIN_REFF), n, *pixel_ellipticity(e1, e2)], axis=1)
 
 
 def check_hosts(hosts: pd.DataFrame) -> None:

@@ -9,8 +9,9 @@ The npz files carry no catalog row, so one is built (sweep columns) from what th
 measured on the pixels - FLUX_G/R/Z in a 3" radius aperture and FIBERFLUX in 0.75" (sky = median
 beyond 10"), their inverse variances, PSFDEPTH/GALDEPTH from the sky sigma; from the metadata -
 RA, DEC, TYPE, BRICKNAME (BRICKID from the brick grid), OBJID, NOBS_Z; PSFSIZE from the given
-per-band FWHM (``psfex_fwhm``: the median of a folder of real PSFEx models). What is not measured keeps the sweeps'
-"no data" values: W1/W2 flux and ivar 0, MW_TRANSMISSION 1, EBV 0, round shape (SHAPE_E1/E2 0).
+per-band FWHM (``psfex_psfsize``: the median of a folder of real PSFEx models). What is not
+measured keeps the sweeps' "no data" values: W1/W2 flux and ivar 0, MW_TRANSMISSION 1, EBV 0,
+round shape (SHAPE_E1/E2 0).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from darkhalo.artifacts import atomic_file
-from darkhalo.lensing.pixelized import model_fwhm, psfex_by_band
+from darkhalo.lensing.pixelized import model_psfsize, psfex_by_band
 from darkhalo.surveys.bricks import brick_id
 from darkhalo.surveys.columns import BANDS, SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import cutout_name, sky_invvar, sky_sigma, write_cutout_fits
@@ -59,9 +60,12 @@ def read_npz(path: Path) -> tuple[np.ndarray, dict[str, object]]:
     return np.ascontiguousarray(cube.transpose(2, 0, 1)), meta
 
 
-def psfex_fwhm(folder: Path) -> dict[str, float]:
-    """Median recorded PSF FWHM (arcsec) per band of the PSFEx files in ``folder``."""
-    return {band: float(np.median([model_fwhm(m) for m in models])) for band, models in psfex_by_band(folder).items()}
+def psfex_psfsize(folder: Path) -> dict[str, float]:
+    """Median PSFSIZE (arcsec, legacypipe's measure: darkhalo.lensing.psf.psfsize) per band of the
+    PSFEx files in ``folder``."""
+    return {
+        band: float(np.median([model_psfsize(m) for m in models])) for band, models in psfex_by_band(folder).items()
+    }
 
 
 def _objid(path: Path, galaxy_id: str) -> int:

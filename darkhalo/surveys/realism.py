@@ -4,7 +4,9 @@ energy of the PSF, as the spread (min, median, max) of the real files and the mo
 Real: the DR10 grz .npz cutouts (101 x 101; robust sigma = 1.4826 MAD over each band) and the DECam
 PSFEx models (their constant term, Lanczos-resampled to 0.262"/pixel; band from ``_ooi_<band>_``).
 Mock: 101 x 101 mock cutouts of the first ``n_hosts`` galaxies and the survey PSF (Moffat core +
-wings) at those hosts' PSFSIZE and beta. EE radii in arcsec.
+aureole) at those hosts' PSFSIZE and beta. EE radii in arcsec; real and mock kernels alike are
+63 x 63 (16.5", the PSFEx stamp), each EE the share of the kernel's sum in the pixels centred
+within the radius.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 import torch
 
 from darkhalo.lensing.pixelized import psfex_by_band
-from darkhalo.lensing.psf import encircled_energy, half_max_fwhm, psf_kernels, wing_deficits
+from darkhalo.lensing.psf import encircled_energy, psf_kernels, psfsize, wing_deficits
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.cutout_fits import sky_sigma
 from darkhalo.surveys.mock import mock_catalog
@@ -42,21 +44,15 @@ def real_ee(psfex_folder: Path) -> dict[str, np.ndarray]:
     return ee
 
 
-#: Sub-pixels per pixel side on which a real model's FWHM is measured.
-FWHM_SUPERSAMPLE = 4
-
-
 def psfex_wing_reference(psfex_folder: Path, kernel_size: int = KERNEL_SIZE) -> pd.DataFrame:
     """L3's reference (data_contracts' decam_psfex_wings.csv): per real PSFEx model at its polynomial
-    origin, its FWHM measured on the image (arcsec) and its deficits 1 - EE at 2 x that FWHM and at 3"."""
+    origin, on a ``kernel_size`` kernel at the stamp's pixel scale, its PSFSIZE (arcsec, ``psfsize``)
+    and its deficits 1 - EE at 2 x that PSFSIZE and at 3"."""
     rows = []
     for band, models in psfex_by_band(Path(psfex_folder)).items():
         for m in models:
-            fine = m.kernel(
-                *m.zero, FWHM_SUPERSAMPLE * kernel_size + 1, PIXEL_SCALE / FWHM_SUPERSAMPLE, dtype=torch.float64
-            )
-            fwhm = float(half_max_fwhm(fine, PIXEL_SCALE / FWHM_SUPERSAMPLE))
             kernel = m.kernel(*m.zero, kernel_size, PIXEL_SCALE, dtype=torch.float64)
+            fwhm = float(psfsize(kernel, PIXEL_SCALE))
             two_fwhm, three = wing_deficits(kernel, PIXEL_SCALE, fwhm).tolist()
             rows.append((band, m.path.name, round(fwhm, 6), round(two_fwhm, 8), round(three, 8)))
     return pd.DataFrame(rows, columns=["band", "model", "fwhm_arcsec", "real_wing_2fwhm", "real_wing_3as"])
@@ -83,14 +79,12 @@ def mock_sigmas_and_ee(survey: MockSurvey, seed: int, hosts: pd.DataFrame) -> tu
 
 def comparison(real_dir: Path, survey: MockSurvey, seed: int, hosts: pd.DataFrame) -> pd.DataFrame:
     """One row per (quantity, band): real min, median, max over the files, the mock's median over ``hosts``,
-    and whether it lies inside the real spread. Band 'grz' pools the three bands' PSF models."""
+    and whether it lies inside the real spread (each band's PSF against that band's PSFEx models)."""
     sigma_real = real_sigmas(real_dir / "cutouts")
     ee_real = real_ee(real_dir / "psf" / "psfex")
     sigma_mock, ee_mock = mock_sigmas_and_ee(survey, seed, hosts)
-    ee_real["grz"] = np.concatenate([ee_real[b] for b in BANDS])
-    ee_mock["grz"] = np.concatenate([ee_mock[b] for b in BANDS])
     rows = [("background sigma (nanomaggies)", b, sigma_real[:, j], sigma_mock[:, j]) for j, b in enumerate(BANDS)]
-    for band in (*BANDS, "grz"):
+    for band in BANDS:
         rows += [
             (f'PSF EE within {r:g}"', band, ee_real[band][:, k], ee_mock[band][:, k]) for k, r in enumerate(EE_RADII)
         ]

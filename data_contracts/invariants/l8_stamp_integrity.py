@@ -1,14 +1,15 @@
 """L8 stamp integrity (data_contracts.lessons): byte length and finite pixels; controls
 bit-identical to their cutouts; positives equal to cutout + their arc (band by band, so a stamp in
 another band order or on another host's cutout fails); every manifest row stamped; a point source
-sent through the injection lands where intended and keeps its flux; no duplicated (host, config) rows.
+sent through the injection lands where intended and keeps its flux; arcs rendered again at twice the
+resolution agree with the injected ones (converged numerics); no duplicated (host, config) rows.
 
 Each part is a check of its own; ``check`` merges the parts' findings into the one L8 verdict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,34 @@ def check_point_source(offsets_pix: np.ndarray, flux_ratios: np.ndarray, thresho
     )
 
 
+def check_convergence(
+    stamp_ids: np.ndarray, l1: np.ndarray, magnification_ratio: np.ndarray, thresholds: L8Thresholds
+) -> Finding:
+    """Arcs of a seeded sample of positives rendered at the spec's numerics and again at twice the
+    resolution: per stamp the L1 difference over the arc's flux (worst band) and the ratio of the
+    two magnifications, against the spec's tolerances."""
+    l1, ratio = np.asarray(l1, dtype=float), np.asarray(magnification_ratio, dtype=float)
+    if l1.ndim != 1 or l1.shape != ratio.shape or l1.shape != np.shape(stamp_ids):
+        return _finding(
+            False, f"need one L1 and magnification ratio per sampled stamp, got {l1.shape} {ratio.shape}", []
+        )
+    if l1.size == 0:
+        return _finding(True, "no positive to render again", [])
+    bad = ~(l1 <= thresholds.convergence_l1) | ~(np.abs(ratio - 1) <= thresholds.convergence_magnification)
+    rows = [
+        {"stamp_id": int(stamp_ids[i]), "l1": float(l1[i]), "magnification_ratio": float(ratio[i])}
+        for i in np.flatnonzero(bad)
+    ]
+    return _finding(
+        not rows,
+        f"{len(rows)} of {l1.size} sampled arcs change by more than {thresholds.convergence_l1:.1%} L1 or "
+        f"{thresholds.convergence_magnification:.1%} in magnification at twice the resolution",
+        rows,
+        measured={"max_l1": float(np.nanmax(l1)), "max_magnification_change": float(np.nanmax(np.abs(ratio - 1)))},
+        threshold={"l1": thresholds.convergence_l1, "magnification": thresholds.convergence_magnification},
+    )
+
+
 def check_unique_rows(stamps: pd.DataFrame) -> Finding:
     """No (host, config) pair is injected twice: positives' (RELEASE, BRICKID, OBJID, config_id) unique."""
     positives = stamps[stamps["label"] == 1]
@@ -118,9 +147,15 @@ def check(parts: Sequence[Finding]) -> Finding:
         id="L8",
         title=LESSONS["L8"].title,
         passed=not failed,
-        measured=next((p.measured for p in parts if p.measured is not None), None),
-        threshold=next((p.threshold for p in parts if p.threshold is not None), None),
+        measured=_merged(part.measured for part in parts),
+        threshold=_merged(part.threshold for part in parts),
         detail="; ".join(failed) if failed else f"{len(parts)} part(s) passed",
         evidence=evidence,
         n_offending=sum(part.n_offending for part in parts),
     )
+
+
+def _merged(values: Iterable[object]) -> dict | None:
+    """The parts' measured (or threshold) dicts as one dict; None when no part has one."""
+    merged = {key: value for part in values if isinstance(part, dict) for key, value in part.items()}
+    return merged or None
