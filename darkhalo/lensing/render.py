@@ -25,17 +25,19 @@ Stated accuracy (float32, supersample 4, the default tolerance), against the con
 (tests/converged_reference.py: lenstronomy's ray shooting, adaptive sub-pixels, the continuous PSF,
 a 16-pixel margin) on the 24 seeded stamps of tests/test_converged_rendering.py (R_eff 0.02-1"
 log-uniform, Sersic n 0.5-6, theta_E 0.3-2.5", sources on the caustics, lens centres within half a
-pixel of the stamp centre, Moffat PSFs of FWHM 0.9-1.8"): L1 median 0.09 %, largest 0.18 %;
-magnification median 0.01 %, largest 0.11 %. Over 120 such stamps (five seeds) the largest are
-0.30 % and 0.19 %; on 72 stamps of benchmarks/bench_injection.py's grid, 0.11 % and 0.05 %.
+pixel of the stamp centre, Moffat PSFs of FWHM 0.9-1.8"): L1 median 0.10 %, largest 0.21 %;
+magnification median 0.04 %, largest 0.18 %. Over 120 such stamps (five seeds) the largest are
+0.31 % and 0.22 %; on 72 stamps of benchmarks/bench_injection.py's grid, 0.11 % and 0.08 %.
 ``convergence_errors`` checks a sample of a run against a render at twice the resolution. Same
-code on CPU and CUDA; the dtype and device follow ``params``. One CPU thread renders ~700-800 of
-the benchmark's 64 x 64 grz stamps (63 x 63 kernels) per second: tracing ~0.9 ms a stamp (0.2 ms of
-it the corner estimates), convolution ~0.5 ms (6 moment row passes, 4 column passes).
+code on CPU and CUDA; the dtype and device follow ``params``. One CPU thread renders ~900-1,000 of
+the benchmark's 64 x 64 grz stamps (63 x 63 kernels) per second: tracing ~0.55 ms a stamp (~0.15
+ms of it the corner estimates; ~10,000 rays), convolution ~0.4 ms (6 moment row passes, 4 column
+passes).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -132,7 +134,7 @@ SPLIT = 4
 #: Most times a cell is split (a pixel's finest cells are 1 / (supersample SPLIT^MAX_DEPTH) pixel).
 MAX_DEPTH = 5
 #: Estimated error of a cell, as a share of the source's total flux, above which it is split.
-CELL_TOLERANCE = 5e-5
+CELL_TOLERANCE = 1e-4
 #: A cell's source-plane footprint is widened by this many times its half-size when asking whether
 #: it may hold the source's centre (the cusp can sit in a neighbour's corner).
 CUSP_WIDENING = 2.0
@@ -239,24 +241,29 @@ def _trace_cells(
     y = ((cells.y + cells.dy)[None, None, :] + sub[:, None, None]) * pixel_scale
     big_x, big_y = plane.coords(x, y)
     area = (h * pixel_scale) ** 2
-    light = sersic_at_scaled_r2(big_x * big_x + big_y * big_y, plane.n, plane.amplitude * area, plane.b_n)
-    cusp = torch.zeros_like(light, dtype=torch.bool)
+    light = sersic_at_scaled_r2(torch.addcmul(big_x * big_x, big_y, big_y), plane.n, plane.amplitude * area, plane.b_n)
     # the midpoint rule's error, h^2 / 24 times the light's Laplacian, from second differences: added
     # to each cell's light (the result is exact for quadratic light), and its size sets where to split
     curvature_x, curvature_y = _second_difference(light, 1), _second_difference(light, 0)
+    split = (curvature_x.abs() + curvature_y.abs()) > 24 * tolerance
+    kept = torch.add(light, curvature_x.add_(curvature_y), alpha=1 / 24)
     if last:
-        split = cusp
+        return _pixel_moments(kept, cells.dx, cells.dy, sub, h, centred=width == 1.0), cells.rows(slice(0))
+    leading = int(cells.cusp.sum())  # the cells that may hold the cusp lead
+    if leading:
+        which = slice(leading)
+        near, error = _cusp_error(plane.shaped(lambda t: t[..., which]), big_x[..., which], big_y[..., which], area)
+        cusp = torch.zeros_like(split)
+        cusp[..., which] = near
+        split[..., which] |= near & (error > tolerance)
+        i, j, c = torch.cat([(split & cusp).nonzero(), (split & ~cusp).nonzero()]).unbind(1)
+        child_cusp = cusp[i, j, c]
     else:
-        split = (curvature_x.abs() + curvature_y.abs()) > 24 * tolerance
-        which = slice(int(cells.cusp.sum()))  # the cells that may hold the cusp lead
-        if which.stop:
-            near, error = _cusp_error(plane.shaped(lambda t: t[..., which]), big_x[..., which], big_y[..., which], area)
-            cusp[..., which] = near
-            split[..., which] |= near & (error > tolerance)
-    kept = (light + (curvature_x + curvature_y) / 24).masked_fill_(split, 0)
-    i, j, c = torch.cat([(split & cusp).nonzero(), (split & ~cusp).nonzero()]).unbind(1)
+        i, j, c = split.nonzero().unbind(1)
+        child_cusp = torch.zeros_like(c, dtype=torch.bool)
+    kept.masked_fill_(split, 0)
     children = _Cells(*(getattr(cells, f)[c] for f in ("stamp", "pixel", "x", "y")),
-                      cells.dx[c] + sub[j], cells.dy[c] + sub[i], cusp[i, j, c])  # fmt: skip
+                      cells.dx[c] + sub[j], cells.dy[c] + sub[i], child_cusp)  # fmt: skip
     return _pixel_moments(kept, cells.dx, cells.dy, sub, h, centred=width == 1.0), children
 
 
@@ -301,16 +308,23 @@ def _pixel_moments(
 ) -> torch.Tensor:
     """``MOMENTS`` about the pixel centre (len(MOMENTS), c) of grids of sub-cells' light (g, g, c)
     (width h pixels, centres ``sub`` (g,) from their cell's centre, which sits (dx, dy) (c,) from its
-    pixel's; zero when ``centred``, where one matrix of powers serves every cell)."""
+    pixel's; zero when ``centred``). The moments about each cell's centre are one matrix product,
+    then shifted to the pixel's centre by the binomial theorem."""
+    powers = _cell_powers(sub, h)  # (power, g)
+    weights = torch.stack([torch.outer(powers[b], powers[a]).reshape(-1) for a, b in MOMENTS])  # (moment, g g)
+    about = weights @ light.reshape(-1, light.shape[-1])
     if centred:
-        powers = _cell_powers(sub, h)  # (power, g)
-        along_x = torch.matmul(powers, light)  # (rows, x power, c)
-        about = torch.matmul(powers, along_x.flatten(1)).unflatten(1, along_x.shape[1:])
-    else:
-        x_powers, y_powers = _cell_powers(sub[:, None] + dx, h), _cell_powers(sub[:, None] + dy, h)  # (power, g, c)
-        along_x = (light[:, None] * x_powers).sum(2)  # (rows, x power, c)
-        about = (y_powers[:, :, None] * along_x).sum(1)
-    return torch.stack([about[b, a] for a, b in MOMENTS])  # about: (y power, x power, c)
+        return about
+    which = {ab: m for m, ab in enumerate(MOMENTS)}
+    shifted = [
+        sum(
+            math.comb(a, i) * math.comb(b, j) * dx ** (a - i) * dy ** (b - j) * about[which[i, j]]
+            for i in range(a + 1)
+            for j in range(b + 1)
+        )
+        for a, b in MOMENTS
+    ]
+    return torch.stack(shifted)
 
 
 def _corner_estimate(
