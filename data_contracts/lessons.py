@@ -35,8 +35,8 @@ LESSONS: dict[str, Lesson] = {
         Lesson(
             "L3",
             "realistic PSF wings",
-            "the injection PSF's encircled-energy deficit beyond 2 x FWHM and 3\" falls short of real "
-            "DECam PSFs' (at their FWHM) by at most the tolerance; a Gaussian fails",
+            "the injection PSF's encircled-energy deficit beyond 2 x PSFSIZE and 3\" falls short of real "
+            "DECam PSFs' (at their PSFSIZE) by at most the tolerance; a Gaussian fails",
         ),
         Lesson(
             "L4",

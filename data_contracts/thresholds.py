@@ -36,7 +36,7 @@ class L2Thresholds(_Thresholds):
 
 
 class L3Thresholds(_Thresholds):
-    """PSF wings: the injection PSF's light beyond 2 x FWHM and beyond 3" against real DECam PSFs'."""
+    """PSF wings: the injection PSF's light beyond 2 x PSFSIZE and beyond 3" against real DECam PSFs'."""
 
     rel_tolerance: float = Field(
         0.5, gt=0, lt=1, description="allowed median relative shortfall of the injection PSF's wing light"

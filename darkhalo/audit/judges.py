@@ -145,8 +145,8 @@ def _manifest_schema(parts: list[Path]) -> Finding:
 
 
 def psf_wing_measures(spec: SpecView | GenerationSpec) -> pd.DataFrame:
-    """L3's measure: the injection PSF's deficits (1 - EE at 2 x FWHM and 3") at each real reference
-    model's band and FWHM, beside the reference's own (data_contracts' decam_psfex_wings.csv)."""
+    """L3's measure: the injection PSF's deficits (1 - EE at 2 x PSFSIZE and 3") at each real reference
+    model's band and PSFSIZE, beside the reference's own (data_contracts' decam_psfex_wings.csv)."""
     reference = l3_psf_wings.reference()
     fwhm = np.repeat(reference["fwhm_arcsec"].to_numpy(np.float64)[:, None], N_BANDS, axis=1)
     beta = np.full_like(fwhm, spec.psf.moffat_beta)

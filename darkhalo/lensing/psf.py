@@ -188,12 +188,12 @@ def encircled_energy(kernel: torch.Tensor, pixel_scale: float, radius: float) ->
     return (kernel * inside).sum(dim=(-2, -1)) / kernel.sum(dim=(-2, -1))
 
 
-#: Fixed radius (arcsec) of the second L3 wing measure; the first is 2 x FWHM.
+#: Fixed radius (arcsec) of the second L3 wing measure; the first is 2 x PSFSIZE.
 WING_RADIUS_ARCSEC = 3.0
 
 
 def wing_deficits(kernel: torch.Tensor, pixel_scale: float, fwhm: torch.Tensor | float) -> torch.Tensor:
-    """The L3 wing measure of kernels (..., K, K): 1 - EE at 2 x FWHM and at 3", shape (..., 2).
+    """The L3 wing measure of kernels (..., K, K): 1 - EE at 2 x PSFSIZE and at 3", shape (..., 2).
 
     ``fwhm`` (arcsec) is the PSFSIZE each kernel stands for (broadcast over the leading axes). The
     deficit is the share of the kernel's light (its sum inside its box) outside that radius of its

@@ -1,11 +1,11 @@
-"""L3 realistic PSF wings (data_contracts.lessons): the injection PSF's light beyond 2 x FWHM and
-beyond 3" falls short of real DECam PSFs' by at most ``rel_tolerance``.
+"""L3 realistic PSF wings (data_contracts.lessons): the injection PSF's light beyond 2 x PSFSIZE
+and beyond 3" falls short of real DECam PSFs' by at most ``rel_tolerance``.
 
 The reference is independent of the injection code: the encircled-energy deficits of the real
-DECam PSFEx models in ``data_contracts/reference/decam_psfex_wings.csv``, each at its own measured
-FWHM. The injection PSF is measured at every reference model's band and FWHM; per band the
-median relative shortfall is judged, in the bands the spec names. Gen 1's Gaussian holds ~1e-5
-of its light beyond 2 x FWHM where the real PSFs hold ~5 %: it fails.
+DECam PSFEx models in ``data_contracts/reference/decam_psfex_wings.csv``, each at its own PSFSIZE
+(legacypipe's noise-equivalent FWHM). The injection PSF is measured at every reference model's band
+and PSFSIZE; per band the median relative shortfall is judged, in the bands the spec names. Gen 1's Gaussian holds ~1e-5
+of its light beyond 2 x PSFSIZE where the real PSFs hold ~5 %: it fails.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from data_contracts.lessons import LESSONS
 from data_contracts.thresholds import L3Thresholds
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference" / "decam_psfex_wings.csv"
-#: Per measure: (the injection PSF's column, the reference's column): 1 - EE at 2 x FWHM and at 3".
+#: Per measure: (the injection PSF's column, the reference's column): 1 - EE at 2 x PSFSIZE and at 3".
 MEASURES = {
     "2fwhm": ("psf_wing_2fwhm", "real_wing_2fwhm"),
     "3arcsec": ("psf_wing_3as", "real_wing_3as"),
@@ -80,8 +80,8 @@ def check(measures: pd.DataFrame, thresholds: L3Thresholds) -> Finding:
         measured=measured,
         threshold={"rel_tolerance": thresholds.rel_tolerance, "bands": list(thresholds.bands)},
         detail=(
-            f"median shortfall of the injection PSF's light beyond 2 x FWHM and 3\" against {len(table)} real "
-            f"DECam PSFEx models at their FWHM; judged in {judged}"
+            f"median shortfall of the injection PSF's light beyond 2 x PSFSIZE and 3\" against {len(table)} real "
+            f"DECam PSFEx models at their PSFSIZE; judged in {judged}"
             + (f"; {len(bad)} (band, measure) over {thresholds.rel_tolerance:.0%}" if bad else "")
         ),
         evidence=tuple(bad),
