@@ -154,6 +154,11 @@ def _bright(image: np.ndarray) -> np.ndarray:
     return binary_dilation(image > BRIGHT * image.sum(), np.ones((3, 3), dtype=bool))
 
 
+def _stamp_kernels(psf: MoffatPSF, i: int, half: int, step: float) -> list[np.ndarray]:
+    """Stamp i's PSF per band sampled at sub-pixel centres ``step`` arcsec apart, ``half`` either side."""
+    return [sampled_psf(lambda r, b=band: psf.profile(r, i, b), half, step)[0] for band in range(psf.fwhm.shape[1])]
+
+
 def _fair_peer(params: ArcParams, psf: MoffatPSF) -> list:
     """One zero-argument callable per stamp: find the bright sub-pixels with a trace at one ray per
     sub-pixel, trace once at unit flux on the sub-pixel grid (bright sub-pixels supersampled), then
@@ -166,10 +171,7 @@ def _fair_peer(params: ArcParams, psf: MoffatPSF) -> list:
     calls = []
     for i in range(params.theta_e.shape[0]):
         lens, source = _peer_scene(params, i)
-        kernels = [
-            sampled_psf(lambda r, b=band, i=i: psf.profile(r, i, b), half, SCALE / sub)[0]
-            for band in range(flux.shape[1])
-        ]
+        kernels = _stamp_kernels(psf, i, half, SCALE / sub)
 
         def call(i: int = i, lens: list = lens, source: list = source, kernels: list = kernels) -> list[np.ndarray]:
             mask = _bright(coarse.image(kwargs_lens=lens, kwargs_source=source))
@@ -197,10 +199,7 @@ def _fast_peer(params: ArcParams, psf: MoffatPSF) -> list:
     calls = []
     for i in range(params.theta_e.shape[0]):
         lens, source = _peer_scene(params, i)
-        kernels = [
-            sampled_psf(lambda r, b=band, i=i: psf.profile(r, i, b), half, SCALE / FAST_SUPERSAMPLE)[0]
-            for band in range(flux.shape[1])
-        ]
+        kernels = _stamp_kernels(psf, i, half, SCALE / FAST_SUPERSAMPLE)
 
         def call(i: int = i, lens: list = lens, source: list = source, kernels: list = kernels) -> list[np.ndarray]:
             bright = _bright(coarse.image(kwargs_lens=lens, kwargs_source=source))
