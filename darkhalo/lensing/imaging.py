@@ -38,20 +38,22 @@ def bin_pixels(image: torch.Tensor, supersample: int) -> torch.Tensor:
     return rows.reshape(*lead, h // supersample, supersample, w // supersample).sum(dim=-2)
 
 
-def fft_convolve(images: torch.Tensor, kernels: torch.Tensor, margin: int = 0) -> torch.Tensor:
-    """Linear (zero-padded, not circular) convolution of images (..., H, W) with kernels (..., K, K).
-
-    The kernel's centre is its pixel ``K // 2`` (odd K): a delta at pixel (i, j) becomes the kernel
-    centred at (i, j). Leading axes broadcast; the output has the images' shape ("same" mode) less
-    ``margin`` pixels cut from each side. Light spread past the edges of the images is lost; the FFT
-    period (``_fft_period``) is long enough that nothing wraps into the output window.
-    """
-    return fft_convolve_moments(images[..., None, :, :], kernels, margin, ((((0, 0), 1.0),),))
-
-
 #: How one plane of moments enters the light's spectrum: terms ((a, b), weight), each standing for
 #: weight (-i kx)^a (-i ky)^b / (a! b!) (the Taylor terms of a shift by (dx, dy)).
 SpectralTerms = tuple[tuple[tuple[int, int], float], ...]
+#: One plane, the light itself at the pixel centres: plain convolution.
+PLAIN: tuple[SpectralTerms, ...] = ((((0, 0), 1.0),),)
+
+
+def fft_convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Linear (zero-padded, not circular) convolution of images (..., H, W) with kernels (..., K, K).
+
+    The kernel's centre is its pixel ``K // 2`` (odd K): a delta at pixel (i, j) becomes the kernel
+    centred at (i, j). Leading axes broadcast; the output has the images' shape ("same" mode).
+    Light spread past the edges of the images is lost; the FFT period (``_fft_period``) is long
+    enough that nothing wraps into the output window.
+    """
+    return fft_convolve_moments(images[..., None, :, :], kernels, 0, PLAIN)
 
 
 def fft_convolve_moments(
@@ -79,7 +81,7 @@ def fft_convolve_moments(
         # every array stays (..., y, x frequency), so no pass needs a transposed copy
         return torch.fft.fft(torch.fft.rfft(a, n=pw, dim=-1), n=ph, dim=-2)
 
-    if terms == ((((0, 0), 1.0),),):
+    if terms == PLAIN:
         light = transform(moments[..., 0, :, :])
     else:
         # the x factors are applied between the row and the column pass, so the column pass runs
