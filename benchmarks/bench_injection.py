@@ -71,7 +71,7 @@ from lenstronomy.LightModel.light_model import LightModel
 from lenstronomy.Util.param_util import phi_q2_ellipticity
 from scipy.ndimage import binary_dilation
 from scipy.signal import fftconvolve
-from timing import best_seconds
+from timing import best_seconds, interleaved
 
 from darkhalo.lensing.render import ArcParams, render_arcs
 
@@ -248,18 +248,6 @@ def _l1(images: np.ndarray, reference: np.ndarray) -> dict:
     return {"median": round(float(np.median(l1)), 5), "max": round(float(l1.max()), 5)}
 
 
-def _interleaved(groups: list[list]) -> list[float]:
-    """Summed best CPU seconds of each group's calls, timed in ROUNDS alternating rounds (each call
-    warmed up, then REPEATS times per round): a slow spell of the shared machine then hits both
-    sides of the ratio alike instead of one."""
-    best = [[float("inf")] * len(calls) for calls in groups]
-    for _ in range(ROUNDS):
-        for group, calls in zip(best, groups, strict=True):
-            for i, call in enumerate(calls):
-                group[i] = min(group[i], best_seconds(call, REPEATS, clock=time.process_time, warmup=True))
-    return [sum(group) for group in best]
-
-
 def main() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -270,7 +258,7 @@ def main() -> dict:
         pixel = _pixel_peer(peer_params, peer_psf)
         fair, fast = _fair_peer(peer_params, peer_psf), _fast_peer(peer_params, peer_psf)
         ours = [lambda p=p, k=k: render_arcs(p, k, SIZE, SCALE) for (p, _), k in zip(batches, kernels, strict=True)]
-        ours_s, fair_s, fast_s, pixel_s = _interleaved([ours, fair, fast, pixel])
+        ours_s, fair_s, fast_s, pixel_s = interleaved([ours, fair, fast, pixel], ROUNDS, REPEATS)
         reference, _ = reference_images(peer_params, peer_psf, SIZE, SCALE)
         ours_images = render_arcs(peer_params, peer_psf.kernels(SCALE).float(), SIZE, SCALE).images
         ours_rate = BATCH * BATCHES / ours_s

@@ -1,4 +1,5 @@
-"""The one timing rule of the benchmarks: the best (shortest) of several runs, optionally after a warm-up."""
+"""The timing rules of the benchmarks: the best (shortest) of several runs, optionally after a warm-up, and
+alternating rounds of several sides in CPU seconds."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def best_seconds(
         run()
         times.append(clock() - start)
     return min(times)
+
+
+def interleaved(groups: list[list[Callable[[], object]]], rounds: int, repeats: int) -> list[float]:
+    """Summed best CPU seconds of each group's calls over ``rounds`` alternating rounds (each call warmed
+    up, then ``repeats`` times per round): a slow spell of the shared machine hits every side alike."""
+    best = [[float("inf")] * len(calls) for calls in groups]
+    for _ in range(rounds):
+        for group, calls in zip(best, groups, strict=True):
+            for i, call in enumerate(calls):
+                group[i] = min(group[i], best_seconds(call, repeats, clock=time.process_time, warmup=True))
+    return [sum(group) for group in best]

@@ -60,6 +60,17 @@ def _run_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _print_forecast(spec: GenerationSpec, console: Console) -> None:
+    """The pre-flight's forecast of the test split and the FPR targets it will resolve, or why there is none."""
+    from darkhalo.audit.preflight import forecast_test_split
+
+    try:
+        line = forecast_test_split(spec).summary()
+    except (OSError, ValueError) as exc:
+        line = f"test split forecast: unavailable ({exc})"
+    console.print(f"  {line}", highlight=False)
+
+
 @app.command()
 def run(
     spec: SpecPath,
@@ -72,6 +83,7 @@ def run(
     from darkhalo.runner import run_generation
 
     generation = _load(spec)
+    _print_forecast(generation, err)
     with _run_errors():
         run_generation(generation, out_dir, start=start, stop=stop, force=force, console=err)
     run_dir = out_dir / generation.generation
@@ -143,6 +155,7 @@ def compare(
     from darkhalo.compare import compare as run_compare
 
     specs = _load(baseline), _load(corrected)
+    _print_forecast(specs[1], err)
     with _run_errors():
         folder = run_compare(*specs, out_dir, err)
     out.print((folder / "compare.md").read_text(), highlight=False)
@@ -174,6 +187,7 @@ def spec_check(specs: Annotated[list[Path], typer.Argument(help="spec files", sh
             f"{generation.grid.n_configs} grid configs, controls {generation.controls.mode}, "
             f"PSF {generation.psf.model}, {generation.train.arch}"
         )
+        _print_forecast(generation, out)
     if failed:
         raise typer.Exit(2)
 

@@ -22,7 +22,8 @@ from rich.console import Console
 from darkhalo import layout
 from darkhalo.artifacts import write_json, write_text
 from darkhalo.audit.judges import judge_artifact
-from darkhalo.metrics.evaluation import evaluate, load_test_stamps, model_scorer
+from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
+from darkhalo.progress import track
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
 from darkhalo.training.device import resolve_device
@@ -54,8 +55,8 @@ def compare(baseline: GenerationSpec, corrected: GenerationSpec, root: Path, con
     run_generation(baseline, root, stop="train", console=console)
     run_generation(corrected, root, stop="train", console=console)
     corrected_run = root / corrected.generation
-    meta, images = load_test_stamps(corrected_run / "inject")
-    leaked = training_hosts_in_test(root / baseline.generation, meta)
+    split = ShardedSplit.open(corrected_run / "inject", corrected.stamps.size)
+    leaked = training_hosts_in_test(root / baseline.generation, split.meta)
     if leaked:
         raise RunError(f"compare: {leaked} test stamps sit on hosts the baseline trained on")
 
@@ -68,9 +69,12 @@ def compare(baseline: GenerationSpec, corrected: GenerationSpec, root: Path, con
         folder.mkdir(parents=True, exist_ok=True)
         model = layout.artifact(root / spec.generation / "train", layout.MODEL)
         score = model_scorer(model, device, corrected.evaluate.batch_size)
-        evaluate(corrected, meta, images, score, folder, corrected_run, corrected_run / "manifest")
+        with track(console, f"score test stamps ({spec.generation}'s model)", len(split)) as bar:
+            manifest = corrected_run / "manifest"
+            memory = corrected.engine.memory_mb
+            evaluate(corrected, split, score, folder, corrected_run, manifest, on_scored=bar.advance, memory_mb=memory)
         findings[spec.generation] = spec.invariants.judged(judge_artifact("evaluate", folder, corrected_run, spec))
-    write_comparison(out, corrected.generation, len(meta), findings)
+    write_comparison(out, corrected.generation, len(split), findings)
     return out
 
 
@@ -86,10 +90,17 @@ def write_comparison(out: Path, test_set: str, n_stamps: int, findings: Mapping[
     write_text(out / "compare.md", comparison_markdown(metrics, findings, test_set, n_stamps))
 
 
-def _rate(point: ReportedPoint, rate: float | None, interval: list[float] | None) -> str:
+def _rate(point: ReportedPoint) -> str:
+    """A point's headline rate (FPR at a completeness target, else completeness) with its covering bootstrap
+    interval; without a bootstrap, its exact interval labelled "at this threshold"; unresolved: what it needs."""
     if not point.resolved:
-        return f"unresolved (needs {point.n_neg_needed:,} negatives)"
-    return f"{rate:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+        return f"unresolved (needs {point.needs()})"
+    at_completeness = point.target == "completeness"
+    rate = point.fpr if at_completeness else point.completeness
+    if point.interval is not None:
+        return f"{rate:.4f} [{point.interval[0]:.4f}, {point.interval[1]:.4f}]"
+    low, high = point.fpr_interval_at_threshold if at_completeness else point.completeness_interval_at_threshold
+    return f"{rate:.4f} [{low:.4f}, {high:.4f}] at this threshold"
 
 
 def comparison_markdown(
@@ -101,8 +112,11 @@ def comparison_markdown(
     lines = [
         f"# {names[0]} vs {names[1]} on {test_set}'s test set",
         "",
-        f"{n_stamps} test stamps ({first.n_pos} positives, {first.n_neg} controls). Rates with 95 % exact "
-        "intervals; an FPR target the negatives cannot resolve is shown as unresolved, never as a number.",
+        f"{n_stamps} test stamps ({first.n_pos} positives, {first.n_neg} controls on {first.n_neg_hosts} hosts). "
+        "Rates with their 95 % bootstrap interval (threshold re-derived per resample: the interval that covers); "
+        "without a bootstrap, the exact interval at this threshold, labelled so. A target the sample cannot "
+        "resolve (distinct control hosts x FPR or positives x (1 - c) below the minimum) is shown as unresolved, "
+        "never as a number.",
         "",
         "## FPR at completeness",
         "",
@@ -111,12 +125,12 @@ def comparison_markdown(
     ]
     for i, point in enumerate(first.fpr_at_completeness):
         points = [metrics[n].fpr_at_completeness[i] for n in names]
-        cells = [_rate(p, p.fpr, p.fpr_interval) for p in points]
+        cells = [_rate(p) for p in points]
         lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
     lines += ["", "## Completeness at FPR", "", "| FPR | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, point in enumerate(first.completeness_at_fpr):
         points = [metrics[n].completeness_at_fpr[i] for n in names]
-        cells = [_rate(p, p.completeness, p.completeness_interval) for p in points]
+        cells = [_rate(p) for p in points]
         lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
     lines += ["", "## Completeness by theta_E / PSF FWHM at each model's resolved operating points", ""]
     for name in names:

@@ -7,8 +7,8 @@ Pure batch functions (pandas in, pandas out) that the manifest stage runs inside
 Roles: a host is ``positive`` (gets grid configs), ``control`` (one uninjected stamp) or
 ``excluded`` (a known lens: never a control, never injected). Controls:
 - ``unpaired``: each host is hashed into the control pool with the share that makes controls the
-  spec's fraction of stamps; the pools are disjoint random draws from the same parent sample, so
-  positive and control hosts share one distribution (L1, L6).
+  spec's fraction of its split's stamps (``test_fraction`` may set the test split's own); the pools
+  are disjoint random draws from the same parent sample, so positive and control hosts share one distribution (L1, L6).
 - ``paired`` (Gen 1 reproduction): each positive stamp has an uninjected twin of the same host,
   kept with probability f / (1 - f) so that controls are a fraction f of stamps (f <= 0.5).
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from darkhalo.hashing import hash64, host_ids, uniform
-from darkhalo.sky import healpix_of, split_of_pixels
+from darkhalo.sky import SPLITS, healpix_of, split_of_pixels
 from darkhalo.sources import draw_source_parameters
 from darkhalo.spec import ControlsSpec, GenerationSpec, GridSpec, SourceSpec, SplitsSpec
 from darkhalo.spec_view import SpecView
@@ -95,7 +95,9 @@ def host_frame(parent: pd.DataFrame, *, expansion: Expansion) -> pd.DataFrame:
     hosts["split"] = split_of_pixels(hosts["healpix"].to_numpy(), seed, expansion.splits.fractions.model_dump())
     role = np.full(len(hosts), "positive", dtype=object)
     if expansion.controls.mode == "unpaired":
-        share = control_pool_share(expansion.controls.fraction, configs_per_host(expansion.grid))
+        k = configs_per_host(expansion.grid)
+        shares = {split: control_pool_share(expansion.controls.fraction_in(split), k) for split in SPLITS}
+        share = hosts["split"].map(shares).to_numpy(dtype=np.float64)
         role[uniform(seed, hosts["host_id"].to_numpy(), stream="role") < share] = "control"
     role[hosts["KNOWN_LENS"].to_numpy(dtype=bool)] = "excluded"
     hosts["role"] = role

@@ -198,9 +198,24 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
             scratch.parent.parent.rmdir()  # .scratch itself, once no stage has work in progress
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows = ", ".join(f"{k}={v:,}" for k, v in result.rows.items())
-    console.print(f"[green]✓[/] {stage.name}: done in {wall:.1f} s ({rows})")
+    summary = _rows_summary(result.rows, wall)
+    console.print(f"[green]✓[/] {stage.name}: done in {wall:.1f} s ({summary})", soft_wrap=True)
     return StageOutcome(stage.name, "ran", final, result.rows, wall)
+
+
+#: Row counts (StageResult.rows keys) of the tables a stage works through row by row: the summary line
+#: gives the first of them a rate. Training shows its rate (images/s) on its per-epoch lines.
+RATED_ROWS = ("catalog", "manifest", "stamps", "scores")
+
+
+def _rows_summary(rows: dict[str, int], wall_s: float) -> str:
+    """A stage's row counts for its summary line, the first rated one with its rate per second of ``wall_s``."""
+    rated = next((k for k in rows if k in RATED_ROWS), None)
+    parts = []
+    for key, n in rows.items():
+        rate = f" at {n / wall_s:,.0f}/s" if key == rated and wall_s > 0 else ""
+        parts.append(f"{key}={n:,}{rate}")
+    return ", ".join(parts)
 
 
 def _scratch(run_dir: Path, stage: str, key: dict[str, Any], fresh: bool) -> Path:

@@ -1,11 +1,14 @@
-"""Spark <-> parquet helpers shared by the stages: Spark schemas of the contracts, deterministic shards."""
+"""Spark <-> parquet helpers shared by the stages: Spark schemas of the contracts, deterministic shards,
+work spread over Spark tasks that write their own parts (no row passes through the JVM)."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -13,8 +16,11 @@ from darkhalo.artifacts import atomic_file
 from data_contracts.schema import Contract, arrow_schema
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def spark_schema(contract: Contract | pa.Schema) -> StructType:
@@ -53,6 +59,38 @@ def canonical_parquet(source: Path, target: Path) -> None:
     bytes. pyarrow writes the same rows as the same bytes.
     """
     spark_file = pq.ParquetFile(source)
-    with atomic_file(target, "wb") as handle, pq.ParquetWriter(handle, spark_file.schema_arrow) as writer:
-        for group in range(spark_file.num_row_groups):
-            writer.write_table(spark_file.read_row_group(group))
+    groups = (spark_file.read_row_group(group) for group in range(spark_file.num_row_groups))
+    write_part(target, groups, spark_file.schema_arrow)
+
+
+def write_part(target: Path, tables: Iterable[pa.Table], schema: pa.Schema) -> None:
+    """Write ``tables`` as the row groups of one parquet file with pyarrow (the same rows give the same
+    bytes), atomically; one table is held at a time."""
+    with atomic_file(target, "wb") as handle, pq.ParquetWriter(handle, schema) as writer:
+        for table in tables:
+            writer.write_table(table)
+
+
+def key_ranges(keys: np.ndarray, rows_per_part: int) -> list[tuple[int, int]]:
+    """The canonical parts of rows with unique integer ``keys``: the (first, last) key of each run of
+    ``rows_per_part`` rows in key order, whatever order or partitioning the keys come in."""
+    ordered = np.sort(np.asarray(keys))
+    starts = range(0, len(ordered), rows_per_part)
+    return [(int(ordered[i]), int(ordered[min(i + rows_per_part, len(ordered)) - 1])) for i in starts]
+
+
+def run_tasks(spark: SparkSession, items: Sequence[Item], work: Callable[[Item], Result]) -> list[Result]:
+    """``work(item)`` for each item, one Spark task per item, results in the items' order. Each task's
+    torch uses the task's cores (spark.task.cpus): more threads than cores spin ~10x the CPU time."""
+    if not items:
+        return []
+
+    def task(item: Item) -> Result:
+        import torch
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        torch.set_num_threads(context.cpus() if context is not None else 1)
+        return work(item)
+
+    return spark.sparkContext.parallelize(list(items), len(items)).map(task).collect()

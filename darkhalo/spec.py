@@ -248,12 +248,21 @@ class ControlsSpec(Section):
 
     mode: Literal["paired", "unpaired"]
     fraction: float = Field(gt=0, lt=1, description="share of stamps that are controls")
+    test_fraction: float | None = Field(
+        None, gt=0, lt=1, description="unpaired only: share of test-split stamps that are controls (None: fraction)"
+    )
 
     @model_validator(mode="after")
     def _paired_fraction(self) -> ControlsSpec:
         if self.mode == "paired" and self.fraction > 0.5:
             raise ValueError(f"paired controls are at most one per positive: fraction <= 0.5, got {self.fraction}")
+        if self.mode == "paired" and self.test_fraction is not None:
+            raise ValueError("test_fraction needs unpaired controls (a paired control is its positive's twin)")
         return self
+
+    def fraction_in(self, split: str) -> float:
+        """The share of ``split``'s stamps that are controls."""
+        return self.test_fraction if split == "test" and self.test_fraction is not None else self.fraction
 
 
 class SplitFractions(Section):
@@ -405,9 +414,13 @@ class EvaluateSpec(Section):
     """Operating points, intervals, inspection budget and shortcut probes."""
 
     min_expected_false_positives: float = Field(
-        10.0, gt=0, description="an FPR target is resolved only if n_negatives x FPR reaches this"
+        10.0,
+        gt=0,
+        description="a target is resolved only if distinct control hosts x FPR (or positives x (1 - c)) reaches this",
     )
-    bootstrap_samples: int = Field(1000, ge=0, le=100_000)
+    bootstrap_samples: int = Field(
+        1000, ge=0, le=100_000, description="resamples per bootstrap interval (>= 1000 for its 2.5 % quantile)"
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1)
     survey_hosts: int = Field(1_000_000, gt=0, description="hosts in the survey, for the inspection budget")
     lens_prevalence: float = Field(1e-3, gt=0, lt=1, description="lenses per host, for the inspection budget")
@@ -421,6 +434,9 @@ class EngineSpec(Section):
     spark_master: str = Field("local[*]", min_length=1)
     spark_conf: dict[str, str] = Field(default_factory=dict)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    memory_mb: int = Field(
+        1024, ge=16, le=1_048_576, description="MiB of stamps the evaluate stage holds at once (it streams the rest)"
+    )
 
 
 LessonId = Literal["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10"]

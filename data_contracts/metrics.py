@@ -2,10 +2,14 @@
 
 ``EvaluationMetrics`` is the whole file; producers build it and the report and ``darkhalo compare``
 read it (``read_metrics``). Its first part, ``OperatingPointSummary``, is what L4 judges: every
-operating point with counts and intervals. A target the negatives cannot resolve carries
-``resolved: false``, the negatives needed and no number (a number there is a problem, as is a
-missing operating point or an AUROC without them). ``metrics_problems`` judges raw parsed JSON,
-so a tampered file yields problems that name the field, never a crash.
+operating point with counts and intervals. A target the sample cannot resolve (an FPR target:
+distinct control hosts x FPR below the minimum expected false positives; a completeness target:
+positives x (1 - c) below the same minimum) carries ``resolved: false``, the sample size needed and
+no number (a number there is a problem, as is a missing operating point or an AUROC without them).
+Each point's headline ``interval`` is the bootstrap one (threshold re-derived per resample), the
+interval that covers the rate at the target; the ``*_at_threshold`` intervals are Clopper-Pearson,
+exact only for the rate at the threshold chosen. ``metrics_problems`` judges raw parsed JSON, so a
+tampered file yields problems that name the field, never a crash.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ FPR_TARGETS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
 
 #: The fields of an operating point that hold numbers only when it is resolved.
 RESOLVED_NUMBERS = ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_flagged")
-RESOLVED_INTERVALS = ("completeness_interval", "fpr_interval")
-NULL_WHEN_UNRESOLVED = (*RESOLVED_NUMBERS, *RESOLVED_INTERVALS, "bootstrap_interval")
+#: The exact intervals at a point's threshold, each with the rate it must hold.
+RESOLVED_INTERVALS = {"completeness_interval_at_threshold": "completeness", "fpr_interval_at_threshold": "fpr"}
+NULL_WHEN_UNRESOLVED = (*RESOLVED_NUMBERS, *RESOLVED_INTERVALS, "interval")
 #: Sections of metrics.json and the targets each must list exactly.
 SECTIONS: dict[str, tuple[float, ...]] = {
     "fpr_at_completeness": COMPLETENESS_TARGETS,
@@ -39,6 +44,13 @@ Rate = Annotated[float, Field(ge=0, le=1)]
 Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
+def sample_needed(min_expected: float, rate: float) -> int:
+    """The smallest sample whose size x ``rate`` reaches ``min_expected``: the distinct control hosts an
+    FPR target needs (rate = FPR), the positives a completeness target needs (rate = 1 - c). A target
+    is resolved when its sample is at least this large."""
+    return math.ceil(min_expected / rate - 1e-9)
+
+
 class _Record(BaseModel):
     """Strict JSON types (no "1" for 1, no 1 for true), finite floats, no unknown fields, immutable."""
 
@@ -47,7 +59,9 @@ class _Record(BaseModel):
 
 class ReportedPoint(_Record):
     """One operating point: its target, its threshold (model logit; flag = score >= threshold) and what
-    it does to both classes, with exact and bootstrap 95 % intervals; numbers are null when unresolved."""
+    it does to both classes. Its headline rate (FPR at a completeness target, completeness otherwise)
+    has the covering bootstrap ``interval``; both rates have exact intervals at this threshold. Numbers
+    are null when unresolved."""
 
     target: Literal["completeness", "fpr", "false_positives"]
     target_value: float = Field(ge=0)
@@ -55,14 +69,36 @@ class ReportedPoint(_Record):
     threshold: float | None
     completeness: Rate | None
     fpr: Rate | None
+    interval: Interval | None = Field(
+        description="the 95 % interval of the headline rate, the one that covers it: percentile bootstrap with "
+        "the threshold re-derived on every resample; null when unresolved or when bootstrap_samples is 0 "
+        "(then there is no headline interval, only the intervals at this threshold)"
+    )
     n_pos: PositiveInt
     n_neg: PositiveInt
     n_pos_flagged: NonNegativeInt | None
     n_neg_flagged: NonNegativeInt | None
-    n_neg_needed: NonNegativeInt = Field(description="negatives an FPR target needs to be resolved (0 otherwise)")
-    completeness_interval: Interval | None
-    fpr_interval: Interval | None
-    bootstrap_interval: Interval | None = Field(description="of the headline rate, threshold re-derived per resample")
+    n_neg_needed: NonNegativeInt = Field(
+        description="distinct control hosts an FPR target needs to be resolved (0 for other targets)"
+    )
+    n_pos_needed: NonNegativeInt = Field(
+        description="positives a completeness target needs to be resolved (0 otherwise)"
+    )
+    completeness_interval_at_threshold: Interval | None = Field(
+        description="Clopper-Pearson of n_pos_flagged / n_pos: exact for the completeness of this threshold only; "
+        "it does not cover the completeness at an FPR target, whose threshold scatters with the data"
+    )
+    fpr_interval_at_threshold: Interval | None = Field(
+        description="Clopper-Pearson of n_neg_flagged / n_neg: exact for the FPR of this threshold only; "
+        "it does not cover the FPR at a completeness target, whose threshold scatters with the data"
+    )
+
+    def needs(self) -> str:
+        """The sample an unresolved point lacks: ``1,000 positives`` (a completeness target) or ``100,000
+        negatives`` (an FPR target; each a distinct control host)."""
+        if self.target == "completeness":
+            return f"{self.n_pos_needed:,} positives"
+        return f"{self.n_neg_needed:,} negatives"
 
 
 class StratumBin(_Record):
@@ -78,7 +114,7 @@ class StratumBin(_Record):
 
 class InspectionBudget(_Record):
     """Expected candidates when a survey is cut at one operating point; ``_high`` / ``_low`` use the
-    upper end of the FPR's exact interval."""
+    upper end of the FPR's exact interval at the point's threshold (the survey is cut at that threshold)."""
 
     survey_hosts: PositiveInt
     lens_prevalence: Rate = Field(description="lenses per host")
@@ -127,9 +163,16 @@ class OperatingPointSummary(_Record):
 
     n_pos: PositiveInt
     n_neg: PositiveInt
+    n_neg_hosts: PositiveInt = Field(
+        description="distinct hosts among the n_neg controls: a repeated image is no independent negative, "
+        "so the FPR resolution counts these"
+    )
     confidence: float = Field(gt=0, lt=1, description="of every interval")
-    min_expected_false_positives: float = Field(gt=0, description="n_neg x FPR an FPR target needs to be resolved")
-    bootstrap_samples: NonNegativeInt
+    min_expected_false_positives: float = Field(
+        gt=0,
+        description="n_neg_hosts x FPR an FPR target needs to be resolved, and n_pos x (1 - c) a completeness target",
+    )
+    bootstrap_samples: NonNegativeInt = Field(description="resamples of the headline intervals; 0: none reported")
     seed: int
     fpr_at_completeness: list[ReportedPoint]
     completeness_at_fpr: list[ReportedPoint]
@@ -189,17 +232,35 @@ def _interval_problems(where: str, interval: list[float] | None, value: float | 
     return []
 
 
-def _point_problems(where: str, point: ReportedPoint, n_neg: int, min_expected_fp: float, bootstrap: bool) -> list[str]:
+#: Per target kind, the resolution rule L4 checks: (the summary's sample field, the rate it multiplies,
+#: what the product counts, the point's field for the sample needed).
+RESOLUTION_RULES = {
+    "fpr": ("n_neg_hosts", "FPR", "expected false positives", "n_neg_needed"),
+    "completeness": ("n_pos", "(1 - c)", "expected missed positives", "n_pos_needed"),
+}
+
+
+def _resolution_problems(where: str, point: ReportedPoint, summary: OperatingPointSummary) -> list[str]:
+    """Problems when an FPR or completeness point's ``resolved`` disagrees with its sample, or its need is 0."""
+    if point.target not in RESOLUTION_RULES:
+        return []
+    size_field, rate_name, counts, needed_field = RESOLUTION_RULES[point.target]
+    size = getattr(summary, size_field)
+    rate = point.target_value if point.target == "fpr" else 1 - point.target_value
+    minimum = summary.min_expected_false_positives
     problems = []
-    if point.target == "fpr":
-        expected_fp = n_neg * point.target_value
-        if point.resolved != (expected_fp >= min_expected_fp):
-            problems.append(
-                f"{where}.resolved is {point.resolved} but n_neg x FPR = {expected_fp:g} "
-                f"against a minimum of {min_expected_fp:g} expected false positives"
-            )
-        if point.n_neg_needed == 0:
-            problems.append(f"{where}.n_neg_needed: must be a positive integer, got 0")
+    if point.resolved != (size >= sample_needed(minimum, rate)):
+        problems.append(
+            f"{where}.resolved is {point.resolved} but {size_field} x {rate_name} = {size * rate:g} "
+            f"against a minimum of {minimum:g} {counts}"
+        )
+    if getattr(point, needed_field) == 0:
+        problems.append(f"{where}.{needed_field}: must be a positive integer, got 0")
+    return problems
+
+
+def _point_problems(where: str, point: ReportedPoint, summary: OperatingPointSummary, bootstrap: bool) -> list[str]:
+    problems = _resolution_problems(where, point, summary)
     if not point.resolved:
         numbers = [k for k in NULL_WHEN_UNRESOLVED if getattr(point, k) is not None]
         if numbers:
@@ -208,10 +269,12 @@ def _point_problems(where: str, point: ReportedPoint, n_neg: int, min_expected_f
     for key in RESOLVED_NUMBERS:
         if getattr(point, key) is None:
             problems.append(f"{where}.{key}: a resolved point needs a finite number, got None")
-    problems += _interval_problems(f"{where}.completeness_interval", point.completeness_interval, point.completeness)
-    problems += _interval_problems(f"{where}.fpr_interval", point.fpr_interval, point.fpr)
+    for key, rate in RESOLVED_INTERVALS.items():
+        problems += _interval_problems(f"{where}.{key}", getattr(point, key), getattr(point, rate))
     if bootstrap:
-        problems += _interval_problems(f"{where}.bootstrap_interval", point.bootstrap_interval, None)
+        problems += _interval_problems(f"{where}.interval", point.interval, None)
+    elif point.interval is not None:
+        problems.append(f"{where}.interval: bootstrap_samples is 0 but an interval is reported (must be null)")
     return problems
 
 
@@ -219,7 +282,8 @@ def metrics_problems(metrics: Any) -> list[str]:
     """Every way ``metrics`` (parsed metrics.json) breaks the L4 contract; empty when it holds.
 
     A value that does not fit OperatingPointSummary is a problem naming its field; a summary that
-    fits must list every target, and each point must agree with n_neg x FPR and with its intervals."""
+    fits must list every target, count no more distinct control hosts than controls, and each point must
+    agree with its resolution rule (n_neg_hosts x FPR, n_pos x (1 - c)) and with its intervals."""
     try:
         summary = OperatingPointSummary.model_validate(metrics)
     except ValidationError as error:
@@ -230,8 +294,9 @@ def metrics_problems(metrics: Any) -> list[str]:
             problems.append(AUROC_ALONE)
         return problems
     problems = []
+    if summary.n_neg_hosts > summary.n_neg:
+        problems.append(f"n_neg_hosts: {summary.n_neg_hosts} distinct control hosts among {summary.n_neg} controls")
     bootstrap = summary.bootstrap_samples > 0
-    min_fp = summary.min_expected_false_positives
     missing_points = False
     for section, points in summary.sections().items():
         for target in SECTIONS[section]:
@@ -239,9 +304,9 @@ def metrics_problems(metrics: Any) -> list[str]:
                 problems.append(f"{section}: operating point {target:g} is missing")
                 missing_points = True
         for i, point in enumerate(points):
-            problems += _point_problems(f"{section}[{i}]", point, summary.n_neg, min_fp, bootstrap)
+            problems += _point_problems(f"{section}[{i}]", point, summary, bootstrap)
     for key, point in (("tpr0", summary.tpr0), ("tpr10", summary.tpr10)):
-        problems += _point_problems(key, point, summary.n_neg, min_fp, bootstrap)
+        problems += _point_problems(key, point, summary, bootstrap)
     if missing_points:
         problems.append(AUROC_ALONE)
     return problems

@@ -1,6 +1,7 @@
 """The contract of ``evaluate/scores.parquet`` (pandera): one row per test stamp with its model score.
 
-``score`` is the model's logit (finite; flag: score >= threshold); the stamps' record columns may follow.
+``score`` is the model's logit (finite; flag: score >= threshold); ``host_id`` names the stamp's host, so
+that L4 can count the distinct control hosts an FPR is resolved on; the stamps' record columns may follow.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from data_contracts.stamps import StampRow
 
 
 class Scores(StampRow):
-    """A test stamp's name and its model's logit, in this order; other columns (the stamp's record) may be present."""
+    """A test stamp's name, its host and its model's logit, in this order; other columns (the stamp's record)
+    may be present."""
 
     split: Series[str] = pa.Field(eq="test")
+    host_id: Series[np.int64]
     score: Series[np.float64]
 
     @pa.check("score", name="finite")

@@ -45,6 +45,7 @@ def _metrics(shift: float) -> EvaluationMetrics:
     scores = pd.DataFrame(
         {
             "label": np.r_[np.ones(200, int), np.zeros(400, int)],
+            "host_id": np.arange(600),
             "score": np.r_[rng.normal(shift, 1, 200), rng.normal(0, 1, 400)],
             "theta_e": np.r_[rng.uniform(0.8, 2, 200), np.full(400, np.nan)],
             "psfsize_r": np.full(600, 1.3),
@@ -84,9 +85,9 @@ def test_a_metrics_json_missing_a_field_is_refused_naming_the_file_and_the_field
     findings = _write_generations(tmp_path)
     path = tmp_path / "gen2" / "metrics.json"
     metrics = json.loads(path.read_text())
-    del metrics["completeness_at_fpr"][1]["fpr_interval"]
+    del metrics["completeness_at_fpr"][1]["fpr_interval_at_threshold"]
     path.write_text(json.dumps(metrics))
-    message = f"{path}: not a valid metrics.json: completeness_at_fpr[1].fpr_interval: missing"
+    message = f"{path}: not a valid metrics.json: completeness_at_fpr[1].fpr_interval_at_threshold: missing"
     with pytest.raises(ValueError, match=re.escape(message)):
         write_comparison(tmp_path, "gen2", 600, findings)
     assert not (tmp_path / "compare.md").exists()

@@ -20,15 +20,16 @@ from rich.console import Console
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.injection import Rendering, inject_batch
-from darkhalo.metrics.evaluation import evaluate, load_test_stamps, psf_swap
+from darkhalo.metrics.evaluation import ShardedSplit, evaluate, load_test_stamps, psf_swap
 from darkhalo.runner import run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES, Stage
+from darkhalo.stages.evaluate import resolved_operating_points
 from darkhalo.stamps import decode_images, encode_images
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.store import normalise
-from data_contracts.metrics import COMPLETENESS_TARGETS
+from data_contracts.metrics import OperatingPointSummary
 from data_contracts.schema import schema_finding
 from data_contracts.scores import Scores
 
@@ -42,7 +43,8 @@ CENTRE = RADIUS <= 1.5
 def _write_inject(folder: Path, n_pos: int = 200, n_neg: int = 1200, seed: int = 0) -> None:
     """Noise stamps (sigma 0.003 nmgy), a faint host; positives get a ring of arc light at r ~ 9 px (outside the core).
 
-    Half the stamps are test, the rest train, so the reader's split filter is exercised."""
+    Half the stamps are test, the rest train, so the reader's split filter is exercised; stamp_ids are
+    shuffled within the shard, so the reader's order is not the shard's."""
     rng = np.random.default_rng(seed)
     n = n_pos + n_neg
     images = rng.normal(0, 0.003, (n, 3, SIZE, SIZE)).astype(np.float32)
@@ -60,6 +62,7 @@ def _write_inject(folder: Path, n_pos: int = 200, n_neg: int = 1200, seed: int =
             "stamp_id": pa.array(rng.permutation(n).astype(np.int64)),
             "label": pa.array(label),
             "split": pa.array(split),
+            "host_id": pa.array(np.arange(n, dtype=np.int64)),
             "image": encode_images(images),
             "theta_e": injected * rng.uniform(0.6, 2.0, n),
             "psfsize_r": rng.uniform(1.0, 1.5, n),
@@ -92,26 +95,26 @@ def inject_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _spec():
     data = spec_data()
-    data["evaluate"]["bootstrap_samples"] = 50
+    data.setdefault("evaluate", {})["bootstrap_samples"] = 50
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": "moffat", "moffat_beta": 3.5, "kernel_size_pix": 31}
     return spec_from_dict(data)
 
 
 def test_only_test_stamps_are_read_in_stamp_id_order(inject_dir: Path) -> None:
-    meta, images = load_test_stamps(inject_dir)
+    meta, images = load_test_stamps(inject_dir, SIZE)
     assert len(meta) == 700 and images.shape == (700, 3, SIZE, SIZE)
     assert (meta["split"] == "test").all() and meta["stamp_id"].is_monotonic_increasing
     assert "image" not in meta
 
 
 def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir: Path, tmp_path: Path) -> None:
-    meta, images = load_test_stamps(inject_dir)
+    _, images = load_test_stamps(inject_dir, SIZE)
     docs = inject_dir.parent / "select" / "validation" / "data_docs"
     (docs / "validations" / "x").mkdir(parents=True, exist_ok=True)
     for page in (docs / "index.html", docs / "validations" / "x" / "index.html"):
         page.write_text("<html></html>")
-    evaluate(_spec(), meta, images, _annulus, tmp_path, inject_dir.parent)
+    evaluate(_spec(), ShardedSplit.open(inject_dir, SIZE), _annulus, tmp_path, inject_dir.parent)
     assert 'href="../select/validation/data_docs/index.html"' in (tmp_path / "report.html").read_text()
     findings = judge_artifact("evaluate", tmp_path, inject_dir.parent, _spec())
     verdicts = {f.id: f.verdict for f in findings}
@@ -125,6 +128,17 @@ def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir:
     assert metrics["n_neg"] == 600 and metrics["completeness_at_fpr"][0]["resolved"] is False  # 600 x 1e-2 < 10
     assert metrics["probes"]["core_auc"] < 0.7 and "psf_swap" not in metrics["probes"]  # no manifest given
     assert (tmp_path / "plots" / "gallery_2.png").is_file()  # the blob-probe gallery
+    # contract.json's measured operating points: every resolved point of metrics.json, with its numbers
+    measured = resolved_operating_points(OperatingPointSummary.model_validate(metrics))
+    listed = {
+        f"{p['target']}={p['target_value']:g}": p
+        for p in metrics["fpr_at_completeness"] + metrics["completeness_at_fpr"]
+    }
+    assert set(measured) == {name for name, p in listed.items() if p["resolved"]}
+    assert "completeness=0.9" in measured and "fpr=0.01" not in measured  # 100 x 0.1 >= 10; 600 x 0.01 < 10
+    for name, values in measured.items():
+        assert values == {key: listed[name][key] for key in ("completeness", "fpr", "threshold", "interval")}
+        assert values["interval"] is not None  # 50 bootstrap samples
 
 
 @pytest.mark.parametrize(
@@ -137,6 +151,7 @@ def test_the_scores_schema_catches_each_single_corruption(column: str, value: ob
             "stamp_id": np.arange(4, dtype=np.int64),
             "label": np.array([1, 0, 1, 0], dtype=np.int8),
             "split": "test",
+            "host_id": np.arange(4, dtype=np.int64),
             "score": np.linspace(-1, 1, 4),
         }
     )
@@ -148,8 +163,7 @@ def test_the_scores_schema_catches_each_single_corruption(column: str, value: ob
 
 
 def test_a_central_light_scorer_is_caught_by_the_blob_probe(inject_dir: Path, tmp_path: Path) -> None:
-    meta, images = load_test_stamps(inject_dir)
-    evaluate(_spec(), meta, images, _central, tmp_path, inject_dir.parent)
+    evaluate(_spec(), ShardedSplit.open(inject_dir, SIZE), _central, tmp_path, inject_dir.parent)
     findings = judge_artifact("evaluate", tmp_path, inject_dir.parent, _spec())
     l9 = next(f for f in findings if f.id == "L9")
     assert not l9.passed and {row["probe"] for row in l9.evidence} == {"blob"}
@@ -182,7 +196,7 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     data["psf"]["kernel_size_pix"] = 31
     data["injection"]["supersample"] = 2
     data["train"].update(epochs=1, batch_size=64)
-    data["evaluate"]["bootstrap_samples"] = 20
+    data.setdefault("evaluate", {})["bootstrap_samples"] = 20
     data["engine"] = {"device": "cpu"}
     # a one-epoch toy model: the glue is under test here, not the model (L9 is tested above)
     data["invariants"] = {
@@ -196,8 +210,10 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     contract = json.loads((folder / "contract.json").read_text())
     verdicts = {f["id"]: f["verdict"] for f in contract["checks"]}
     assert set(verdicts) == {"schema:scores", "L4", "L9"} and verdicts["L4"] == "pass"
+    metrics = OperatingPointSummary.model_validate_json((folder / "metrics.json").read_text())
+    assert contract["measured"]["operating_points"] == resolved_operating_points(metrics)
     # the scores are the saved model's logits on the normalised test stamps, in stamp_id order
-    meta, images = load_test_stamps(tmp_path / spec.generation / "inject")
+    meta, images = load_test_stamps(tmp_path / spec.generation / "inject", SIZE)
     model = load_model(tmp_path / spec.generation / "train" / "model.pt")
     with torch.no_grad():
         expected = model(normalise(torch.from_numpy(images))).squeeze(1).numpy()
@@ -206,7 +222,7 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     np.testing.assert_allclose(scores["score"], expected, rtol=1e-4, atol=1e-4)
     swap = json.loads((folder / "metrics.json").read_text())["probes"]["psf_swap"]
     assert swap["n_positives"] == 16 and swap["injection_psf"] == "survey"
-    assert set(swap["completeness"]) == {f"completeness={c:g}" for c in COMPLETENESS_TARGETS}
+    assert set(swap["completeness"]) == set(contract["measured"]["operating_points"])  # at each resolved point
     assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()
 
 
@@ -215,9 +231,12 @@ def _peak(batch: np.ndarray) -> np.ndarray:
     return batch[:, 1].max(axis=(1, 2)).astype(np.float64)
 
 
-def _psf_swap_case(tmp_path: Path, psf_model: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """Inject 40 synthetic hosts' manifest rows with ``psf_model``, then run the PSF swap on them,
-    recording what the scorer is given. Returns (result, positives as made, swapped, their arc fluxes)."""
+def _psf_swap_case(
+    tmp_path: Path, psf_model: str, block: int = 7
+) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Inject 40 synthetic hosts' manifest rows with ``psf_model``, then run the PSF swap on them (scored in
+    blocks of ``block``), recording what the scorer is given. Returns (result, positives as made, swapped,
+    their arc fluxes, the sizes of the blocks scored)."""
     data = spec_data()
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": psf_model, "kernel_size_pix": 31}
@@ -225,29 +244,30 @@ def _psf_swap_case(tmp_path: Path, psf_model: str) -> tuple[dict, np.ndarray, np
     expansion = Expansion.of(spec)
     hosts = host_frame(synthetic_parent(40, seed=3), expansion=expansion)
     rows = expand_hosts(hosts, expansion=expansion).sort_values("stamp_id")
-    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest").mkdir(exist_ok=True)
     rows.to_parquet(tmp_path / "manifest" / "part-00000.parquet", index=False)
     stamps = inject_batch(rows, provider_for(spec.survey, spec.seed), rendering=Rendering.of(spec))
-    meta = stamps.drop(columns="image").reset_index(drop=True)
     images = decode_images(stamps["image"].tolist(), SIZE)
+    scores = stamps.drop(columns="image").reset_index(drop=True).assign(score=_peak(images))
     seen: list[np.ndarray] = []
 
     def recording(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch)
+        seen.append(batch)  # kept as given: a block is never overwritten once scored
         return _peak(batch)
 
     result = psf_swap(
-        tmp_path, meta, images, recording, {"t": THRESHOLD}, rendering=Rendering.of(spec), survey=spec.survey
+        tmp_path, scores, recording, {"t": THRESHOLD}, rendering=Rendering.of(spec), survey=spec.survey, block=block
     )
-    arc_flux = meta.loc[meta["label"] == 1, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]].to_numpy()
-    return result, seen[0], seen[1], arc_flux
+    positive = scores["label"].to_numpy() == 1
+    arc_flux = scores.loc[positive, ["arc_flux_g", "arc_flux_r", "arc_flux_z"]].to_numpy()
+    return result, images[positive], np.concatenate(seen), arc_flux, [len(b) for b in seen]
 
 
 THRESHOLD = 0.08  # nanomaggies: about the median peak pixel of these stamps
 
 
 def test_the_psf_swap_reinjects_the_same_positives_with_a_gaussian_psf(tmp_path: Path) -> None:
-    result, as_made, swapped, arc_flux = _psf_swap_case(tmp_path, "survey")
+    result, as_made, swapped, arc_flux, blocks = _psf_swap_case(tmp_path, "survey")
     assert result["injection_psf"] == "survey" and result["n_positives"] == len(as_made) == len(arc_flux) > 5
     # the Gaussian arc minus the survey arc: the same source, so the same flux up to the survey
     # wings' light beyond the stamp edge (a few per cent)
@@ -258,8 +278,10 @@ def test_the_psf_swap_reinjects_the_same_positives_with_a_gaussian_psf(tmp_path:
     assert rates["survey"] == (_peak(as_made) >= THRESHOLD).mean()
     assert rates["gaussian"] == (_peak(swapped) >= THRESHOLD).mean()
     assert rates["change"] == rates["gaussian"] - rates["survey"]
+    # the re-injected stamps reach the scorer in whole blocks, the last one partial
+    assert blocks[:-1] == [7] * (len(blocks) - 1) and 0 < blocks[-1] <= 7 and len(blocks) > 1
 
 
 def test_the_psf_swap_of_a_gaussian_injection_changes_nothing(tmp_path: Path) -> None:
-    result, as_made, swapped, _ = _psf_swap_case(tmp_path, "gaussian")
+    result, as_made, swapped, _, _ = _psf_swap_case(tmp_path, "gaussian", block=1000)
     assert np.array_equal(as_made, swapped) and result["completeness"]["t"]["change"] == 0.0

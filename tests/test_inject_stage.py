@@ -1,5 +1,6 @@
 """The inject stage in Spark through the runner: stamps in the shard format, controls untouched,
-positives = cutout + arc, the record the invariants read, and L3 failing a Gaussian PSF."""
+positives = cutout + arc, the record the invariants read, L3 failing a Gaussian PSF, and L8 checking
+every stamp's pixels and record."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import REAL, spec_data
 from toy_stages import PARENT_STAGE
 
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES
-from darkhalo.stamps import decode_images, stamp_dataset
+from darkhalo.stamps import decode_images, encode_images, stamp_dataset
 from darkhalo.surveys.provider import provider_for
 
 pytestmark = pytest.mark.spark
@@ -82,3 +86,30 @@ def test_real_psfex_kernels_cut_to_25_pixels_pass_l8_and_are_stopped_by_l3(spark
     with pytest.raises(StageFailed) as failure:
         run_generation(spec, tmp_path, stages=UNDER_TEST)
     assert failure.value.stage == "inject" and [f.id for f in failure.value.findings] == ["L3"]
+
+
+def test_the_gate_names_a_stamp_with_a_nan_pixel_or_another_hosts_record(spark, small, tmp_path: Path) -> None:
+    """L8 checks every stamp's pixels and record, not only its seeded sample: a NaN pixel and a record
+    naming another host, each in one stamp of the last shard, are both found with their stamp_id."""
+    spec = _spec()
+    run_generation(spec, tmp_path, stages=UNDER_TEST)
+    run_dir = tmp_path / spec.generation
+    shard = sorted((run_dir / "inject" / "stamps").glob("part-*.parquet"))[-1]
+    table = pq.read_table(shard)
+    images = decode_images(table["image"], 32)
+    images[0, 1, 5, 5] = np.nan
+    host_id = table["host_id"].to_numpy().copy()
+    host_id[-1] += 1
+    table = table.set_column(table.schema.get_field_index("image"), "image", encode_images(images))
+    table = table.set_column(table.schema.get_field_index("host_id"), "host_id", pa.array(host_id))
+    pq.write_table(table, shard)
+
+    findings = judge_artifact("inject", run_dir / "inject", run_dir, spec, sample=0)
+    l8 = next(f for f in findings if f.id == "L8")
+    assert not l8.passed
+    problems = {row["stamp_id"]: row["problem"] for row in l8.evidence}
+    stamp_ids = table["stamp_id"].to_numpy()
+    assert problems == {
+        stamp_ids[0]: "non-finite pixels",
+        stamp_ids[-1]: "record differs from its manifest row (host, config, label or split)",
+    }

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.spark
 
 def _spec(**invariants: dict) -> GenerationSpec:
     data = tiny_spec().model_dump(mode="json")
-    data["evaluate"]["bootstrap_samples"] = 50
+    data.setdefault("evaluate", {})["bootstrap_samples"] = 50
     for lesson, values in invariants.items():
         data["invariants"][lesson].update(values)
     return spec_from_dict(data)

@@ -44,11 +44,31 @@ def _claims_resolved(m: dict) -> None:
 
 
 def _no_interval(m: dict) -> None:
-    m["completeness_at_fpr"][0]["completeness_interval"] = None
+    m["completeness_at_fpr"][0]["completeness_interval_at_threshold"] = None
+
+
+def _no_headline_interval(m: dict) -> None:
+    m["fpr_at_completeness"][2]["interval"] = None
 
 
 def _interval_misses_rate(m: dict) -> None:
-    m["fpr_at_completeness"][0]["fpr_interval"] = [0.0, 0.0001]
+    m["fpr_at_completeness"][1]["fpr_interval_at_threshold"] = [0.0, 0.0001]
+
+
+def _completeness_claims_resolved(m: dict) -> None:
+    m["fpr_at_completeness"][0]["resolved"] = True  # 300 x (1 - 0.99) = 3 expected missed positives
+
+
+def _no_positives_needed(m: dict) -> None:
+    m["fpr_at_completeness"][3]["n_pos_needed"] = 0
+
+
+def _repeated_control_hosts(m: dict) -> None:
+    m["n_neg_hosts"] = 500  # each control host's image twice: 500 x 1e-2 = 5 expected false positives
+
+
+def _more_hosts_than_controls(m: dict) -> None:
+    m["n_neg_hosts"] = 1001
 
 
 def _count_as_text(m: dict) -> None:
@@ -71,8 +91,13 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "missing operating point": (_drop_point, "operating point 0.9 is missing"),
     "number for an unresolved target": (_number_for_unresolved, "unresolved but reports completeness"),
     "AUROC without operating points": (_auroc_alone, "auroc: reported without the operating points"),
-    "resolved claimed without negatives": (_claims_resolved, "resolved is True but n_neg x FPR = 1"),
-    "missing interval": (_no_interval, "completeness_interval: needs [low, high]"),
+    "resolved claimed without negatives": (_claims_resolved, "resolved is True but n_neg_hosts x FPR = 1 "),
+    "resolved claimed without positives": (_completeness_claims_resolved, "resolved is True but n_pos x (1 - c) = 3 "),
+    "positives needed as zero": (_no_positives_needed, "fpr_at_completeness[3].n_pos_needed: must be a positive"),
+    "controls repeating hosts": (_repeated_control_hosts, "completeness_at_fpr[0].resolved is True but n_neg_hosts"),
+    "more hosts than controls": (_more_hosts_than_controls, "n_neg_hosts: 1001 distinct control hosts among 1000"),
+    "missing interval": (_no_interval, "completeness_interval_at_threshold: needs [low, high]"),
+    "missing headline interval": (_no_headline_interval, "fpr_at_completeness[2].interval: needs [low, high]"),
     "interval not containing its rate": (_interval_misses_rate, "does not contain the rate"),
     "count as text": (_count_as_text, "n_neg: Input should be a valid integer, got '1000'"),
     "resolved as a number": (_resolved_as_number, "fpr_at_completeness[1].resolved: Input should be a valid boolean"),
@@ -84,6 +109,34 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict], None], str]] = {
 def test_a_complete_summary_passes(metrics: dict) -> None:
     finding = check(metrics)
     assert finding.id == "L4" and finding.passed and finding.measured == 0
+    assert [p["resolved"] for p in metrics["fpr_at_completeness"]] == [False, *[True] * 5]
+
+
+@pytest.mark.parametrize("name", ["controls repeating hosts", "more hosts than controls"])
+def test_a_control_host_corruption_is_the_only_problem(metrics: dict, name: str) -> None:
+    corrupt, message = CORRUPTIONS[name]
+    broken = copy.deepcopy(metrics)
+    corrupt(broken)
+    (problem,) = check(broken).evidence
+    assert message in problem["problem"]
+
+
+def test_a_host_count_the_scores_do_not_show_is_the_only_problem(metrics: dict) -> None:
+    """The judge counts the scored controls' distinct hosts: one control host repeated is one negative fewer."""
+    assert check(metrics, control_hosts=metrics["n_neg_hosts"]).passed
+    finding = check(metrics, control_hosts=metrics["n_neg_hosts"] - 1)
+    (problem,) = finding.evidence
+    assert not finding.passed and f"sit on {metrics['n_neg_hosts'] - 1} distinct hosts" in problem["problem"]
+
+
+def test_an_interval_without_resamples_is_a_problem(metrics: dict) -> None:
+    broken = copy.deepcopy(metrics)
+    broken["bootstrap_samples"] = 0
+    problems = [row["problem"] for row in check(broken).evidence]
+    resolved = [f"fpr_at_completeness[{i}]" for i in range(1, 6)] + ["completeness_at_fpr[0]", "tpr0", "tpr10"]
+    assert problems == [
+        f"{w}.interval: bootstrap_samples is 0 but an interval is reported (must be null)" for w in resolved
+    ]
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

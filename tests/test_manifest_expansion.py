@@ -66,6 +66,16 @@ def test_unpaired_controls_use_disjoint_hosts_at_the_spec_fraction() -> None:
     assert (per_host == configs_per_host(spec.grid)).all()
 
 
+def test_the_test_split_may_have_its_own_control_fraction() -> None:
+    spec = _spec(controls={"test_fraction": 0.9}, splits={"fractions": {"train": 0.5, "val": 0.1, "test": 0.4}})
+    manifest = _manifest(spec, 6000)
+    share = manifest.groupby("split")["label"].apply(lambda labels: (labels == 0).mean())
+    assert abs(share["test"] - 0.9) < 0.03
+    assert abs(share["train"] - spec.controls.fraction) < 0.03
+    with pytest.raises(ValueError, match="test_fraction needs unpaired controls"):
+        _spec("gen1_resnet18_v3_color_relaxed", controls={"test_fraction": 0.9})
+
+
 @pytest.mark.parametrize(("fraction", "k"), [(0.5, 1), (0.5, 4), (0.3, 48), (0.9, 2)])
 def test_control_pool_share_gives_the_stamp_fraction(fraction: float, k: int) -> None:
     p = control_pool_share(fraction, k)

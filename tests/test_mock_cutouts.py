@@ -11,6 +11,7 @@ from conftest import REAL
 from darkhalo.lensing.pixelized import psfex_by_band
 from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
 from darkhalo.spec import LegacySurvey, MockSurvey
+from darkhalo.surveys import mock_cutouts
 from darkhalo.surveys.mock import mock_catalog
 from darkhalo.surveys.mock_cutouts import (
     HOST_COLUMNS,
@@ -70,6 +71,24 @@ def test_a_stamp_does_not_depend_on_its_batch_and_reruns_bit_identically(stamps,
     assert not np.array_equal(other.images[0], stamps.images[7])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int) -> None:
+    """The audit (L8) fetches cutouts again in other batches and wants controls bit-identical to them."""
+    dense = MockSurvey(kind="mock", n_objects=2000, ra_range=(150.0, 150.1), dec_range=(0.0, 0.1))
+    rows = mock_catalog(dense, SEED, 0).head(80).reset_index(drop=True)  # stars too, and ~16 neighbours each
+    provider = MockCutoutProvider(dense, SEED)
+    whole = provider.cutouts(rows, 48).images
+    before = torch.get_num_threads()
+    rng = np.random.default_rng(0)
+    try:
+        torch.set_num_threads(threads)
+        for k in (1, 17, 65):
+            chosen = rng.choice(len(rows), k, replace=False)
+            assert np.array_equal(provider.cutouts(rows.iloc[chosen], 48).images, whole[chosen]), k
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_host_flux_lands_in_the_stamp(hosts) -> None:
     quiet = hosts.copy()
     for band in "GRZ":
@@ -78,6 +97,22 @@ def test_host_flux_lands_in_the_stamp(hosts) -> None:
     ratio = stamps.images.sum(axis=(2, 3)) / hosts[["FLUX_G", "FLUX_R", "FLUX_Z"]].to_numpy()
     assert np.all(np.abs(np.median(ratio, axis=0) - 1) < 0.05), ratio
     assert np.all(ratio > 0.8)  # big DEV hosts lose their outer light past the stamp edge
+
+
+def test_supersampling_the_central_block_matches_supersampling_the_whole_stamp(hosts, monkeypatch) -> None:
+    """Beyond SUPERSAMPLED_SIDE the pixel-centre light plus its curvature term holds the supersampled light."""
+    catalog = mock_catalog(SURVEY, SEED, 0)
+    galaxies = catalog[catalog["TYPE"] != "PSF"].head(200).copy()
+    for band in "GRZ":
+        galaxies[f"PSFDEPTH_{band}"] = 1e12  # noise 1e-6 x the depth's: the rendered light
+    block = MockCutoutProvider(SURVEY, SEED).cutouts(galaxies, 64).images.astype(np.float64)
+    monkeypatch.setattr(mock_cutouts, "SUPERSAMPLED_SIDE", 64)
+    whole = MockCutoutProvider(SURVEY, SEED).cutouts(galaxies, 64).images.astype(np.float64)
+    l1 = np.abs(block - whole).sum(axis=(2, 3)) / np.abs(whole).sum(axis=(2, 3))
+    assert np.median(l1) < 1e-4 and l1.max() < 2e-3, (np.median(l1), l1.max())
+    monkeypatch.setattr(mock_cutouts, "SUPERSAMPLED_SIDE", 3)  # too small a block: the cores fall outside it
+    small = MockCutoutProvider(SURVEY, SEED).cutouts(galaxies, 64).images.astype(np.float64)
+    assert (np.abs(small - whole).sum(axis=(2, 3)) / np.abs(whole).sum(axis=(2, 3))).max() > 1e-2
 
 
 def test_a_point_source_is_the_survey_psf_kernel_times_its_flux(hosts) -> None:

@@ -25,16 +25,38 @@ from data_contracts.thresholds import InvariantThresholds, L2Thresholds
 # ------------------------------------------------------------------------------------- operating points
 
 
-def test_threshold_at_fpr_flags_exactly_the_allowed_negatives() -> None:
+def test_threshold_flagging_at_most_flags_exactly_the_allowed_negatives() -> None:
     neg = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
-    t = operating_points.threshold_at_fpr(neg, 0.2)  # 2 of 10 may be flagged
+    t = operating_points.threshold_flagging_at_most(neg, 2)
     assert t == np.nextafter(0.8, math.inf) and int((neg >= t).sum()) == 2
-    assert operating_points.threshold_at_fpr(neg, 0.0) == np.nextafter(1.0, math.inf)
-    assert operating_points.threshold_at_fpr(neg, 0.19999999999) == np.nextafter(0.8, math.inf)  # 1e-9 slack
-    assert operating_points.threshold_at_fpr(neg, 0.9) == np.nextafter(0.1, math.inf)
-    assert operating_points.threshold_at_fpr(neg, 1.0) == -math.inf
+    assert operating_points.threshold_flagging_at_most(neg, 0) == np.nextafter(1.0, math.inf)
+    assert operating_points.threshold_flagging_at_most(neg, 9) == np.nextafter(0.1, math.inf)
+    assert operating_points.threshold_flagging_at_most(neg, 10) == -math.inf
     tied = np.array([0.5, 0.5, 0.5, 0.1])
-    assert operating_points.threshold_at_fpr(tied, 0.5) == np.nextafter(0.5, math.inf)  # ties stay together
+    assert operating_points.threshold_flagging_at_most(tied, 2) == np.nextafter(0.5, math.inf)  # ties stay together
+
+
+def test_completeness_at_fpr_allows_floor_of_fpr_times_n_with_a_slack() -> None:
+    pos, neg = np.array([0.85, 0.95]), np.linspace(0.1, 1.0, 10)
+    assert operating_points.completeness_at_fpr(pos, neg, 0.2, 1).n_neg_flagged == 2
+    assert operating_points.completeness_at_fpr(pos, neg, 0.19999999999, 1).n_neg_flagged == 2  # 1e-9 slack
+    assert operating_points.completeness_at_fpr(pos, neg, 0.1999, 1).n_neg_flagged == 1
+    assert operating_points.completeness_at_fpr(pos, neg, 1.0, 1).threshold == -math.inf
+
+
+def test_a_sample_counts_each_stamp_and_finds_the_kth_highest() -> None:
+    sample = operating_points.Sample.of(np.array([0.3, 0.1, 0.3, 0.2]), "positive")
+    assert sample.values.tolist() == [0.1, 0.2, 0.3, 0.3] and sample.below.tolist() == [0, 1, 2, 3, 4]
+    assert [sample.kth_highest(k) for k in (1, 2, 3, 4)] == [0.3, 0.3, 0.2, 0.1]
+    assert [sample.at_least(t) for t in (0.0, 0.1, 0.15, 0.3, 0.31)] == [4, 4, 3, 2, 0]
+    weighted = operating_points.Sample._counted(sample.values, np.array([0, 3, 0, 1]))  # a resample's counts
+    assert weighted.n == 4 and [weighted.kth_highest(k) for k in (1, 2, 4)] == [0.3, 0.2, 0.2]
+    assert [weighted.at_least(t) for t in (0.1, 0.2, 0.25)] == [4, 4, 1]
+    assert operating_points.Sample.of(sample, "positive") is sample
+    rng, again = np.random.default_rng(3), np.random.default_rng(3)
+    resampled = sample.resampled(rng)
+    assert resampled.counts.tolist() == np.bincount(again.integers(0, 4, 4), minlength=4).tolist()
+    assert resampled.values is sample.values and resampled.n == 4
 
 
 def test_threshold_at_completeness_is_the_needed_positive() -> None:
@@ -42,8 +64,8 @@ def test_threshold_at_completeness_is_the_needed_positive() -> None:
     assert operating_points.threshold_at_completeness(pos, 0.6) == 0.3  # 3 of 5
     assert operating_points.threshold_at_completeness(pos, 0.6000000001) == 0.3  # within the slack
     assert operating_points.threshold_at_completeness(pos, 0.61) == 0.2
-    assert operating_points.threshold_at_completeness(pos, 0.0) == 0.5  # at least one flagged
-    assert operating_points.threshold_at_completeness(pos, 1.0) == 0.1
+    assert operating_points.threshold_at_completeness(pos, 1e-9) == 0.5  # at least one flagged
+    assert operating_points.threshold_at_completeness(pos, 0.9999) == 0.1
 
 
 def test_evaluate_threshold_counts_score_at_least_threshold() -> None:
@@ -62,6 +84,7 @@ def test_evaluate_threshold_counts_score_at_least_threshold() -> None:
         n_pos_flagged=2,
         n_neg_flagged=1,
         n_neg_needed=0,
+        n_pos_needed=0,
     )
 
 
@@ -93,9 +116,22 @@ def test_fpr_targets_outside_zero_one_and_empty_or_non_finite_scores_are_refused
 
 
 def test_fpr_at_completeness_reports_a_resolved_completeness_point() -> None:
-    point = operating_points.fpr_at_completeness(np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.1, 0.3, 0.5, 0.7]), 0.5)
+    pos, neg = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.1, 0.3, 0.5, 0.7])
+    point = operating_points.fpr_at_completeness(pos, neg, 0.5, min_expected_fp=2.0)  # 4 x 0.5 = 2 missed
     assert (point.target, point.target_value, point.resolved, point.threshold) == ("completeness", 0.5, True, 0.6)
     assert (point.completeness, point.fpr, point.n_neg_flagged, point.n_neg_needed) == (0.5, 0.25, 1, 0)
+    assert point.n_pos_needed == 4
+    short = operating_points.fpr_at_completeness(pos, neg, 0.5, min_expected_fp=2.5)
+    assert not short.resolved and short.n_pos_needed == 5 and short.fpr == 0.25
+    assert operating_points.fpr_at_completeness(pos, neg, 0.5).n_pos_needed == 20  # the default minimum, 10
+    at_90 = operating_points.fpr_at_completeness(np.linspace(0, 1, 100), neg, 0.9)  # 100 x 0.1 = 10, in floats
+    assert at_90.resolved and at_90.n_pos_needed == 100
+
+
+def test_the_needed_sample_is_the_ceiling_with_a_slack() -> None:
+    assert contract.sample_needed(10, 1e-3) == 10_000 and contract.sample_needed(10, 1 - 0.9) == 100
+    assert contract.sample_needed(10, 0.3) == 34 and contract.sample_needed(10.5, 0.01) == 1050
+    assert contract.sample_needed(1, 1.0) == 1
 
 
 # -------------------------------------------------------------------------------------------- intervals
@@ -113,21 +149,27 @@ def test_clopper_pearson_at_another_confidence_and_the_edges() -> None:
     assert intervals.clopper_pearson(1, 1)[1] == 1.0 and intervals.clopper_pearson(0, 1)[0] == 0.0
 
 
+def _mean(sample: operating_points.Sample) -> float:
+    return float(np.average(sample.values, weights=sample.counts))
+
+
 def test_bootstrap_resamples_each_class_to_its_own_size_with_the_seeded_generator() -> None:
-    pos, neg = np.arange(5.0), np.arange(100.0, 108.0)
+    pos, neg = np.arange(5.0)[::-1], np.arange(100.0, 108.0)
     seen = []
 
-    def stats(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        seen.append((p.copy(), n.copy()))
-        return np.array([p.mean(), n.mean()])
+    def stats(p: operating_points.Sample, n: operating_points.Sample) -> np.ndarray:
+        seen.append((p.counts.copy(), n.counts.copy()))
+        return np.array([_mean(p), _mean(n)])
 
     out = intervals.bootstrap_interval(pos, neg, stats, 3, seed=7, confidence=0.5)
     assert out.shape == (2, 2) and len(seen) == 4  # one call on the data, three resamples
+    assert seen[0][0].tolist() == [1] * 5 and seen[0][1].tolist() == [1] * 8
     rng = np.random.default_rng(7)
     expected = []
     for i in range(3):
-        p, n = rng.choice(pos, pos.size), rng.choice(neg, neg.size)
-        assert np.array_equal(seen[i + 1][0], p) and np.array_equal(seen[i + 1][1], n)
+        p, n = rng.choice(np.sort(pos), pos.size), rng.choice(neg, neg.size)
+        assert np.array_equal(np.repeat(np.sort(pos), seen[i + 1][0]), np.sort(p))
+        assert np.array_equal(np.repeat(neg, seen[i + 1][1]), np.sort(n))
         expected.append([p.mean(), n.mean()])
     np.testing.assert_allclose(out, np.quantile(np.array(expected), [0.25, 0.75], axis=0).T, rtol=1e-12)
     empty = intervals.bootstrap_interval(pos, neg, stats, 0, seed=7)
@@ -136,7 +178,7 @@ def test_bootstrap_resamples_each_class_to_its_own_size_with_the_seeded_generato
 
 def test_bootstrap_default_confidence_is_95_percent() -> None:
     pos, neg = np.arange(200.0), np.arange(3.0)
-    out = intervals.bootstrap_interval(pos, neg, lambda p, n: np.array([p.mean()]), 50, seed=1)
+    out = intervals.bootstrap_interval(pos, neg, lambda p, n: np.array([_mean(p)]), 50, seed=1)
     rng = np.random.default_rng(1)
     values = []
     for _ in range(50):
@@ -164,26 +206,25 @@ def test_summarise_reports_every_point_with_its_intervals() -> None:
     pos = np.linspace(0.5, 1.5, 40)
     neg = np.linspace(0.0, 1.0, 2000)
     s = summary.summarise(pos, neg, min_expected_fp=10, confidence=0.9, bootstrap_samples=0, seed=3)
-    assert (s.n_pos, s.n_neg, s.confidence, s.min_expected_false_positives, s.bootstrap_samples, s.seed) == (
-        40,
-        2000,
-        0.9,
-        10,
-        0,
-        3,
-    )
+    assert (s.n_pos, s.n_neg, s.n_neg_hosts, s.confidence, s.min_expected_false_positives) == (40, 2000, 2000, 0.9, 10)
+    assert (s.bootstrap_samples, s.seed) == (0, 3)
+    assert [p.resolved for p in s.fpr_at_completeness] == [False] * 5 + [True]  # 40 x 0.3 = 12 missed at 0.7
+    assert [p.n_pos_needed for p in s.fpr_at_completeness] == [1000, 200, 100, 67, 50, 34]
     assert [p.target_value for p in s.fpr_at_completeness] == list(contract.COMPLETENESS_TARGETS)
     assert [p.target_value for p in s.completeness_at_fpr] == list(contract.FPR_TARGETS)
     assert [p.resolved for p in s.completeness_at_fpr] == [True, False, False, False]
     assert s.tpr0.target_value == 0 and s.tpr10.target_value == 10
     first = s.completeness_at_fpr[0]
-    assert first.completeness_interval == list(intervals.clopper_pearson(first.n_pos_flagged, 40, 0.9))
-    assert first.fpr_interval == list(intervals.clopper_pearson(first.n_neg_flagged, 2000, 0.9))
-    assert first.bootstrap_interval is None and first.n_neg_needed == 1000
+    assert first.completeness_interval_at_threshold == list(intervals.clopper_pearson(first.n_pos_flagged, 40, 0.9))
+    assert first.fpr_interval_at_threshold == list(intervals.clopper_pearson(first.n_neg_flagged, 2000, 0.9))
+    assert first.interval is None and first.n_neg_needed == 1000 and first.n_pos_needed == 0
     unresolved = s.completeness_at_fpr[1]
-    assert (
-        unresolved.threshold is None and unresolved.completeness_interval is None and unresolved.n_neg_needed == 10_000
+    assert unresolved.threshold is None and unresolved.completeness_interval_at_threshold is None
+    assert unresolved.n_neg_needed == 10_000
+    hosts = summary.summarise(
+        pos, neg, min_expected_fp=10, confidence=0.9, bootstrap_samples=0, seed=3, n_neg_hosts=999
     )
+    assert hosts.n_neg_hosts == 999 and not hosts.completeness_at_fpr[0].resolved  # 999 x 1e-2 < 10
     assert s.auroc == pytest.approx(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
 
 
@@ -192,8 +233,9 @@ def test_summarise_bootstraps_each_resolved_points_headline_rate() -> None:
     pos, neg = rng.normal(2, 1, 60), rng.normal(0, 1, 1000)
     s = summary.summarise(pos, neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=20, seed=5)
     resolved = [p for p in [*s.fpr_at_completeness, *s.completeness_at_fpr, s.tpr0, s.tpr10] if p.resolved]
-    assert all(p.bootstrap_interval is not None for p in resolved)
-    assert all(p.bootstrap_interval is None for p in s.completeness_at_fpr if not p.resolved)
+    assert [p.target_value for p in resolved] == [0.8, 0.7, 1e-2, 0, 10]
+    assert all(p.interval is not None for p in resolved)
+    assert all(p.interval is None for p in [*s.fpr_at_completeness, *s.completeness_at_fpr] if not p.resolved)
 
     def headlines(p: np.ndarray, n: np.ndarray) -> np.ndarray:
         points = summary.operating_points(p, n, 10)
@@ -201,7 +243,7 @@ def test_summarise_bootstraps_each_resolved_points_headline_rate() -> None:
         return np.array([q.fpr if q.target == "completeness" else q.completeness for q in flat])
 
     expected = intervals.bootstrap_interval(pos, neg, headlines, 20, 5, 0.95)
-    assert [p.bootstrap_interval for p in resolved] == expected.tolist()
+    assert [p.interval for p in resolved] == expected.tolist()
 
 
 def _summary(pos: np.ndarray, neg: np.ndarray, bootstrap_samples: int) -> dict:
@@ -211,12 +253,12 @@ def _summary(pos: np.ndarray, neg: np.ndarray, bootstrap_samples: int) -> dict:
 
 
 def test_resolved_points_are_named_by_target() -> None:
-    parsed = _summary(np.linspace(1, 2, 30), np.linspace(0, 1.5, 1000), 0)
+    parsed = _summary(np.linspace(1, 2, 100), np.linspace(0, 1.5, 1000), 0)
     names = {
         name: p.model_dump(mode="json")
         for name, p in contract.OperatingPointSummary.model_validate(parsed).resolved_points().items()
     }
-    assert list(names) == [*(f"completeness={c:g}" for c in contract.COMPLETENESS_TARGETS), "fpr=0.01"]
+    assert list(names) == [*(f"completeness={c:g}" for c in contract.COMPLETENESS_TARGETS[2:]), "fpr=0.01"]
     assert names["fpr=0.01"]["target"] == "fpr" and names["fpr=0.01"]["resolved"] is True
 
 
@@ -243,7 +285,7 @@ def test_stratified_completeness_bins_are_right_open_and_unbounded_edges_are_non
 
 def test_inspection_budget_uses_the_fpr_and_its_upper_bound() -> None:
     counts = {"n_pos": 10, "n_neg": 1000, "n_pos_flagged": 5, "n_neg_flagged": 10, "n_neg_needed": 1000}
-    intervals_ = {"completeness_interval": [0.2, 0.8], "fpr_interval": [0.005, 0.02], "bootstrap_interval": None}
+    intervals_ = {"completeness_interval_at_threshold": [0.2, 0.8], "fpr_interval_at_threshold": [0.005, 0.02]}
     point = contract.ReportedPoint(
         target="fpr",
         target_value=0.01,
@@ -251,6 +293,8 @@ def test_inspection_budget_uses_the_fpr_and_its_upper_bound() -> None:
         threshold=1.0,
         completeness=0.5,
         fpr=0.01,
+        interval=[0.2, 0.9],
+        n_pos_needed=0,
         **counts,
         **intervals_,
     )
@@ -260,10 +304,11 @@ def test_inspection_budget_uses_the_fpr_and_its_upper_bound() -> None:
     assert budget.purity == pytest.approx(5 / 104.9) and budget.purity_low == pytest.approx(5 / 204.8)
     assert budget.survey_hosts == 10_000 and budget.lens_prevalence == 0.001
     nothing = summary.inspection_budget(
-        point.model_copy(update={"completeness": 0.0, "fpr": 0.0, "fpr_interval": [0.0, 0.0]}), 10, 0.5
+        point.model_copy(update={"completeness": 0.0, "fpr": 0.0, "fpr_interval_at_threshold": [0.0, 0.0]}), 10, 0.5
     )
     assert nothing.purity == 0.0 and nothing.purity_low == 0.0
-    only_true = summary.inspection_budget(point.model_copy(update={"fpr": 0.0, "fpr_interval": [0.0, 0.0]}), 10, 0.5)
+    no_fp = {"fpr": 0.0, "fpr_interval_at_threshold": [0.0, 0.0]}
+    only_true = summary.inspection_budget(point.model_copy(update=no_fp), 10, 0.5)
     assert only_true.purity == 1.0 and only_true.purity_low == 1.0
 
 
@@ -274,19 +319,21 @@ def test_evaluation_metrics_adds_strata_and_budgets_at_every_resolved_point() ->
             "label": np.r_[np.ones(n_pos, dtype=int), np.zeros(n_neg, dtype=int)],
             "score": np.r_[np.linspace(0.5, 1.5, n_pos), np.linspace(0.0, 1.0, n_neg)],
             "theta_e": np.r_[np.linspace(0.6, 2.5, n_pos), np.full(n_neg, np.nan)],
+            "host_id": np.r_[np.arange(n_pos), np.arange(n_neg) // 2 + n_pos],  # each control host twice
         }
     )
     m = summary.evaluation_metrics(
         scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=1000, prevalence=0.01
     )
-    assert m.n_pos == n_pos and m.n_neg == n_neg
+    assert m.n_pos == n_pos and m.n_neg == n_neg and m.n_neg_hosts == 500
     assert m.strata_edges["theta_e"] == [0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, None]
     assert m.strata_edges["src_mag_r"][0] is None
     assert set(m.stratified) == set(m.inspection_budget) == set(m.resolved_points())
-    point = m.resolved_points()["fpr=0.01"]
-    assert sum(b.n for b in m.stratified["fpr=0.01"]["theta_e"]) == n_pos
-    assert sum(b.n_flagged for b in m.stratified["fpr=0.01"]["theta_e"]) == point.n_pos_flagged
-    assert m.inspection_budget["fpr=0.01"].expected_true == pytest.approx(1000 * 0.01 * point.completeness)
+    assert list(m.resolved_points()) == ["completeness=0.7"]  # 500 hosts x 1e-2 = 5 < 10
+    point = m.resolved_points()["completeness=0.7"]
+    assert sum(b.n for b in m.stratified["completeness=0.7"]["theta_e"]) == n_pos
+    assert sum(b.n_flagged for b in m.stratified["completeness=0.7"]["theta_e"]) == point.n_pos_flagged
+    assert m.inspection_budget["completeness=0.7"].expected_true == pytest.approx(1000 * 0.01 * point.completeness)
     assert m.probes is None and contract.metrics_problems(m.model_dump(mode="json")) == []
 
 
@@ -348,8 +395,8 @@ def test_blobs_keep_their_flux_per_band_in_chunks() -> None:
 
 
 def test_psf_swap_completeness_names_each_threshold() -> None:
-    images = np.array([1.0, 2.0, 3.0, 4.0])
-    swap = probes.psf_swap_completeness(lambda x: x, images, images + 1, {"a": 3.0, "b": 5.0})
+    scores = np.array([1.0, 2.0, 3.0, 4.0])
+    swap = probes.psf_swap_completeness(scores, scores + 1, {"a": 3.0, "b": 5.0})
     assert swap == {
         "a": {"survey": 0.5, "gaussian": 0.75, "change": 0.25},
         "b": {"survey": 0.0, "gaussian": 0.25, "change": 0.25},
@@ -389,52 +436,69 @@ def test_interval_problems_name_the_field() -> None:
 def test_an_fpr_point_resolved_exactly_at_the_minimum_is_consistent(parsed: dict) -> None:
     point = parsed["completeness_at_fpr"][0]  # 1000 x 0.01 = 10 = the minimum
     assert point["resolved"] and contract.metrics_problems(parsed) == []
+    assert parsed["fpr_at_completeness"][1]["resolved"]  # 200 x (1 - 0.95) = 10 = the minimum, in floats
     m = _copy(parsed)
     m["min_expected_false_positives"] = 10.5
     problems = contract.metrics_problems(m)
     assert problems == [
-        "completeness_at_fpr[0].resolved is True but n_neg x FPR = 10 "
-        "against a minimum of 10.5 expected false positives"
+        "fpr_at_completeness[1].resolved is True but n_pos x (1 - c) = 10 "
+        "against a minimum of 10.5 expected missed positives",
+        "completeness_at_fpr[0].resolved is True but n_neg_hosts x FPR = 10 "
+        "against a minimum of 10.5 expected false positives",
     ]
+    m = _copy(parsed)
+    m["n_neg_hosts"] = 999
+    assert contract.metrics_problems(m) == [
+        "completeness_at_fpr[0].resolved is True but n_neg_hosts x FPR = 9.99 "
+        "against a minimum of 10 expected false positives"
+    ]
+    m["n_neg_hosts"] = 1001
+    assert contract.metrics_problems(m) == ["n_neg_hosts: 1001 distinct control hosts among 1000 controls"]
 
 
 def test_an_unresolved_point_that_claims_numbers_names_them(parsed: dict) -> None:
     m = _copy(parsed)
     m["completeness_at_fpr"][2]["threshold"] = 1.0
-    m["completeness_at_fpr"][2]["bootstrap_interval"] = [0.0, 1.0]
+    m["completeness_at_fpr"][2]["interval"] = [0.0, 1.0]
+    m["fpr_at_completeness"][0]["fpr_interval_at_threshold"] = [0.0, 1.0]
     assert contract.metrics_problems(m) == [
-        "completeness_at_fpr[2]: unresolved but reports threshold, bootstrap_interval (must be null)"
+        "fpr_at_completeness[0]: unresolved but reports fpr_interval_at_threshold (must be null)",
+        "completeness_at_fpr[2]: unresolved but reports threshold, interval (must be null)",
     ]
 
 
 def test_a_resolved_point_without_numbers_or_with_zero_negatives_needed(parsed: dict) -> None:
     m = _copy(parsed)
-    m["fpr_at_completeness"][0]["n_neg_flagged"] = None
+    m["fpr_at_completeness"][1]["n_neg_flagged"] = None
+    m["fpr_at_completeness"][2]["n_pos_needed"] = 0
     m["completeness_at_fpr"][0]["n_neg_needed"] = 0
     assert contract.metrics_problems(m) == [
-        "fpr_at_completeness[0].n_neg_flagged: a resolved point needs a finite number, got None",
+        "fpr_at_completeness[1].n_neg_flagged: a resolved point needs a finite number, got None",
+        "fpr_at_completeness[2].n_pos_needed: must be a positive integer, got 0",
         "completeness_at_fpr[0].n_neg_needed: must be a positive integer, got 0",
     ]
     m = _copy(parsed)
-    m["tpr10"]["completeness_interval"] = [0.0, 0.0]
+    m["tpr10"]["completeness_interval_at_threshold"] = [0.0, 0.0]
     assert contract.metrics_problems(m) == [
-        f"tpr10.completeness_interval: [0.0, 0.0] does not contain the rate {m['tpr10']['completeness']}"
+        f"tpr10.completeness_interval_at_threshold: [0.0, 0.0] does not contain the rate {m['tpr10']['completeness']}"
     ]
     m = _copy(parsed)
-    m["tpr0"]["fpr_interval"] = [0.5, 0.6]
+    m["tpr0"]["fpr_interval_at_threshold"] = [0.5, 0.6]
     assert contract.metrics_problems(m) == [
-        f"tpr0.fpr_interval: [0.5, 0.6] does not contain the rate {m['tpr0']['fpr']}"
+        f"tpr0.fpr_interval_at_threshold: [0.5, 0.6] does not contain the rate {m['tpr0']['fpr']}"
     ]
 
 
 def test_bootstrap_intervals_are_judged_only_when_bootstrapped(parsed: dict) -> None:
     m = _copy(parsed)
-    m["fpr_at_completeness"][1]["bootstrap_interval"] = None
-    assert contract.metrics_problems(m) == [
-        "fpr_at_completeness[1].bootstrap_interval: needs [low, high] numbers, got None"
-    ]
+    m["fpr_at_completeness"][1]["interval"] = None
+    assert contract.metrics_problems(m) == ["fpr_at_completeness[1].interval: needs [low, high] numbers, got None"]
+    m["fpr_at_completeness"][2]["interval"] = [0.0, 1.0]  # a headline interval need not hold its rate
     m["bootstrap_samples"] = 0
-    assert contract.metrics_problems(m) == []
+    assert contract.metrics_problems(m) == [
+        f"{where}.interval: bootstrap_samples is 0 but an interval is reported (must be null)"
+        for where in [*(f"fpr_at_completeness[{i}]" for i in range(2, 6)), "completeness_at_fpr[0]", "tpr0", "tpr10"]
+    ]
 
 
 def test_a_missing_target_is_named_and_flags_auroc_alone(parsed: dict) -> None:
@@ -474,7 +538,7 @@ def test_field_problems_show_the_path_and_the_value(parsed: dict) -> None:
 
 def test_read_metrics_names_the_file_and_the_field(tmp_path: Path, parsed: dict) -> None:
     s = summary.evaluation_metrics(
-        pd.DataFrame({"label": [1, 1, 0, 0], "score": [0.9, 0.8, 0.1, 0.2]}),
+        pd.DataFrame({"label": [1, 1, 0, 0], "score": [0.9, 0.8, 0.1, 0.2], "host_id": [1, 2, 3, 4]}),
         min_expected_fp=10,
         confidence=0.95,
         bootstrap_samples=0,
@@ -609,13 +673,13 @@ def test_select_reconciliation() -> None:
 
 def test_thresholds_are_computed_in_float64_whatever_the_score_dtype() -> None:
     neg = np.array([0.1, 0.2, 0.3, 0.7], dtype=np.float32)
-    t = operating_points.threshold_at_fpr(neg, 0.25)  # one negative flagged
+    t = operating_points.threshold_flagging_at_most(neg, 1)
     assert t == np.nextafter(np.float64(np.float32(0.3)), math.inf)
     pos = np.array([0.5, 0.6], dtype=np.float32)
     point = operating_points.completeness_at_fpr(pos, neg, 0.25, min_expected_fp=1)
     assert point.threshold == t and point.n_neg_flagged == 1
     with pytest.raises(ValueError, match=r"^negative scores hold 1 non-finite values$"):
-        operating_points.threshold_at_fpr(np.array([0.1, np.nan]), 0.5)
+        operating_points.threshold_flagging_at_most(np.array([0.1, np.nan]), 1)
 
 
 def test_flag_rates_compare_in_float64() -> None:
@@ -628,9 +692,9 @@ def test_flag_rates_compare_in_float64() -> None:
 def test_bootstrap_resamples_in_float64() -> None:
     dtypes = set()
 
-    def stats(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        dtypes.update({p.dtype, n.dtype})
-        return np.array([p.mean() - n.mean()])
+    def stats(p: operating_points.Sample, n: operating_points.Sample) -> np.ndarray:
+        dtypes.update({p.values.dtype, n.values.dtype})
+        return np.array([_mean(p) - _mean(n)])
 
     intervals.bootstrap_interval(np.arange(4, dtype=np.float32), np.arange(3, dtype=np.float32), stats, 2, seed=0)
     assert dtypes == {np.dtype(np.float64)}

@@ -72,9 +72,8 @@ def test_a_blob_keeps_its_flux_at_the_centre_and_spreads_like_its_psf() -> None:
 
 def test_flag_rates_and_the_psf_swap_use_score_at_least_threshold() -> None:
     assert flag_rates(np.array([0.1, 0.5, 0.9, 0.5]), {"a": 0.5, "b": 1.0}) == {"a": 0.75, "b": 0.0}
-    as_made = np.zeros((4, 3, 8, 8), dtype=np.float32)
-    as_made[:, 1, 4, 4] = [1, 2, 3, 4]
-    swap = psf_swap_completeness(lambda im: im[:, 1, 4, 4], as_made, as_made / 2, {"t": 2.0})
+    as_made = np.array([1.0, 2.0, 3.0, 4.0])
+    swap = psf_swap_completeness(as_made, as_made / 2, {"t": 2.0})
     assert swap == {"t": {"survey": 0.75, "gaussian": 0.25, "change": -0.5}}
 
 

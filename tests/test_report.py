@@ -32,7 +32,7 @@ def _scores(n_pos: int, n_neg: int) -> pd.DataFrame:
         }
     )
     neg = pd.DataFrame({"label": 0, "score": rng.normal(0, 1, n_neg)})
-    return pd.concat([pos, neg], ignore_index=True)
+    return pd.concat([pos, neg], ignore_index=True).assign(host_id=lambda f: np.arange(len(f)))
 
 
 def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -> None:
@@ -40,7 +40,8 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     metrics = evaluation_metrics(
         scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=20, seed=0, survey_hosts=10**6, prevalence=1e-3
     )
-    assert set(metrics.stratified) == {f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)} | {"fpr=0.01"}
+    # 300 positives resolve completeness 0.95 (15 missed) and lower, not 0.99 (3 missed)
+    assert set(metrics.stratified) == {f"completeness={c:g}" for c in (0.95, 0.9, 0.85, 0.8, 0.7)} | {"fpr=0.01"}
     assert metrics.stratified["fpr=0.01"]["theta_e_over_psf"]
     names = [f"completeness={c:g}" for c in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)]
     swap = SwappedCompleteness(survey=0.8, gaussian=0.9, change=0.1)
@@ -65,15 +66,26 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     for source in sources:
         assert base64.b64decode(source.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "unresolved: needs ≥ 100,000 negatives (has 2,000)" in page
+    assert "unresolved: needs ≥ 100,000 negatives (has 2,000 distinct control hosts)" in page
+    assert "unresolved: needs ≥ 1,000 positives (has 300)" in page
     assert "Verdicts on the invariants (L4, L9 and the rest) are in the generation&#x27;s audit." in page
     assert "<td>L9</td>" not in page  # verdicts live in the audit, never in the report
     assert 'href="../select/validation/index.html"' in page and 'href="../audit/audit.md"' in page
     markdown = (tmp_path / "report.md").read_text()
     assert "| completeness at FPR | 0.001 | unresolved" in markdown
+    assert (
+        "| headline rate [95 %, covers] | completeness [95 % at this threshold] | FPR [95 % at this threshold] |"
+        in (markdown)
+    )
+    at_90 = metrics.fpr_at_completeness[2]
+    low, high = at_90.interval
+    assert (
+        f"| FPR at completeness | 0.9 | {at_90.threshold:.4g} | FPR {at_90.fpr:.3g} [{low:.4g}, {high:.4g}] |"
+        in markdown
+    )
     small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
-    flagged = int((small["score"] >= metrics.fpr_at_completeness[0].threshold).sum())
-    assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.99
+    flagged = int((small["score"] >= metrics.fpr_at_completeness[1].threshold).sum())
+    assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.95
     assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC 0.900)" in markdown
     assert "| completeness=0.9 | 0.1 | 0.15 | 0.800 → 0.900 (+0.100) |" in markdown
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
@@ -95,6 +107,19 @@ def test_the_report_reads_metrics_json_through_the_model(tmp_path: Path, missing
         write_report(tmp_path, scores, [])
     assert shown in str(error.value)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_without_resamples_the_report_has_no_headline_interval(tmp_path: Path) -> None:
+    scores = _scores(300, 2000)
+    metrics = evaluation_metrics(
+        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
+    )
+    write_json(tmp_path / "metrics.json", metrics.model_dump(mode="json"))
+    write_report(tmp_path, scores, [])
+    markdown = (tmp_path / "report.md").read_text()
+    at_fpr = metrics.completeness_at_fpr[0]
+    assert f"| completeness {at_fpr.completeness:.4f} (not bootstrapped) |" in markdown
+    assert (tmp_path / "plots" / "operating_points.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_rgb_maps_z_r_g_to_red_green_blue_in_unit_range() -> None:

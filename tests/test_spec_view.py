@@ -77,7 +77,7 @@ def test_every_declared_section_names_a_real_spec_field() -> None:
 def test_a_lineage_digest_covers_exactly_the_declared_sections(spec: GenerationSpec) -> None:
     train = next(s for s in STAGES if s.name == "train")
     data = spec_data()
-    data["evaluate"]["batch_size"] = 7  # a field of a section train reads only one field of
+    data.setdefault("evaluate", {})["batch_size"] = 7  # a field of a section train reads only one field of
     data["invariants"] = {"L7": {"max_bright_share": 0.01}}  # a section train does not read
     assert spec_from_dict(data).digest(*train.sections) == spec.digest(*train.sections)
     data["evaluate"]["min_expected_false_positives"] = 20.0  # the field train declares

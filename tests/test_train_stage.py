@@ -39,7 +39,7 @@ def _spec(epochs: int = 2, **evaluate) -> GenerationSpec:
     data = spec_data()
     data["stamps"] = {"size": 32}
     data["train"].update(epochs=epochs, batch_size=32)
-    data["evaluate"].update(evaluate)
+    data.setdefault("evaluate", {}).update(evaluate)
     data["engine"] = {"device": "cpu"}
     return spec_from_dict(data)
 

@@ -19,6 +19,7 @@ from darkhalo.training.loop import (
     EpochPickRule,
     ForwardInputs,
     Trainer,
+    TrainStep,
     choose_best,
     epoch_metrics,
     fit,
@@ -338,8 +339,8 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run_bitwise(store
     spec = _spec(epochs=2, augment=["flip", "rot90"], loss="focal")
     whole = fit(train, val, spec, seed=3, checkpoint_dir=tmp_path / "whole", min_expected_fp=MIN_FP)
 
-    def kill_in_epoch_two(done: int, total: int) -> None:
-        if done == total - 1:
+    def kill_in_epoch_two(step: TrainStep) -> None:
+        if step.epoch == 2 and step.step == step.steps - 1:
             raise Interrupted
 
     with pytest.raises(Interrupted):

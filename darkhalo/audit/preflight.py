@@ -4,10 +4,13 @@ From a spec and a sample of its parent sample (drawn from the survey: the mock c
 block(s), or the real catalog files, cut with the selection's pandas mirror in data_contracts), the
 grid is expanded exactly as the manifest stage would expand it and L1 (unpaired controls) and L2
 (resolvable injections, from each host's own PSFSIZE_R) are judged; L3 measures the spec's injection
-PSF against real DECam PSFs (the same judge as the inject stage's). Seconds, not hours.
+PSF against real DECam PSFs (the same judge as the inject stage's). Seconds, not hours. The same
+sample, scaled to the whole catalog, forecasts the test split and the FPR targets it will resolve.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -17,6 +20,7 @@ from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
 from data_contracts.findings import Finding
 from data_contracts.invariants import l1_unpaired_controls, l2_resolvable_injections
+from data_contracts.metrics import FPR_TARGETS, sample_needed
 from data_contracts.parent_sample import cuts_mask
 
 #: Parent hosts the pre-flight expands (enough for a share to +-1 %).
@@ -35,20 +39,82 @@ SECTIONS = (
     "psf",
     "invariants.L2",
     "invariants.L3",
+    "evaluate.min_expected_false_positives",
 )
 
 
 def parent_sample(spec: GenerationSpec, n_hosts: int = SAMPLE_HOSTS) -> pd.DataFrame:
     """Up to ``n_hosts`` rows of the spec's parent sample, selected in pandas from the survey."""
+    return _sampled(spec, n_hosts)[0]
+
+
+def _sampled(spec: GenerationSpec, n_hosts: int) -> tuple[pd.DataFrame, int]:
+    """Up to ``n_hosts`` parent-sample rows and the catalog rows scanned to find them."""
     selection = spec.selection.model_dump()
     chosen: list[pd.DataFrame] = []
+    scanned = 0
     for catalog in _catalog_chunks(spec):
         chosen.append(catalog[cuts_mask(catalog, selection)])
+        scanned += len(catalog)
         if sum(map(len, chosen)) >= n_hosts:
             break
-    parent = pd.concat(chosen, ignore_index=True).head(n_hosts)
+    parent = pd.concat(chosen, ignore_index=True)
+    if len(parent) > n_hosts:  # the scanned rows in proportion to the hosts kept
+        scanned = round(scanned * n_hosts / len(parent))
+        parent = parent.head(n_hosts)
     parent["KNOWN_LENS"] = False  # pre-flight judges the recipe; known lenses are a handful of hosts
-    return parent
+    return parent, scanned
+
+
+def catalog_rows(spec: GenerationSpec) -> int:
+    """Rows of the spec's whole survey catalog (from file headers for real catalogs)."""
+    if not isinstance(spec.survey, LegacySurvey):
+        return spec.survey.n_objects
+    from darkhalo.surveys.legacy import catalog_paths, count_rows
+
+    return sum(count_rows(path) for path in catalog_paths(spec.survey.catalogs))
+
+
+@dataclass(frozen=True)
+class TestSplitForecast:
+    """The test split the spec will make, extrapolated from the pre-flight's sample to the whole survey,
+    and the FPR targets it will resolve (distinct control hosts x FPR >= min_expected_false_positives)."""
+
+    catalog_rows: int
+    parent_hosts: int
+    test_positives: int
+    test_control_hosts: int
+    min_expected_fp: float
+
+    def resolves(self, fpr: float) -> bool:
+        return self.test_control_hosts >= sample_needed(self.min_expected_fp, fpr)
+
+    def summary(self) -> str:
+        """One line: the forecast counts, the FPR targets resolved and those not (with the hosts they need)."""
+        resolved = [f"{f:g}" for f in FPR_TARGETS if self.resolves(f)]
+        needs = {f: sample_needed(self.min_expected_fp, f) for f in FPR_TARGETS}
+        unresolved = [f"{f:g} (needs {needs[f]:,})" for f in FPR_TARGETS if not self.resolves(f)]
+        return (
+            f"test split forecast: ~{self.test_control_hosts:,} distinct control hosts and ~{self.test_positives:,} "
+            f"positives (of ~{self.parent_hosts:,} parent hosts in {self.catalog_rows:,} catalog rows); "
+            f"resolves FPR {', '.join(resolved) or 'none'}; unresolved: {', '.join(unresolved) or 'none'}"
+        )
+
+
+def forecast_test_split(spec: GenerationSpec, n_hosts: int = SAMPLE_HOSTS) -> TestSplitForecast:
+    """The expected test split of ``spec`` from a sample of its parent sample, scaled to the whole catalog."""
+    parent, scanned = _sampled(spec, n_hosts)
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
+    test = manifest[manifest["split"] == "test"]
+    scale = catalog_rows(spec) / max(scanned, 1)
+    return TestSplitForecast(
+        catalog_rows=catalog_rows(spec),
+        parent_hosts=round(len(parent) * scale),
+        test_positives=round(int((test["label"] == 1).sum()) * scale),
+        test_control_hosts=round(test.loc[test["label"] == 0, "host_id"].nunique() * scale),
+        min_expected_fp=spec.evaluate.min_expected_false_positives,
+    )
 
 
 def _catalog_chunks(spec: GenerationSpec):

@@ -1,41 +1,48 @@
-"""Everything after the model: the test stamps read back, the model as a scorer, the operating points
-(L4), the shortcut probes (L9: core and ring pixels, blobs, the PSF swap) and the report.
+"""Everything after the model: the test stamps streamed from their shards, the model as a scorer, the
+operating points (L4), the shortcut probes (L9: core and ring pixels, blobs, the PSF swap) and the report.
 
 Written into one folder: ``scores.parquet`` (stamp_id, label, split, score = the model's logit,
 metadata), ``metrics.json`` (with the probes' measurements), ``report.html``, ``report.md`` and
 ``plots/``. The evaluate stage and ``darkhalo compare`` both call ``evaluate``; the verdicts on what
 it writes come from darkhalo.audit.judges.judge_metrics.
-The PSF-swap probe re-injects a sample of the test positives from their manifest rows with a
+
+The test split is never held whole: ``ShardedSplit`` keeps its metadata and reads its stamps a chunk
+at a time (``chunk_rows``, from the engine's ``memory_mb``); a pass over the chunks keeps only
+scores, the probes' core and ring pixels and the blob probe's scores, and the galleries read back just
+their few stamps. Stamps reach the scorer in fixed blocks, so every number is the one a one-chunk run
+gives. The PSF-swap probe re-injects a sample of the test positives from their manifest rows with a
 Gaussian PSF and reports the completeness change at each operating threshold.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import torch
 
 from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
-from darkhalo.metrics.probes import blob_images, core_probe_auc, flag_rates, psf_swap_completeness, ring_probe_auc
+from darkhalo.metrics.probes import blob_images, core_pixels, flag_rates, probe_auc, psf_swap_completeness, ring_pixels
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics
-from darkhalo.spec import GenerationSpec, SurveySpec
-from darkhalo.stamps import N_BANDS, decode_checked, decode_images, stamp_dataset
+from darkhalo.spec import EngineSpec, GenerationSpec, SurveySpec
+from darkhalo.stamps import N_BANDS, decode_checked, decode_images
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.loop import predict_logits
 from darkhalo.training.store import StampStore, normalise
+from data_contracts.stamps import IMAGE
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 ARC_FLUX = ("arc_flux_g", "arc_flux_r", "arc_flux_z")
@@ -46,36 +53,106 @@ SCORE_CHUNK = 8192
 BLOB_MAX = 20_000
 #: Test positives re-injected with a Gaussian PSF for the PSF-swap probe (a seeded sample).
 PSF_SWAP_MAX = 2000
+#: Copies of a chunk of stamps held at once at the peak: the parquet batch and its test rows, their decoded
+#: stamps, the scoring block and the scorer's normalised copy, the chosen controls, their blobs and the blob block.
+HELD_COPIES = 8
+#: Bytes read from a shard at a time: its pages stream in, not the whole column chunk of a row group.
+READ_BUFFER = 1 << 20
 
 
-def load_test_stamps(inject_dir: Path, size: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """The test split's metadata (every column but ``image``) and images (N, 3, S, S), by stamp_id.
+def chunk_rows(memory_mb: int, size: int, batch_size: int) -> int:
+    """Stamps of ``size`` x ``size`` pixels read and scored per chunk so that ``HELD_COPIES`` chunks fit in
+    ``memory_mb`` MiB: a multiple of the scorer's ``batch_size`` (one batch at least), so every stamp is scored
+    in the batch it has in a one-chunk run."""
+    rows = memory_mb * 2**20 // (HELD_COPIES * N_BANDS * size * size * 4)
+    return max(1, rows // batch_size) * batch_size
 
-    ``size`` is the stamp side in pixels (None: from the first stamp). A stamp of the wrong byte
-    length or with non-finite pixels is refused naming its stamp_id; an unreadable shard, its file.
+
+@dataclass(frozen=True)
+class ShardedSplit:
+    """The test split of an inject stage's stamp shards: its metadata (every column but ``image``, sorted by
+    stamp_id) in memory, its stamps (3, ``size``, ``size``) read from the shards a chunk at a time.
+
+    ``shard_of`` is the index in ``files`` of each metadata row's shard; ``folder`` is named in errors.
     """
-    dataset = stamp_dataset(inject_dir)
-    for path in dataset.files:
-        tables.read_schema(Path(path))
-    table = dataset.to_table(filter=pc.field("split") == "test").sort_by("stamp_id")
-    if table.num_rows == 0:
-        raise ValueError(f"{inject_dir / layout.STAMPS}: no stamps in the test split")
-    ids = table.column("stamp_id").to_numpy()
-    if size is None:
-        size = math.isqrt(len(table.column("image")[0].as_py()) // (4 * N_BANDS))
-    images = decode_checked(table.column("image"), ids, size, inject_dir / layout.STAMPS)
-    return table.drop(["image"]).to_pandas(), images
+
+    folder: Path
+    files: tuple[Path, ...]
+    meta: pd.DataFrame
+    shard_of: np.ndarray
+    size: int
+
+    @classmethod
+    def open(cls, inject_dir: Path, size: int) -> ShardedSplit:
+        """Read the test split's metadata; an unreadable shard is refused naming its file, a stamp_id seen
+        twice naming it."""
+        folder = inject_dir / layout.STAMPS
+        files = tuple(layout.parts(inject_dir, layout.STAMPS))
+        parts = []
+        for index, path in enumerate(files):
+            columns = [name for name in tables.read_schema(path).names if name != IMAGE]
+            table = tables.read_table(path, columns)
+            table = table.filter(pc.equal(table["split"], "test"))
+            parts.append(table.append_column("shard", pa.array(np.full(table.num_rows, index, dtype=np.int32))))
+        table = pa.concat_tables(parts).sort_by("stamp_id")
+        if table.num_rows == 0:
+            raise ValueError(f"{folder}: no stamps in the test split")
+        ids = table["stamp_id"].to_numpy()
+        twice = ids[1:][np.diff(ids) == 0]
+        if twice.size:
+            raise ValueError(f"{folder}: stamp_id {twice[0]} appears more than once in the test split")
+        shard_of = table["shard"].to_numpy()
+        return cls(folder, files, table.drop(["shard"]).to_pandas(), shard_of, size)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def pieces(self, rows: int, wanted: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The test stamps (or the ``wanted`` rows of ``meta`` only) in shard order, up to ``rows`` at a time:
+        (their rows in ``meta``, stamps (n, 3, S, S) float32 nanomaggies). A stamp of the wrong byte length
+        or with non-finite pixels is refused naming its stamp_id."""
+        ids = self.meta["stamp_id"].to_numpy()
+        shards = range(len(self.files)) if wanted is None else np.unique(self.shard_of[wanted])
+        keep = None if wanted is None else pa.array(ids[wanted])
+        for shard in shards:
+            reader = pq.ParquetFile(self.files[shard], buffer_size=READ_BUFFER)
+            for batch in reader.iter_batches(rows, columns=["stamp_id", "split", IMAGE]):
+                mask = pc.equal(batch["split"], "test")
+                if keep is not None:
+                    mask = pc.and_(mask, pc.is_in(batch["stamp_id"], keep))
+                batch = batch.filter(mask)
+                if batch.num_rows:
+                    found = batch["stamp_id"].to_numpy()
+                    yield np.searchsorted(ids, found), decode_checked(batch[IMAGE], found, self.size, self.folder)
+
+    def take(self, rows: np.ndarray, chunk: int) -> np.ndarray:
+        """The stamps of ``rows`` of ``meta`` (N, 3, S, S), in that order, read ``chunk`` at a time from the
+        shards that hold them."""
+        unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+        images = np.empty((len(unique), N_BANDS, self.size, self.size), dtype=np.float32)
+        for found, piece in self.pieces(chunk, unique):
+            images[np.searchsorted(unique, found)] = piece
+        return images[inverse]
+
+
+def load_test_stamps(inject_dir: Path, size: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The whole test split in memory: its metadata (every column but ``image``) and stamps (N, 3, S, S),
+    by stamp_id; for small splits (the stage streams a ``ShardedSplit``). Errors as ``ShardedSplit``'s."""
+    split = ShardedSplit.open(inject_dir, size)
+    return split.meta, split.take(np.arange(len(split)), SCORE_CHUNK)
 
 
 def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Scorer:
     """The trained model as a scorer of raw stamps: the trainer's ``normalise``, then its logit (fp32,
-    no bf16, so the low-FPR tail is not rounded into ties), ``SCORE_CHUNK`` stamps on the device at a time."""
+    no bf16, so the low-FPR tail is not rounded into ties), ``SCORE_CHUNK`` stamps (rounded to whole
+    batches, so batches start at multiples of ``batch_size``) on the device at a time."""
     model = load_model(model_path, device)
+    step = max(1, SCORE_CHUNK // batch_size) * batch_size
 
     def score(images: np.ndarray) -> np.ndarray:
         out = [np.empty(0, dtype=np.float32)]
-        for start in range(0, len(images), SCORE_CHUNK):
-            chunk = normalise(torch.from_numpy(np.ascontiguousarray(images[start : start + SCORE_CHUNK])).to(device))
+        for start in range(0, len(images), step):
+            chunk = normalise(torch.from_numpy(np.ascontiguousarray(images[start : start + step])).to(device))
             store = StampStore(chunk, torch.zeros(len(chunk), device=device), np.arange(len(chunk)), device)
             out.append(predict_logits(model, store, batch_size))
         return np.concatenate(out).astype(np.float64)
@@ -83,59 +160,157 @@ def model_scorer(model_path: Path, device: torch.device, batch_size: int) -> Sco
     return score
 
 
-def blob_probe(
-    meta: pd.DataFrame, images: np.ndarray, score: Scorer, thresholds: dict[str, float], *, rendering: Rendering
-) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Controls (up to BLOB_MAX, a seeded sample) plus a central blob carrying a random test positive's
-    arc flux (per band): flag rates at each threshold, the blob stamps and their scores. The blob goes
-    through the injection PSF model at the control's r-band FWHM in every band (stamps record only
-    PSFSIZE_R)."""
-    positive = meta["label"].to_numpy() == 1
-    missing = [c for c in (*ARC_FLUX, "psfsize_r") if c not in meta]
-    if missing:
-        raise ValueError(f"inject stamps lack column(s) {', '.join(missing)} that the blob probe needs")
-    fluxes = meta.loc[positive, list(ARC_FLUX)].to_numpy(np.float64)
-    fluxes = fluxes[np.isfinite(fluxes).all(axis=1)]
-    if len(fluxes) == 0:
-        raise ValueError("no test positive has finite arc_flux_g/r/z for the blob probe")
-    psf = rendering.psf
-    rng = np.random.default_rng([rendering.seed, 9])
-    chosen = np.flatnonzero(~positive)
-    chosen = np.sort(rng.choice(chosen, min(BLOB_MAX, chosen.size), replace=False))
-    controls = images[chosen]
-    fwhm = meta["psfsize_r"].to_numpy(np.float64)[chosen]
-    fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, np.nanmedian(meta["psfsize_r"]))
-    model = psf.model if psf.model in PSF_MODELS else "survey"
-    blobs = controls + blob_images(
-        fluxes[rng.integers(0, len(fluxes), len(controls))],
-        fwhm,
-        controls.shape[-1],
-        rendering.stamps.pixel_scale,
-        model,
-        psf.moffat_beta,
-        psf.kernel_size_pix,
+class BlockScorer:
+    """Scores ``n`` stamps that arrive in pieces of any size in fixed blocks of ``block``, so each stamp meets
+    the scorer in the batch it has in a one-block run (a network's logit moves in its last bits with its
+    batch). Holds one block; ``on_scored(k)`` after each block; ``result()`` the scores by row."""
+
+    def __init__(self, score: Scorer, block: int, n: int, size: int, on_scored: Callable[[int], object]) -> None:
+        self._score, self._on_scored = score, on_scored
+        self._shape = (min(block, n), N_BANDS, size, size)
+        self._buffer, self._rows = np.empty(self._shape, dtype=np.float32), np.empty(self._shape[0], dtype=np.int64)
+        self._filled = 0
+        self._scores = np.full(n, np.nan)
+
+    def add(self, rows: np.ndarray, images: np.ndarray) -> None:
+        """Queue ``images`` (k, 3, S, S), the stamps of ``rows``; scores every block that fills."""
+        done = 0
+        while done < len(rows):
+            k = min(len(rows) - done, len(self._buffer) - self._filled)
+            self._buffer[self._filled : self._filled + k] = images[done : done + k]
+            self._rows[self._filled : self._filled + k] = rows[done : done + k]
+            self._filled, done = self._filled + k, done + k
+            if self._filled == len(self._buffer):
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._filled:
+            scored = np.asarray(self._score(self._buffer[: self._filled]), dtype=np.float64)
+            self._scores[self._rows[: self._filled]] = scored
+            self._on_scored(self._filled)
+            self._buffer, self._filled = np.empty(self._shape, dtype=np.float32), 0  # the scorer may keep the last
+
+    def result(self) -> np.ndarray:
+        """Every row's score, once the last (partial) block is scored."""
+        self._flush()
+        return self._scores
+
+
+@dataclass(frozen=True)
+class BlobPlan:
+    """The blob probe's seeded sample, drawn from the metadata before any stamp is read: the controls (rows of
+    the split's ``meta``, up to BLOB_MAX, ascending) that get a blob, and each blob's arc flux (nanomaggies g, r,
+    z: a random test positive's) and PSF FWHM (arcsec: the control's r band, in every band; stamps record
+    only PSFSIZE_R). The blob goes through the injection PSF model."""
+
+    rows: np.ndarray
+    flux: np.ndarray
+    fwhm: np.ndarray
+    rendering: Rendering
+
+    @classmethod
+    def of(cls, meta: pd.DataFrame, rendering: Rendering) -> BlobPlan:
+        positive = meta["label"].to_numpy() == 1
+        missing = [c for c in (*ARC_FLUX, "psfsize_r") if c not in meta]
+        if missing:
+            raise ValueError(f"inject stamps lack column(s) {', '.join(missing)} that the blob probe needs")
+        fluxes = meta.loc[positive, list(ARC_FLUX)].to_numpy(np.float64)
+        fluxes = fluxes[np.isfinite(fluxes).all(axis=1)]
+        if len(fluxes) == 0:
+            raise ValueError("no test positive has finite arc_flux_g/r/z for the blob probe")
+        rng = np.random.default_rng([rendering.seed, 9])
+        controls = np.flatnonzero(~positive)
+        rows = np.sort(rng.choice(controls, min(BLOB_MAX, controls.size), replace=False))
+        fwhm = meta["psfsize_r"].to_numpy(np.float64)[rows]
+        fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, np.nanmedian(meta["psfsize_r"]))
+        return cls(rows, fluxes[rng.integers(0, len(fluxes), len(rows))], fwhm, rendering)
+
+    def blobs(self, controls: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """``controls`` (k, 3, S, S), the stamps of ``rows[which]``, each with its blob added at the centre."""
+        psf = self.rendering.psf
+        model = psf.model if psf.model in PSF_MODELS else "survey"
+        blobs = blob_images(
+            self.flux[which],
+            self.fwhm[which],
+            controls.shape[-1],
+            self.rendering.stamps.pixel_scale,
+            model,
+            psf.moffat_beta,
+            psf.kernel_size_pix,
+        )
+        blobs += controls
+        return blobs
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What one pass over the test split keeps: each stamp's score, its core and ring pixels (for the pixel
+    probes; None without probes) and each planned blob's score."""
+
+    scores: np.ndarray
+    core: np.ndarray | None
+    ring: np.ndarray | None
+    blob_scores: np.ndarray | None
+
+
+def _by_row(rows: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+    """Per-row values gathered in pieces, put back in row order (the rows cover 0..n-1 once)."""
+    gathered = np.concatenate(values)
+    placed = np.empty_like(gathered)
+    placed[np.concatenate(rows)] = gathered
+    return placed
+
+
+def stream_split(
+    split: ShardedSplit,
+    score: Scorer,
+    chunk: int,
+    *,
+    core: int | None,
+    plan: BlobPlan | None,
+    on_scored: Callable[[int], object],
+) -> Streamed:
+    """Score every test stamp, ``chunk`` at a time; with ``core`` keep the ``core`` and ring pixels, with ``plan``
+    score its controls with their blobs. ``on_scored(k)`` after each block of test stamps is scored."""
+    stamps = BlockScorer(score, chunk, len(split), split.size, on_scored)
+    blobs = None if plan is None else BlockScorer(score, chunk, len(plan.rows), split.size, lambda k: None)
+    rows, cores, rings = [], [], []
+    for found, images in split.pieces(chunk):
+        stamps.add(found, images)
+        if core is not None:
+            rows.append(found)
+            cores.append(core_pixels(images, core))
+            rings.append(ring_pixels(images, core))
+        if blobs is not None:
+            chosen = np.isin(found, plan.rows)
+            which = np.searchsorted(plan.rows, found[chosen])
+            blobs.add(which, plan.blobs(images[chosen], which))
+    return Streamed(
+        stamps.result(),
+        None if core is None else _by_row(rows, cores),
+        None if core is None else _by_row(rows, rings),
+        None if blobs is None else blobs.result(),
     )
-    blob_scores = score(blobs)
-    return flag_rates(blob_scores, thresholds), blobs, blob_scores
 
 
 def psf_swap(
     manifest_dir: Path,
-    meta: pd.DataFrame,
-    images: np.ndarray,
+    scores: pd.DataFrame,
     score: Scorer,
     thresholds: dict[str, float],
     *,
     rendering: Rendering,
     survey: SurveySpec,
+    block: int,
 ) -> dict[str, Any]:
-    """Completeness of up to PSF_SWAP_MAX test positives (seeded sample) as injected and re-injected
-    (same manifest rows, same cutouts from ``survey``, inject's own ``inject_batch``) with a Gaussian PSF of
-    the same FWHM."""
-    positive = np.flatnonzero(meta["label"].to_numpy() == 1)
+    """Completeness of up to PSF_SWAP_MAX test positives (seeded sample of the rows of ``scores``: stamp_id,
+    label, score) as injected and re-injected (same manifest rows, same cutouts from ``survey``, inject's own
+    ``inject_batch``, ``injection.batch_size`` at a time) with a Gaussian PSF of the same FWHM; the re-injected
+    stamps are scored in blocks of ``block`` and dropped."""
+    positive = np.flatnonzero(scores["label"].to_numpy() == 1)
     rng = np.random.default_rng([rendering.seed, 11])
     chosen = np.sort(rng.choice(positive, min(PSF_SWAP_MAX, positive.size), replace=False))
-    ids = meta["stamp_id"].to_numpy()[chosen]
+    ids = scores["stamp_id"].to_numpy()[chosen]
     files = layout.parts(manifest_dir, layout.MANIFEST)
     rows = ds.dataset(files, format="parquet").to_table(filter=pc.field("stamp_id").isin(ids)).to_pandas()
     rows = rows.sort_values("stamp_id", ignore_index=True)
@@ -143,17 +318,17 @@ def psf_swap(
         raise ValueError(f"{manifest_dir / layout.MANIFEST}: test positives missing from the manifest")
     gaussian = replace(rendering, psf=rendering.psf.model_copy(update={"model": "gaussian"}))
     provider = provider_for(survey, rendering.seed)
-    step = rendering.injection.batch_size
-    swapped = [
-        decode_images(
-            inject_batch(rows.iloc[i : i + step], provider, rendering=gaussian)["image"].tolist(), images.shape[-1]
-        )
-        for i in range(0, len(rows), step)
-    ]
+    size, step = rendering.stamps.size, rendering.injection.batch_size
+    swapped = BlockScorer(score, block, len(rows), size, lambda k: None)
+    for start in range(0, len(rows), step):
+        stamps = inject_batch(rows.iloc[start : start + step], provider, rendering=gaussian)
+        swapped.add(np.arange(start, start + len(stamps)), decode_images(stamps["image"].tolist(), size))
     return {
         "n_positives": len(chosen),
         "injection_psf": rendering.psf.model,
-        "completeness": psf_swap_completeness(score, images[chosen], np.concatenate(swapped), thresholds),
+        "completeness": psf_swap_completeness(
+            scores["score"].to_numpy(np.float64)[chosen], swapped.result(), thresholds
+        ),
     }
 
 
@@ -163,18 +338,26 @@ def _caption(row: pd.Series) -> str:
     return text + (f" θE={theta:.2f}" if theta is not None and np.isfinite(theta) else "")
 
 
-def _galleries(scores: pd.DataFrame, images: np.ndarray, blobs: np.ndarray | None, blob_scores: Any) -> list[Gallery]:
+def _galleries(
+    split: ShardedSplit, scores: pd.DataFrame, plan: BlobPlan | None, blob_scores: np.ndarray | None, chunk: int
+) -> list[Gallery]:
+    """The top-scored controls, the lowest-scored positives and the top-scored blobs: their few stamps read
+    back from the shards (the blobs added again)."""
     order = np.argsort(scores["score"].to_numpy())
     labels = scores["label"].to_numpy()
     top_controls = [i for i in order[::-1] if labels[i] == 0][:GALLERY_SIZE]
     low_positives = [i for i in order if labels[i] == 1][:GALLERY_SIZE]
+    top_blobs = np.argsort(blob_scores)[::-1][:GALLERY_SIZE] if plan is not None else np.empty(0, dtype=np.int64)
+    blob_rows = plan.rows[top_blobs] if plan is not None else top_blobs
+    images = split.take(np.concatenate([top_controls, low_positives, blob_rows]).astype(np.int64), chunk)
+    controls, positives, blob_controls = np.split(images, [len(top_controls), len(top_controls) + len(low_positives)])
     galleries = [
-        Gallery("top-scored controls", images[top_controls], [_caption(scores.iloc[i]) for i in top_controls]),
-        Gallery("lowest-scored positives", images[low_positives], [_caption(scores.iloc[i]) for i in low_positives]),
+        Gallery("top-scored controls", controls, [_caption(scores.iloc[i]) for i in top_controls]),
+        Gallery("lowest-scored positives", positives, [_caption(scores.iloc[i]) for i in low_positives]),
     ]
-    if blobs is not None:
-        top = np.argsort(blob_scores)[::-1][:GALLERY_SIZE]
-        galleries.append(Gallery("blob probe: top-scored", blobs[top], [f"s={blob_scores[i]:.2f}" for i in top]))
+    if plan is not None:
+        blobs = plan.blobs(blob_controls, top_blobs)
+        galleries.append(Gallery("blob probe: top-scored", blobs, [f"s={blob_scores[i]:.2f}" for i in top_blobs]))
     return galleries
 
 
@@ -190,21 +373,31 @@ def _report_links(run_dir: Path) -> list[tuple[str, str]]:
 
 def evaluate(
     spec: GenerationSpec,
-    meta: pd.DataFrame,
-    images: np.ndarray,
+    split: ShardedSplit,
     score: Scorer,
     out: Path,
     run_dir: Path,
     manifest: Path | None = None,
+    on_scored: Callable[[int], object] = lambda k: None,
+    memory_mb: int = EngineSpec().memory_mb,
 ) -> dict[str, Any]:
     """Everything after the model: scores, metrics with the probes' measurements, and the report,
     written into ``out`` (judged afterwards by darkhalo.audit.judges.judge_metrics). Returns the
     metrics as written to metrics.json.
 
-    ``run_dir`` holds the select stage the report links to; with ``manifest`` (the manifest stage's
-    folder) the probes include the PSF swap."""
+    The split is read ``chunk_rows`` stamps at a time (``memory_mb``: engine.memory_mb, ``evaluate.batch_size``);
+    ``on_scored(k)`` is told each time k more test stamps are scored (a progress bar). ``run_dir`` holds the
+    select stage the report links to; with ``manifest`` (the manifest stage's folder) the probes include
+    the PSF swap."""
     settings = spec.evaluate
-    scores = meta.assign(score=np.asarray(score(images), dtype=np.float64))
+    chunk = chunk_rows(memory_mb, split.size, settings.batch_size)
+    rendering = Rendering.of(spec)
+    core_size = spec.invariants.L9.core_size_pix
+    plan = BlobPlan.of(split.meta, rendering) if settings.probes else None
+    streamed = stream_split(
+        split, score, chunk, core=core_size if settings.probes else None, plan=plan, on_scored=on_scored
+    )
+    scores = split.meta.assign(score=streamed.scores)
     with atomic_file(out / layout.SCORES, "wb") as handle:
         scores.to_parquet(handle, index=False)
     summary = evaluation_metrics(
@@ -217,32 +410,28 @@ def evaluate(
         prevalence=settings.lens_prevalence,
     )
     metrics = summary.model_dump(mode="json")
-    blobs = blob_scores = None
-    if settings.probes:
+    if plan is not None:
         points = summary.resolved_points()
         thresholds = {name: p.threshold for name, p in points.items()}
-        core_size = spec.invariants.L9.core_size_pix
         labels = scores["label"].to_numpy()
-        rendering = Rendering.of(spec)
-        rates, blobs, blob_scores = blob_probe(meta, images, score, thresholds, rendering=rendering)
         metrics["probes"] = {
             "core_size_pix": core_size,
-            "core_auc": core_probe_auc(images, labels, core_size, spec.seed),
-            "ring_auc": ring_probe_auc(images, labels, core_size, spec.seed),
-            "n_blobs": len(blobs),
+            "core_auc": probe_auc(streamed.core, labels, spec.seed),
+            "ring_auc": probe_auc(streamed.ring, labels, spec.seed),
+            "n_blobs": len(plan.rows),
             "fpr_floor": 1 / summary.n_neg,
-            "blob_flag_rates": rates,
+            "blob_flag_rates": flag_rates(streamed.blob_scores, thresholds),
             "fpr_at_thresholds": {name: p.fpr for name, p in points.items()},
         }
         if manifest is not None:
             metrics["probes"]["psf_swap"] = psf_swap(
-                manifest, meta, images, score, thresholds, rendering=rendering, survey=spec.survey
+                manifest, scores, score, thresholds, rendering=rendering, survey=spec.survey, block=chunk
             )
     write_json(out / layout.METRICS, metrics)
     write_report(
         out,
         scores,
-        _galleries(scores, images, blobs, blob_scores),
+        _galleries(split, scores, plan, streamed.blob_scores, chunk),
         _report_links(run_dir),
         title=f"darkhalo evaluation: {spec.generation}",
     )

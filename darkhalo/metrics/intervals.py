@@ -1,9 +1,12 @@
 """Confidence intervals for operating-point rates.
 
-- ``clopper_pearson``: the exact binomial interval for a rate k/n seen at a fixed threshold.
 - ``bootstrap_interval``: the percentile interval of a whole estimate (threshold re-derived on
   every resample), resampling positives and negatives separately with a seeded generator, so the
-  threshold's own scatter is part of the interval.
+  threshold's own scatter is part of the interval. This is the interval that covers a rate at a
+  target (tests/test_interval_coverage.py measures it).
+- ``clopper_pearson``: the exact binomial interval for a rate k/n at a fixed threshold: exact for
+  the rate of the threshold actually chosen, not for the rate at the target, whose threshold
+  scatters with the data.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import beta
+
+from darkhalo.metrics.operating_points import Sample
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -25,27 +30,26 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 
 def bootstrap_interval(
-    pos: np.ndarray,
-    neg: np.ndarray,
-    statistics: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    pos: np.ndarray | Sample,
+    neg: np.ndarray | Sample,
+    statistics: Callable[[Sample, Sample], np.ndarray],
     n_samples: int,
     seed: int,
     confidence: float = 0.95,
 ) -> np.ndarray:
     """Percentile intervals (K, 2) of the K values ``statistics(pos, neg)`` returns, over resamples.
 
-    Each resample draws len(pos) positives and len(neg) negatives with replacement; ``statistics``
-    must re-derive its thresholds from the resampled scores. With ``n_samples`` 0 the intervals
-    are NaN.
+    Each resample draws n_pos positives and n_neg negatives with replacement (``Sample.resampled``,
+    positives first); ``statistics`` must re-derive its thresholds from the resampled Samples. With
+    ``n_samples`` 0 the intervals are NaN.
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    neg = np.asarray(neg, dtype=np.float64)
+    pos, neg = Sample.of(pos, "positive"), Sample.of(neg, "negative")
     k = len(np.atleast_1d(statistics(pos, neg)))
     if n_samples == 0:
         return np.full((k, 2), np.nan)
     rng = np.random.default_rng(seed)
     values = np.empty((n_samples, k))
     for i in range(n_samples):
-        values[i] = statistics(rng.choice(pos, pos.size), rng.choice(neg, neg.size))
+        values[i] = statistics(pos.resampled(rng), neg.resampled(rng))
     alpha = 1 - confidence
     return np.quantile(values, [alpha / 2, 1 - alpha / 2], axis=0).T

@@ -7,12 +7,16 @@
   band, convolved with the host's PSF and added at the centre of a control. A finder that flags
   these more often than plain controls is keying on "extra central light", not on lensing.
 - PSF-swap probe: the completeness change when the arcs are rendered with a Gaussian PSF instead
-  of the survey PSF (``psf_swap_completeness``; the stage re-injects the same positives).
+  of the survey PSF (``psf_swap_completeness`` of the two scores; the stage re-injects the same positives).
+
+The pixel probes see features, not stamps (``core_pixels``, ``ring_pixels``: 3 core^2 and 9 core^2
+values a stamp), so the stage gathers them chunk by chunk and never holds the test split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -72,6 +76,16 @@ def ring_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int,
     return probe_auc(ring_pixels(images, core), labels, seed, folds)
 
 
+@functools.cache
+def blob_profile(size: int, pixel_scale: float) -> torch.Tensor:
+    """The blob before the PSF, unit sum on the (size, size) stamp grid (float64; computed once per grid, as
+    the stage adds blobs chunk by chunk; not to be modified)."""
+    x, y = pixel_grid(size, pixel_scale, BLOB_SUPERSAMPLE, dtype=torch.float64)
+    one = torch.ones((), dtype=torch.float64)
+    blob = bin_pixels(sersic_sb(x, y, one, one * BLOB_REFF, one, one, 0 * one), BLOB_SUPERSAMPLE)
+    return blob / blob.sum()
+
+
 def blob_images(
     flux: np.ndarray,
     psf_fwhm: np.ndarray,
@@ -84,10 +98,7 @@ def blob_images(
 ) -> np.ndarray:
     """Unlensed central blobs (N, 3, size, size) in nanomaggies: ``flux`` (N, 3) per band g, r, z,
     each band convolved with the PSF model at ``psf_fwhm`` (N,) arcsec (the host's r-band FWHM)."""
-    x, y = pixel_grid(size, pixel_scale, BLOB_SUPERSAMPLE, dtype=torch.float64)
-    one = torch.ones((), dtype=torch.float64)
-    blob = bin_pixels(sersic_sb(x, y, one, one * BLOB_REFF, one, one, 0 * one), BLOB_SUPERSAMPLE)
-    blob = blob / blob.sum()
+    blob = blob_profile(size, pixel_scale)
     flux = torch.as_tensor(np.asarray(flux, dtype=np.float64))
     fwhm = torch.as_tensor(np.asarray(psf_fwhm, dtype=np.float64))
     kernel_size = min(kernel_size, 2 * size - 1)
@@ -108,15 +119,13 @@ def flag_rates(scores: np.ndarray, thresholds: Mapping[str, float]) -> dict[str,
 
 
 def psf_swap_completeness(
-    score: Callable[[np.ndarray], np.ndarray],
-    as_made: np.ndarray,
-    swapped: np.ndarray,
-    thresholds: Mapping[str, float],
+    survey_scores: np.ndarray, gaussian_scores: np.ndarray, thresholds: Mapping[str, float]
 ) -> dict[str, dict[str, float]]:
-    """Completeness at each threshold for positives as made (survey-PSF arcs) and for the same
-    positives with their arcs rendered through a Gaussian PSF instead, and the change (Gaussian - survey)."""
-    survey = flag_rates(score(as_made), thresholds)
-    gaussian = flag_rates(score(swapped), thresholds)
+    """Completeness at each threshold of positives as made (``survey_scores``: survey-PSF arcs) and of the
+    same positives with their arcs rendered through a Gaussian PSF instead (``gaussian_scores``), and the
+    change (Gaussian - survey)."""
+    survey = flag_rates(survey_scores, thresholds)
+    gaussian = flag_rates(gaussian_scores, thresholds)
     return {
         name: {"survey": survey[name], "gaussian": gaussian[name], "change": gaussian[name] - survey[name]}
         for name in thresholds

@@ -1,9 +1,10 @@
 """The evaluation report: ``report.html`` (self-contained: every plot a base64-embedded PNG) and
 ``report.md`` (plots beside it in ``plots/``), written atomically.
 
-Contents: the operating-point table with exact and bootstrap intervals (unresolved targets shown as
-such), Bologna TPR0/TPR10, the inspection budget, ROC on a log-FPR axis, completeness vs FPR at the
-operating points, completeness vs theta_E / PSF, score histograms per class, galleries of stamps
+Contents: the operating-point table, headlining each point's covering (bootstrap) interval beside the
+exact intervals at its threshold (unresolved targets shown as such), Bologna TPR0/TPR10, the
+inspection budget, ROC on a log-FPR axis, completeness vs FPR at the operating points (the same
+labelling), completeness vs theta_E / PSF, score histograms per class, galleries of stamps
 (asinh-stretched grz -> RGB) and links (Great Expectations Data Docs, the audit). Verdicts are not shown
 here: the audit judges the written artifacts against the spec.
 """
@@ -31,6 +32,7 @@ from data_contracts.metrics import (
     EvaluationMetrics,
     OperatingPointSummary,
     Probes,
+    ReportedPoint,
     StratumBin,
     read_metrics,
 )
@@ -92,26 +94,42 @@ def roc_plot(scores: pd.DataFrame, metrics: OperatingPointSummary) -> bytes:
     return _png(fig)
 
 
+def _bars(centre: np.ndarray, intervals: Sequence[Sequence[float]], floor: float = 0.0) -> np.ndarray:
+    """Error-bar lengths (2, N) from ``centre`` to each [low, high], the ends raised to ``floor`` (a log axis)."""
+    low, high = np.maximum(np.array(intervals, dtype=np.float64).T, floor)
+    return np.array([np.maximum(centre - low, 0), np.maximum(high - centre, 0)])
+
+
 def operating_point_plot(metrics: OperatingPointSummary) -> bytes:
-    """Completeness vs FPR at the resolved L4 operating points, with exact 95 % intervals on both."""
+    """Completeness vs FPR at the resolved L4 operating points: each headline rate's bootstrap 95 % interval
+    (the one that covers) in colour, both rates' exact 95 % intervals at this threshold in grey."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
-    for section, marker, label in (
-        (metrics.fpr_at_completeness, "s", "FPR at completeness target"),
-        (metrics.completeness_at_fpr, "o", "completeness at FPR target"),
+    floor = 0.5 / metrics.n_neg
+    for section, marker, label, axis in (
+        (metrics.fpr_at_completeness, "s", "FPR at completeness target", "xerr"),
+        (metrics.completeness_at_fpr, "o", "completeness at FPR target", "yerr"),
     ):
         points = [p for p in section if p.resolved]
         if not points:
             continue
-        x = np.array([p.fpr for p in points])
+        x = np.maximum([p.fpr for p in points], floor)
         y = np.array([p.completeness for p in points])
-        xerr = np.abs(np.array([p.fpr_interval for p in points]).T - x)
-        yerr = np.abs(np.array([p.completeness_interval for p in points]).T - y)
-        floor = 0.5 / metrics.n_neg
-        ax.errorbar(np.maximum(x, floor), y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, label=label)
+        xerr = _bars(x, [p.fpr_interval_at_threshold for p in points], floor)
+        yerr = _bars(y, [p.completeness_interval_at_threshold for p in points])
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.7", lw=0.8, zorder=1)
+        headline = {}
+        if metrics.bootstrap_samples > 0:
+            centre, floor_of_axis = (x, floor) if axis == "xerr" else (y, 0.0)
+            headline[axis] = _bars(centre, [p.interval for p in points], floor_of_axis)
+        ax.errorbar(x, y, **headline, fmt=marker, capsize=3, label=label, zorder=2)
     ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
     ax.legend(loc="lower right")
-    ax.set_title("operating points (exact 95 % intervals)")
+    if metrics.bootstrap_samples > 0:
+        title = "95 %: bootstrap of the headline rate (colour); at this threshold (grey)"
+    else:
+        title = "no bootstrap: only the exact 95 % intervals at this threshold (grey)"
+    ax.set_title(title, fontsize=9)
     return _png(fig)
 
 
@@ -163,6 +181,12 @@ def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
     return _png(fig)
 
 
+def _headline_cell(p: ReportedPoint, bootstrapped: bool) -> str:
+    """A resolved point's headline rate with its covering interval (FPR at a completeness target, else completeness)."""
+    rate = f"FPR {p.fpr:.3g}" if p.target == "completeness" else f"completeness {p.completeness:.4f}"
+    return f"{rate} {_interval(p.interval)}" if bootstrapped else f"{rate} (not bootstrapped)"
+
+
 def _point_rows(metrics: OperatingPointSummary) -> list[list[str]]:
     rows = []
     named = [("FPR at completeness", p) for p in metrics.fpr_at_completeness]
@@ -171,18 +195,17 @@ def _point_rows(metrics: OperatingPointSummary) -> list[list[str]]:
     for kind, p in named:
         target = _fmt(p.target_value) if p.target != "false_positives" else "—"
         if not p.resolved:
-            rows.append(
-                [kind, target, f"unresolved: needs ≥ {p.n_neg_needed:,} negatives (has {p.n_neg:,})"] + ["—"] * 5
-            )
+            has = f"{p.n_pos:,}" if p.target == "completeness" else f"{metrics.n_neg_hosts:,} distinct control hosts"
+            rows.append([kind, target, f"unresolved: needs ≥ {p.needs()} (has {has})"] + ["—"] * 5)
             continue
         rows.append(
             [
                 kind,
                 target,
                 _fmt(p.threshold),
-                f"{p.completeness:.4f} {_interval(p.completeness_interval)}",
-                f"{p.fpr:.3g} {_interval(p.fpr_interval)}",
-                _interval(p.bootstrap_interval),
+                _headline_cell(p, metrics.bootstrap_samples > 0),
+                f"{p.completeness:.4f} {_interval(p.completeness_interval_at_threshold)}",
+                f"{p.fpr:.3g} {_interval(p.fpr_interval_at_threshold)}",
                 f"{p.n_pos_flagged}/{p.n_pos}",
                 f"{p.n_neg_flagged}/{p.n_neg}",
             ]
@@ -194,9 +217,9 @@ POINT_HEADER = [
     "operating point",
     "target",
     "threshold",
-    "completeness [95 %]",
-    "FPR [95 %]",
-    "bootstrap [95 %]",
+    "headline rate [95 %, covers]",
+    "completeness [95 % at this threshold]",
+    "FPR [95 % at this threshold]",
     "positives flagged",
     "negatives flagged",
 ]
@@ -295,11 +318,15 @@ def write_report(
         **_probe_table(metrics.probes),
         **_strata_tables(metrics),
     }
+    minimum = f"{metrics.min_expected_false_positives:g}"
     summary = (
-        f"{metrics.n_pos:,} positives and {metrics.n_neg:,} controls (test split); an FPR target is resolved "
-        f"only when n_neg × FPR ≥ {metrics.min_expected_false_positives:g}. AUROC {metrics.auroc:.4f} is "
-        "secondary: the operating points are the result. Verdicts on the invariants (L4, L9 and the rest) "
-        "are in the generation's audit."
+        f"{metrics.n_pos:,} positives and {metrics.n_neg:,} controls on {metrics.n_neg_hosts:,} distinct hosts "
+        f"(test split); an FPR target is resolved only when distinct control hosts × FPR ≥ {minimum}, a "
+        f"completeness target c only when positives × (1 − c) ≥ {minimum}. The headline interval is the "
+        f"bootstrap ({metrics.bootstrap_samples:,} resamples, the threshold re-derived on each): it covers the rate "
+        "at the target. The intervals at this threshold are Clopper-Pearson, exact only for the rate of the "
+        f"threshold chosen. AUROC {metrics.auroc:.4f} is secondary: the operating points are the result. "
+        "Verdicts on the invariants (L4, L9 and the rest) are in the generation's audit."
     )
     figures_html = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'

@@ -1,8 +1,9 @@
-"""The metrics of an evaluation: L4's operating points with exact and bootstrap intervals,
-Bologna TPR0/TPR10, AUROC (secondary), stratified completeness and the inspection budget.
+"""The metrics of an evaluation: L4's operating points with their headline (bootstrap) intervals
+and exact intervals at each threshold, Bologna TPR0/TPR10, AUROC (secondary), stratified
+completeness and the inspection budget.
 
-The results are ``data_contracts.metrics`` models, metrics.json's shape. An FPR target that the
-negatives cannot resolve carries ``resolved: false``, the negatives needed and nulls, never a number.
+The results are ``data_contracts.metrics`` models, metrics.json's shape. A target that the sample
+cannot resolve carries ``resolved: false``, the sample size needed and nulls, never a number.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from sklearn.metrics import roc_auc_score
 from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson
 from darkhalo.metrics.operating_points import (
     OperatingPoint,
+    Sample,
     completeness_at_fpr,
     evaluate_threshold,
     fpr_at_completeness,
-    threshold_at_fpr,
+    threshold_flagging_at_most,
 )
 from data_contracts.metrics import (
     COMPLETENESS_TARGETS,
@@ -48,20 +50,24 @@ STRATA: dict[str, tuple[float, ...]] = {
 }
 
 
-def point_at_fp_count(pos: np.ndarray, neg: np.ndarray, max_fp: int) -> OperatingPoint:
+def point_at_fp_count(pos: np.ndarray | Sample, neg: np.ndarray | Sample, max_fp: int) -> OperatingPoint:
     """Completeness at the lowest threshold that flags at most ``max_fp`` negatives (Bologna TPRn)."""
-    neg = np.asarray(neg, dtype=np.float64)
-    threshold = threshold_at_fpr(neg, max_fp / neg.size)
+    pos, neg = Sample.of(pos, "positive"), Sample.of(neg, "negative")
+    threshold = threshold_flagging_at_most(neg, max_fp)
     if threshold == -math.inf:  # every negative may be flagged: flag everything with a finite threshold
-        threshold = float(min(np.min(pos), np.min(neg)))
+        threshold = float(min(pos.values[0], neg.values[0]))
     return evaluate_threshold(pos, neg, threshold, "false_positives", max_fp, True)
 
 
-def operating_points(pos: np.ndarray, neg: np.ndarray, min_expected_fp: float) -> dict[str, list[OperatingPoint]]:
-    """Every L4 operating point plus TPR0 and TPR10, keyed by section of metrics.json."""
+def operating_points(
+    pos: np.ndarray | Sample, neg: np.ndarray | Sample, min_expected_fp: float, n_neg_hosts: int | None = None
+) -> dict[str, list[OperatingPoint]]:
+    """Every L4 operating point plus TPR0 and TPR10, keyed by section of metrics.json; FPR targets are
+    resolved by ``n_neg_hosts`` distinct control hosts (default: every negative its own host)."""
+    pos, neg = Sample.of(pos, "positive"), Sample.of(neg, "negative")
     return {
-        "fpr_at_completeness": [fpr_at_completeness(pos, neg, c) for c in COMPLETENESS_TARGETS],
-        "completeness_at_fpr": [completeness_at_fpr(pos, neg, f, min_expected_fp) for f in FPR_TARGETS],
+        "fpr_at_completeness": [fpr_at_completeness(pos, neg, c, min_expected_fp) for c in COMPLETENESS_TARGETS],
+        "completeness_at_fpr": [completeness_at_fpr(pos, neg, f, min_expected_fp, n_neg_hosts) for f in FPR_TARGETS],
         "bologna": [point_at_fp_count(pos, neg, n) for n in BOLOGNA_FP.values()],
     }
 
@@ -72,14 +78,15 @@ def _headline(point: OperatingPoint) -> float:
 
 
 def _reported(point: OperatingPoint, confidence: float, bootstrap: tuple[float, float] | None) -> ReportedPoint:
-    """``point`` as metrics.json reports it: with exact intervals when resolved, every number null when not."""
+    """``point`` as metrics.json reports it: its headline ``bootstrap`` interval (None: not bootstrapped) and
+    exact intervals at its threshold when resolved, every number null when not."""
     if not point.resolved:
         return ReportedPoint(**(asdict(point) | dict.fromkeys(NULL_WHEN_UNRESOLVED)))
     return ReportedPoint(
         **asdict(point),
-        completeness_interval=list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence)),
-        fpr_interval=list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence)),
-        bootstrap_interval=None if bootstrap is None else list(bootstrap),
+        interval=None if bootstrap is None else list(bootstrap),
+        completeness_interval_at_threshold=list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence)),
+        fpr_interval_at_threshold=list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence)),
     )
 
 
@@ -91,31 +98,35 @@ def summarise(
     confidence: float,
     bootstrap_samples: int,
     seed: int,
+    n_neg_hosts: int | None = None,
 ) -> OperatingPointSummary:
-    """metrics.json's core: operating points with exact and bootstrap intervals, TPR0/10, AUROC.
+    """metrics.json's core: operating points with headline and exact intervals, TPR0/10, AUROC.
 
-    The bootstrap interval is of each point's headline rate (FPR for completeness targets,
-    completeness otherwise), with the threshold re-derived from every resample.
+    The headline interval is the bootstrap of each resolved point's headline rate (FPR for
+    completeness targets, completeness otherwise), with the threshold re-derived from every
+    resample; ``n_neg_hosts`` is the distinct control hosts among ``neg`` (default: all distinct).
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    neg = np.asarray(neg, dtype=np.float64)
-    points = operating_points(pos, neg, min_expected_fp)
+    pos_sample, neg_sample = Sample.of(pos, "positive"), Sample.of(neg, "negative")
+    hosts = neg_sample.n if n_neg_hosts is None else n_neg_hosts
+    points = operating_points(pos_sample, neg_sample, min_expected_fp, hosts)
     flat = [p for section in points.values() for p in section]
     resolved = [i for i, p in enumerate(flat) if p.resolved]
 
-    def statistics(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        again = [q for section in operating_points(p, n, min_expected_fp).values() for q in section]
+    def statistics(p: Sample, n: Sample) -> np.ndarray:
+        again = [q for section in operating_points(p, n, min_expected_fp, hosts).values() for q in section]
         return np.array([_headline(again[i]) for i in resolved])
 
     intervals: dict[int, tuple[float, float]] = {}
     if bootstrap_samples > 0 and resolved:
-        bounds = bootstrap_interval(pos, neg, statistics, bootstrap_samples, seed, confidence)
+        bounds = bootstrap_interval(pos_sample, neg_sample, statistics, bootstrap_samples, seed, confidence)
         intervals = {i: (float(lo), float(hi)) for i, (lo, hi) in zip(resolved, bounds, strict=True)}
     reported = [_reported(p, confidence, intervals.get(i)) for i, p in enumerate(flat)]
     n_fpr, n_comp = len(COMPLETENESS_TARGETS), len(FPR_TARGETS)
+    pos, neg = pos_sample.values, neg_sample.values
     return OperatingPointSummary(
-        n_pos=int(pos.size),
-        n_neg=int(neg.size),
+        n_pos=pos_sample.n,
+        n_neg=neg_sample.n,
+        n_neg_hosts=hosts,
         confidence=confidence,
         min_expected_false_positives=min_expected_fp,
         bootstrap_samples=bootstrap_samples,
@@ -169,10 +180,12 @@ def stratified_completeness(
 
 def inspection_budget(point: ReportedPoint, survey_hosts: int, prevalence: float) -> InspectionBudget:
     """Expected true and false candidates when a survey of ``survey_hosts`` hosts with ``prevalence``
-    lenses per host is cut at this (resolved) operating point, and the candidates' purity; ``_high``
-    and ``_low`` use the upper end of the FPR's exact interval (a measured FPR of 0 is not 0)."""
+    lenses per host is cut at this (resolved) operating point's threshold, and the candidates' purity;
+    ``_high`` and ``_low`` use the upper end of the FPR's exact interval at that threshold, the rate the
+    survey will see (a measured FPR of 0 is not 0)."""
     true = survey_hosts * prevalence * point.completeness
-    false, false_high = (survey_hosts * (1 - prevalence) * fpr for fpr in (point.fpr, point.fpr_interval[1]))
+    fprs = (point.fpr, point.fpr_interval_at_threshold[1])
+    false, false_high = (survey_hosts * (1 - prevalence) * fpr for fpr in fprs)
     return InspectionBudget(
         survey_hosts=survey_hosts,
         lens_prevalence=prevalence,
@@ -194,8 +207,11 @@ def evaluation_metrics(
     survey_hosts: int,
     prevalence: float,
 ) -> EvaluationMetrics:
-    """metrics.json without its probes: ``summarise`` of the scores (columns label, score and positives'
-    metadata) plus stratified completeness and the inspection budget at every resolved L4 operating point."""
+    """metrics.json without its probes: ``summarise`` of the scores (columns label, score, host_id and
+    positives' metadata) plus stratified completeness and the inspection budget at every resolved L4
+    operating point. The FPR targets are resolved by the controls' distinct host_id."""
+    if "host_id" not in scores:
+        raise ValueError("scores: no host_id column (the FPR resolution counts the controls' distinct hosts)")
     positive = scores["label"].to_numpy() == 1
     pos_scores = scores["score"].to_numpy(np.float64)[positive]
     summary = summarise(
@@ -205,6 +221,7 @@ def evaluation_metrics(
         confidence=confidence,
         bootstrap_samples=bootstrap_samples,
         seed=seed,
+        n_neg_hosts=int(scores.loc[~positive, "host_id"].nunique()),
     )
     meta = scores.loc[positive].reset_index(drop=True)
     points = summary.resolved_points()

@@ -8,20 +8,14 @@ renames into place) and returns row counts and the contract findings on what it 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from darkhalo.progress import Tracker, track
 from darkhalo.spec import EngineSpec
 from data_contracts.findings import Finding
 
@@ -77,17 +71,9 @@ class StageContext:
 
         return get_spark(self.engine)
 
-    def progress(self) -> Progress:
-        """A progress display for long loops: ``with ctx.progress() as p: task = p.add_task(...)``."""
-        return Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
+    def track(self, description: str, total: float | None, unit: str = "stamps") -> AbstractContextManager[Tracker]:
+        """A progress bar on the stage console (darkhalo.progress.track): ``with ctx.track(...) as bar:``."""
+        return track(self.console, description, total, unit)
 
 
 @dataclass

@@ -1,55 +1,82 @@
-"""The inject stage: stamps. Spark ``mapInPandas`` over the manifest: cutouts from the survey provider,
-arcs rendered in batches (darkhalo.injection), shards ``inject/stamps/part-*.parquet`` in the
-darkhalo.stamps format sorted by stamp_id, with the per-stamp record the invariants read.
+"""The inject stage: stamps. One Spark task per shard ``inject/stamps/part-*.parquet`` (darkhalo.stamps
+format): the manifest's rows in stamp_id order, ``injection.shard_rows`` a shard, each task reading its
+rows, taking cutouts from the survey provider, rendering arcs in batches (darkhalo.injection) and
+writing its shard itself, so no pixel passes through the JVM and the shards are the same however Spark
+schedules the tasks. A task returns its stamps' summary columns, which the stage reports.
 
 Its gate (darkhalo.audit.judges.judge_stamps): the stamp metadata schema, L3 (injection PSF wings
-against real DECam PSFs), L7 (realistic, visible arcs), L8 (every written stamp against its cutout
-fetched again and its arc rendered again, and a point source through the injection PSF).
+against real DECam PSFs), L7 (realistic, visible arcs), L8 (every stamp's bytes, pixels and record,
+and a seeded sample against its cutout fetched again and its arc rendered again, and a point source
+through the injection PSF).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
-from darkhalo import layout, tables
+from darkhalo import layout
 from darkhalo.injection import Rendering, inject_batch
-from darkhalo.sparkio import spark_schema, write_sorted_parquet
+from darkhalo.progress import spark_job
+from darkhalo.sparkio import key_ranges, run_tasks, write_part
 from darkhalo.spec import SurveySpec
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
 from data_contracts.stamps import shard_schema
 
-#: Columns the stage's summary reads back from the written shards.
+#: Columns of each stamp a shard's task returns for the stage's summary.
 SUMMARY_COLUMNS = ["label", "split", "arc_snr", "magnification"]
 
 
-def inject_batches(
-    batches: Iterator[pd.DataFrame], *, rendering: Rendering, survey: SurveySpec
-) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: manifest rows -> stamps (cutouts from ``survey``), the injection batch_size rows per render."""
+def shard_rows(manifest: list[Path], first: int, last: int) -> pd.DataFrame:
+    """The manifest rows with ``first <= stamp_id <= last``, in stamp_id order."""
+    stamp_id = pc.field("stamp_id")
+    rows = ds.dataset(manifest, format="parquet").to_table(filter=(stamp_id >= first) & (stamp_id <= last))
+    return rows.to_pandas().sort_values("stamp_id", ignore_index=True)
+
+
+def write_shard(rows: pd.DataFrame, target: Path, *, rendering: Rendering, survey: SurveySpec) -> pd.DataFrame:
+    """Stamps of manifest ``rows`` (stamp_id order) into the shard ``target``, one row group per render
+    batch of ``injection.batch_size`` rows (cutouts from ``survey``); returns their SUMMARY_COLUMNS."""
     provider = provider_for(survey, rendering.seed)
-    step = rendering.injection.batch_size
-    for batch in batches:
-        for start in range(0, len(batch), step):
-            yield inject_batch(batch.iloc[start : start + step], provider, rendering=rendering)
+    schema, step = shard_schema(), rendering.injection.batch_size
+    summaries = []
+
+    def batches() -> Iterator[pa.Table]:
+        for start in range(0, len(rows), step):
+            stamps = inject_batch(rows.iloc[start : start + step], provider, rendering=rendering)
+            summaries.append(stamps[SUMMARY_COLUMNS])
+            yield pa.Table.from_pandas(stamps, schema=schema, preserve_index=False)
+
+    write_part(target, batches(), schema)
+    return pd.concat(summaries, ignore_index=True)
 
 
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
-    parts = layout.parts(ctx.input("manifest"), layout.MANIFEST)
-    n_rows = sum(tables.num_rows(p) for p in parts)
-    ctx.console.print(f"  injecting {n_rows:,} stamps ({spec.stamps.size}x{spec.stamps.size}, PSF {spec.psf.model})")
-    # one Spark task per render batch or so, so every core renders (the manifest may be one file)
-    n_tasks = max(1, -(-n_rows // spec.injection.batch_size))
-    manifest = ctx.spark().read.parquet(*[str(p) for p in parts]).repartition(n_tasks, "stamp_id")
+    manifest = layout.parts(ctx.input("manifest"), layout.MANIFEST)
+    ids = ds.dataset(manifest, format="parquet").to_table(columns=["stamp_id"])["stamp_id"].to_numpy()
+    if not ids.size:
+        raise ValueError(f"{manifest[0].parent}: the manifest has no rows to stamp")
+    ctx.console.print(f"  injecting {ids.size:,} stamps ({spec.stamps.size}x{spec.stamps.size}, PSF {spec.psf.model})")
+    shards = list(enumerate(key_ranges(ids, spec.injection.shard_rows)))
+    folder = ctx.out / layout.STAMPS
     rendering, survey = Rendering.of(spec), spec.survey
-    stamps = manifest.mapInPandas(
-        lambda batches: inject_batches(batches, rendering=rendering, survey=survey), spark_schema(shard_schema())
-    )
-    shards = write_sorted_parquet(stamps, ctx.out / layout.STAMPS, "stamp_id", spec.injection.shard_rows, n_rows)
-    record = pd.concat([pd.read_parquet(p, columns=SUMMARY_COLUMNS) for p in shards], ignore_index=True)
+
+    def shard(item: tuple[int, tuple[int, int]]) -> pd.DataFrame:
+        index, (first, last) = item
+        target = folder / f"part-{index:05d}.parquet"
+        return write_shard(shard_rows(manifest, first, last), target, rendering=rendering, survey=survey)
+
+    spark = ctx.spark()
+    with spark_job(spark, ctx.console, "injecting", ids.size) as done:
+        record = pd.concat(run_tasks(spark, shards, shard), ignore_index=True)
+        done()
     return StageResult(rows={"stamps": len(record)}, measured=_summary(record))
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from darkhalo import layout, tables
 from darkhalo.expansion import PARENT_COLUMNS, Expansion, configs_per_host, expand_hosts, host_frame
+from darkhalo.progress import spark_job
 from darkhalo.sparkio import spark_schema, write_sorted_parquet
 from darkhalo.stages.base import StageContext, StageResult
 from data_contracts.manifest import Manifest
@@ -52,9 +53,10 @@ def run(ctx: StageContext) -> StageResult:
     expansion = Expansion.of(spec)
     expanded = parent.mapInPandas(lambda batches: expand_batches(batches, expansion=expansion), spark_schema(Manifest))
     ctx.console.print(f"  expanding {n_parent:,} parent hosts x {configs_per_host(spec.grid)} configs in Spark")
-    parts = write_sorted_parquet(
-        expanded, ctx.out / layout.MANIFEST, "stamp_id", ROWS_PER_PART, n_parent * (configs_per_host(spec.grid) + 1)
-    )
+    with spark_job(spark, ctx.console, "expand and sort manifest", n_parent, unit="hosts"):
+        parts = write_sorted_parquet(
+            expanded, ctx.out / layout.MANIFEST, "stamp_id", ROWS_PER_PART, n_parent * (configs_per_host(spec.grid) + 1)
+        )
 
     counted = pd.concat([pd.read_parquet(p, columns=COUNT_COLUMNS) for p in parts], ignore_index=True)
     return StageResult(rows={"manifest": len(counted)}, measured=_counts(counted, n_parent))

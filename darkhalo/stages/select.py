@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 
 from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file, write_json
+from darkhalo.progress import spark_job
 from darkhalo.sparkio import spark_schema
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
@@ -88,7 +89,8 @@ def run(ctx: StageContext) -> StageResult:
     parts = layout.parts(ctx.input("survey"), layout.CATALOG)
     catalog, origin = read_catalog_parts(parts)
     n_input = len(catalog)
-    edge = validate_catalog(catalog, ctx.out / layout.VALIDATION)
+    with ctx.track("validate catalog (Great Expectations)", None, unit="rows"):  # elapsed time only: GE
+        edge = validate_catalog(catalog, ctx.out / layout.VALIDATION)  # runs the whole frame at once
     edge_check, bad = edge_finding(edge, origin, catalog, selection.quarantine_bad_rows)
     measured: dict[str, Any] = {"input": n_input, "edge_expectations": edge.n_expectations}
     if not edge_check.passed:
@@ -104,8 +106,10 @@ def run(ctx: StageContext) -> StageResult:
 
     spark = ctx.spark()
     clean = clean_catalog(spark, parts, catalog.loc[bad, list(KEY)])
-    n_clean = clean.count()
-    selected = select_rows(spark, clean, selection).toPandas()
+    with spark_job(spark, ctx.console, "read catalog", n_input, unit="rows"):
+        n_clean = clean.count()
+    with spark_job(spark, ctx.console, f"select {selection.variant}", n_clean, unit="rows"):
+        selected = select_rows(spark, clean, selection).toPandas()
     selected = with_known_lenses(selected, known_lens_path(selection.known_lenses), selection.known_lens_radius_arcsec)
     _write_parts(selected, ctx.out / layout.PARENT_SAMPLE)
 

@@ -1,8 +1,9 @@
 """The survey stage: the catalog every later stage reads, as ``catalog/part-*.parquet`` with exactly
 the sweep columns (darkhalo.surveys.columns.SWEEP_COLUMNS).
 
-- mock: Spark spreads the mock's row blocks over its workers; each block is written as
-  ``part-<block>.parquet``, so the files are bit-identical however the work is partitioned.
+- mock: Spark spreads the mock's row blocks over its workers (a bar follows them on a terminal); each
+  block is written as ``part-<block>.parquet``, so the files are bit-identical however the work is
+  partitioned.
 - legacy: real sweep/tractor files (FITS or parquet, paths or globs) go through
   darkhalo.surveys.legacy.ingest_catalogs.
 
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from darkhalo import layout
+from darkhalo.progress import spark_job
 from darkhalo.spec import GenerationSpec, MockSurvey
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.mock import n_blocks, write_block
@@ -39,8 +41,8 @@ def run(ctx: StageContext) -> StageResult:
     if isinstance(survey, MockSurvey):
         blocks = n_blocks(survey)
         task = partial(write_block, survey, ctx.spec.seed, folder)
-        counts = spark.sparkContext.parallelize(range(blocks), blocks).map(task).collect()
-        rows = sum(counts)
+        with spark_job(spark, ctx.console, "write mock catalog", survey.n_objects, unit="rows"):
+            rows = sum(spark.sparkContext.parallelize(range(blocks), blocks).map(task).collect())
     else:  # imported here: astropy stays out of the Spark workers that write mock blocks
         from darkhalo.surveys.legacy import catalog_paths, ingest_catalogs
 

@@ -5,6 +5,7 @@ stopped. Writes ``model.pt`` (the best epoch's weights, arch and normalisation n
 ``history.parquet`` (one row per epoch), ``checkpoints/epoch-XXX.pt`` (full training state) and
 ``model_inputs.json`` (the shard columns read, those the model's input was built from, and what
 every forward call received): the record the train judge (darkhalo.audit.judges) holds to L10.
+A person sees a bar per epoch (stamps/s, ETA, running loss) and a log line per finished epoch.
 """
 
 from __future__ import annotations
@@ -12,19 +13,26 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from rich.console import Console
 
 from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json
+from darkhalo.progress import Tracker
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from darkhalo.training.device import resolve_device
-from darkhalo.training.loop import fit
+from darkhalo.training.loop import TrainStep, fit
 from darkhalo.training.store import load_store
 from data_contracts.history import TrainingHistory
 from data_contracts.schema import arrow_schema
+
+#: Seconds between reads of the running loss (each read waits for the device).
+LOSS_EVERY_S = 0.5
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -35,8 +43,8 @@ def run(ctx: StageContext) -> StageResult:
     train = load_store(stamps, "train", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-train.npy")
     val = load_store(stamps, "val", ctx.spec.stamps.size, device, spill=ctx.scratch / "store-val.npy")
 
-    with ctx.progress() as progress:
-        task = progress.add_task(f"train {spec.arch} on {device}", total=None)
+    with ctx.track(f"train {spec.arch} on {device}", None, unit="images") as bar:
+        display = TrainDisplay(ctx.console, bar, spec.arch, spec.epochs)
         result = fit(
             train,
             val,
@@ -44,7 +52,8 @@ def run(ctx: StageContext) -> StageResult:
             ctx.spec.seed,
             ctx.scratch / "checkpoints",
             min_expected_fp=ctx.spec.evaluate.min_expected_false_positives,
-            on_step=lambda done, total: progress.update(task, completed=done, total=total),
+            on_step=display.step,
+            on_epoch=display.epoch,
         )
 
     checkpoints = ctx.out / "checkpoints"
@@ -82,6 +91,44 @@ def run(ctx: StageContext) -> StageResult:
             "resumed_from_epoch": result.resumed_from,
             "images_per_s": [round(r["images_per_s"], 1) for r in result.history],
         },
+    )
+
+
+class TrainDisplay:
+    """What a person sees of ``fit``: a bar per epoch over its stamps (images/s, ETA) noting the running
+    loss, and ``epoch_line`` per finished epoch, printed on any console (a log line, not a bar)."""
+
+    def __init__(self, console: Console, bar: Tracker, arch: str, epochs: int) -> None:
+        self.console, self.bar, self.arch, self.epochs = console, bar, arch, epochs
+        self._noted = -math.inf  # time.monotonic() of the last loss read
+
+    def step(self, step: TrainStep) -> None:
+        """``fit``'s on_step: the bar follows the epoch's stamps; the loss is read at most every LOSS_EVERY_S."""
+        if step.step == 1:
+            self.bar.restart(f"train {self.arch} epoch {step.epoch}/{self.epochs}", step.steps * step.batch)
+            self._noted = -math.inf
+        self.bar.advance(step.batch)
+        now = time.monotonic()
+        if now - self._noted >= LOSS_EVERY_S:
+            self.bar.note(f"loss {step.running_loss():.3f}")
+            self._noted = now
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """``fit``'s on_epoch: one summary line."""
+        self.console.print(epoch_line(row, self.epochs), soft_wrap=True)
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """A finished epoch in one line: losses, val completeness at the selection FPR, throughput, time."""
+    completeness = row["select_completeness"]
+    at_fpr = (
+        f"val completeness {completeness:.3f} at FPR {row['select_fpr']:.3g}"
+        if math.isfinite(completeness)
+        else "val completeness unresolved"
+    )
+    return (
+        f"  epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+        f"{at_fpr}, {row['images_per_s']:,.0f} images/s, {row['epoch_s']:.1f} s"
     )
 
 

@@ -87,6 +87,14 @@ def read_catalog(path: Path) -> pd.DataFrame:
     return _read_parquet(path) if _is_parquet(path) else _read_fits(path)
 
 
+def count_rows(path: Path) -> int:
+    """A catalog file's row count, from its parquet footer or its binary table's header."""
+    if _is_parquet(path):
+        return pq.ParquetFile(path).metadata.num_rows
+    with _fits_table(path) as hdus:
+        return int(_bintable(path, hdus).header["NAXIS2"])
+
+
 def _fits_table(path: Path) -> fits.HDUList:
     try:
         return fits.open(path, memmap=True)

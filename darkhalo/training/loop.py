@@ -44,7 +44,25 @@ FORMAT = 2
 #: The optimizer classes a spec's ``train.optimizer`` names.
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW}
 
-StepCallback = Callable[[int, int], None]
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Where training stands after an optimizer step, for a progress display: step ``step`` of ``steps``
+    in epoch ``epoch``, ``batch`` stamps a step."""
+
+    epoch: int
+    step: int
+    steps: int
+    batch: int
+    loss_sum: torch.Tensor  # the epoch's batch losses summed so far, on the device
+
+    def running_loss(self) -> float:
+        """The epoch's mean batch loss so far; reading it waits for the device, so a display reads it sparingly."""
+        return float(self.loss_sum) / self.step
+
+
+StepCallback = Callable[[TrainStep], None]
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 # --- choosing the best epoch ----------------------------------------------------------------------
@@ -217,7 +235,6 @@ class Trainer:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     generator: torch.Generator  # shuffles and augmentation draws
-    total_steps: int
     bf16: bool
     memory_format: torch.memory_format
 
@@ -241,15 +258,9 @@ class Trainer:
             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=loss_function(spec),
             generator=torch.Generator(device=device).manual_seed(seed),
-            total_steps=total_steps,
             bf16=uses_bf16(spec, device),
             memory_format=memory_format,
         )
-
-    @property
-    def steps_done(self) -> int:
-        """Optimizer steps taken so far (the scheduler counts them, and is resumed with them)."""
-        return self.scheduler.last_epoch
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimizer step on a batch already on the device; returns the (detached) batch loss."""
@@ -280,7 +291,7 @@ def train_one_epoch(
     """``steps`` full batches in a fresh seeded order, augmented by ``table`` on the device.
 
     Returns the epoch's mean train loss, the learning rate it ended at and its throughput;
-    ``on_step(done, total)`` is called after every optimizer step.
+    ``on_step`` is called after every optimizer step.
     """
     started = time.perf_counter()
     trainer.model.train()
@@ -289,9 +300,10 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=trainer.device)
     for step in range(steps):
         images, labels = train.batch(order[step * batch : (step + 1) * batch])
-        loss_sum += trainer.step(augment(images, table, trainer.generator), labels)
+        # out of place: the sum a TrainStep holds stays its step's
+        loss_sum = loss_sum + trainer.step(augment(images, table, trainer.generator), labels)
         if on_step is not None:
-            on_step(trainer.steps_done, trainer.total_steps)
+            on_step(TrainStep(epoch, step + 1, steps, batch, loss_sum))
     train_loss = float(loss_sum) / steps  # float() waits for the device
     train_s = time.perf_counter() - started
     if not math.isfinite(train_loss):
@@ -408,11 +420,13 @@ def fit(
     checkpoint_dir: Path,
     min_expected_fp: float,
     on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """Train ``spec.arch`` on ``train``, validate on ``val`` each epoch, resuming from ``checkpoint_dir``.
 
     ``min_expected_fp`` is the resolvability rule (the evaluate stage's): the best epoch is judged at
-    an FPR where the val negatives expect at least that many false positives.
+    an FPR where the val negatives expect at least that many false positives. ``on_step`` sees every
+    optimizer step (darkhalo.training.loop.TrainStep), ``on_epoch`` every finished epoch's history row.
     """
     if len(train) < 2:
         raise ValueError(f"need at least 2 train stamps (batch norm), got {len(train)}")
@@ -445,6 +459,8 @@ def fit(
             save_checkpoint(
                 checkpoint_dir / checkpoint_name(epoch), training_state(trainer, args, epoch, history, inputs)
             )
+            if on_epoch is not None:
+                on_epoch(row)
 
     best_epoch, reason = choose_best(history, rule)
     return FitResult(

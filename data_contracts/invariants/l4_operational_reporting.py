@@ -1,5 +1,6 @@
 """L4, operational reporting: metrics.json holds every operating point with counts and intervals,
-unresolved FPR targets as unresolved (no number), and no AUROC without the operating points."""
+unresolved targets as unresolved (no number), resolution counted on distinct control hosts, and no
+AUROC without the operating points."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from data_contracts.metrics import metrics_problems
 LESSON = LESSONS["L4"]
 
 
-def check(metrics: Any) -> Finding:
+def check(metrics: Any, control_hosts: int | None = None) -> Finding:
     """Judge parsed metrics.json, any JSON value, against the L4 contract (data_contracts.metrics):
-    a value that does not fit the model is a failed finding naming the field, never an exception."""
+    a value that does not fit the model is a failed finding naming the field, never an exception.
+    ``control_hosts`` (the distinct hosts of the scored controls) is what ``n_neg_hosts`` must say."""
     problems = metrics_problems(metrics)
+    claimed = metrics.get("n_neg_hosts") if isinstance(metrics, dict) else None
+    if control_hosts is not None and claimed != control_hosts:
+        problems.append(f"n_neg_hosts: {claimed} but the scored controls sit on {control_hosts} distinct hosts")
     evidence, count = evidence_rows([{"problem": p} for p in problems])
     return Finding(
         id=LESSON.id,

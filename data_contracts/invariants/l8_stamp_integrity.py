@@ -51,7 +51,6 @@ def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, la
     """
     labels = np.asarray(labels)
     problems = np.full(len(labels), "", dtype=object)
-    finite = np.isfinite(images).all(axis=(1, 2, 3))
     controls = labels == 0
     same_bits = (images.view(np.uint32) == cutouts.view(np.uint32)).all(axis=(1, 2, 3))
     cut64, arc64 = cutouts.astype(np.float64), arcs.astype(np.float64)
@@ -61,20 +60,24 @@ def stamp_problems(images: np.ndarray, cutouts: np.ndarray, arcs: np.ndarray, la
     exact = (residual <= allowed).all(axis=(1, 2, 3))
     problems[~controls & ~exact] = "stamp - cutout != arc"
     problems[controls & ~same_bits] = "control differs from its cutout"
-    problems[~finite] = "non-finite pixels"
-    return problems
+    finite = finite_problems(images)
+    return np.where(finite != "", finite, problems)
 
 
-def check_recorded(stamp_ids: np.ndarray, problems: np.ndarray) -> Finding:
-    """The L8 stamp part from per-stamp problems recorded where the stamps were made."""
+def finite_problems(images: np.ndarray) -> np.ndarray:
+    """Per stamp (N, 3, S, S) "non-finite pixels" or ""."""
+    finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    return np.where(finite, "", "non-finite pixels").astype(object)
+
+
+def check_recorded(
+    stamp_ids: np.ndarray, problems: np.ndarray, checked: str = "finite, controls untouched, positives = cutout + arc"
+) -> Finding:
+    """An L8 stamp part from per-stamp problems ("" when none), ``checked`` saying what was checked."""
     problems = np.asarray(problems, dtype=object)
     bad = np.flatnonzero(problems != "")
     rows = [{"stamp_id": int(stamp_ids[i]), "problem": str(problems[i])} for i in bad]
-    return _finding(
-        not rows,
-        f"{len(rows)} problem(s) in {len(problems)} stamps (finite, controls untouched, positives = cutout + arc)",
-        rows,
-    )
+    return _finding(not rows, f"{len(rows)} problem(s) in {len(problems)} stamps ({checked})", rows)
 
 
 def check_point_source(offsets_pix: np.ndarray, flux_ratios: np.ndarray, thresholds: L8Thresholds) -> Finding:

@@ -1,0 +1,77 @@
+"""The survey-scale spec: its whole manifest, expanded in pandas exactly as the manifest stage
+expands it, has a test split that resolves completeness at FPR 1e-3 and 1e-4 (not 1e-5), and the
+pre-flight forecast says so before anything runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import SPECS
+from typer.testing import CliRunner
+
+from darkhalo.audit.preflight import forecast_test_split
+from darkhalo.cli import app
+from darkhalo.expansion import Expansion, expand_hosts, host_frame
+from darkhalo.spec import GenerationSpec, load_spec
+from darkhalo.surveys import mock
+from data_contracts.parent_sample import cuts_mask
+
+
+def whole_test_split(spec: GenerationSpec) -> pd.DataFrame:
+    """Every test-split manifest row of the spec's mock sky (all catalog blocks, the pandas cuts)."""
+    selection = spec.selection.model_dump()
+    parent = []
+    for block in range(mock.n_blocks(spec.survey)):
+        catalog = mock.mock_catalog(spec.survey, spec.seed, block)
+        parent.append(catalog[cuts_mask(catalog, selection)])
+    hosts = pd.concat(parent, ignore_index=True)
+    hosts["KNOWN_LENS"] = False
+    expansion = Expansion.of(spec)
+    manifest = expand_hosts(host_frame(hosts, expansion=expansion), expansion=expansion)
+    return manifest[manifest["split"] == "test"]
+
+
+@pytest.fixture(scope="module")
+def survey_scale() -> GenerationSpec:
+    return load_spec(SPECS / "survey_scale.yaml")
+
+
+@pytest.fixture(scope="module")
+def test_split(survey_scale) -> pd.DataFrame:
+    return whole_test_split(survey_scale)
+
+
+def test_the_survey_scale_test_split_resolves_1e_3_and_1e_4_on_distinct_hosts(survey_scale, test_split) -> None:
+    test = test_split
+    controls = test[test["label"] == 0]
+    assert controls["host_id"].is_unique, "every test control is a distinct host"
+    assert len(controls) >= 120_000
+    assert int((test["label"] == 1).sum()) >= 10_000
+    min_fp = survey_scale.evaluate.min_expected_false_positives
+    assert len(controls) * 1e-4 >= min_fp > len(controls) * 1e-5
+
+
+def test_the_forecast_matches_the_whole_expansion(survey_scale, test_split) -> None:
+    test = test_split
+    forecast = forecast_test_split(survey_scale)
+    n_controls = test.loc[test["label"] == 0, "host_id"].nunique()
+    assert forecast.test_control_hosts == pytest.approx(n_controls, rel=0.05)
+    assert forecast.test_positives == pytest.approx(int((test["label"] == 1).sum()), rel=0.1)
+    assert [forecast.resolves(f) for f in (1e-2, 1e-3, 1e-4, 1e-5)] == [True, True, True, False]
+
+
+def test_the_forecast_counts_distinct_control_hosts_not_control_stamps() -> None:
+    """Gen 1's paired controls repeat each host's image once per grid config: 48 stamps, one negative."""
+    spec = load_spec(SPECS / "gen1_resnet18_v3_color_relaxed.yaml")
+    forecast = forecast_test_split(spec)
+    assert forecast.test_positives > 20 * forecast.test_control_hosts
+    assert not forecast.resolves(1e-3)
+
+
+def test_spec_check_prints_which_fpr_targets_the_test_split_resolves() -> None:
+    result = CliRunner().invoke(app, ["spec", "check", str(SPECS / "survey_scale.yaml"), str(SPECS / "embedded.yaml")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "test split forecast" in line]
+    assert len(lines) == 2
+    assert "resolves FPR 0.01, 0.001, 0.0001; unresolved: 1e-05 (needs 1,000,000)" in lines[0]
+    assert "resolves FPR none" in lines[1]
