@@ -54,7 +54,9 @@ def _stamp_record() -> pd.DataFrame:
 
 def _scores() -> pd.DataFrame:
     labels = np.array([1, 0, 1, 0], dtype=np.int8)
-    return pd.DataFrame({"stamp_id": np.arange(4), "label": labels, "split": "test", "score": [2.0, -1.0, 0.5, 0.0]})
+    scores = [2.0, -1.0, 0.5, 0.0]
+    columns = {"stamp_id": np.arange(4), "label": labels, "split": "test", "host_id": np.arange(4), "score": scores}
+    return pd.DataFrame(columns)
 
 
 def _history() -> pd.DataFrame:

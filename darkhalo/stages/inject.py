@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from darkhalo import layout
+from darkhalo import layout, tables
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.progress import spark_job
 from darkhalo.sparkio import key_ranges, run_tasks, write_part
@@ -60,7 +61,7 @@ def write_shard(rows: pd.DataFrame, target: Path, *, rendering: Rendering, surve
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     manifest = layout.parts(ctx.input("manifest"), layout.MANIFEST)
-    ids = ds.dataset(manifest, format="parquet").to_table(columns=["stamp_id"])["stamp_id"].to_numpy()
+    ids = np.concatenate([tables.read_table(p, columns=["stamp_id"])["stamp_id"].to_numpy() for p in manifest])
     if not ids.size:
         raise ValueError(f"{manifest[0].parent}: the manifest has no rows to stamp")
     ctx.console.print(f"  injecting {ids.size:,} stamps ({spec.stamps.size}x{spec.stamps.size}, PSF {spec.psf.model})")
