@@ -9,35 +9,46 @@ records what the invariants need: arc flux per band, integrated arc S/N and magn
 
 Arc S/N is the matched-filter S/N over the three bands, sqrt(sum arc^2 invvar) (no
 sky-subtraction residuals: the best a detector could do; the L7 shares are judged on it).
+
+A shard of the inject stage (``stamp_shard``, one Spark task) is its manifest rows through the
+batch function, ``injection.batch_size`` rows a batch and a row group, written by pyarrow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import torch
 
 from darkhalo.hashing import uniform
 from darkhalo.lensing.pixelized import pixelized_kernels, psfex_by_band
 from darkhalo.lensing.psf import psf_kernels
 from darkhalo.lensing.render import ArcParams, convergence_errors, render_arcs
-from darkhalo.spec import GenerationSpec, InjectionSpec, PsfSpec, StampsSpec
+from darkhalo.sparkio import write_part
+from darkhalo.spec import GenerationSpec, InjectionSpec, PsfSpec, StampsSpec, SurveySpec
 from darkhalo.spec_view import SpecView
 from darkhalo.stamps import encode_images
-from darkhalo.surveys.provider import CutoutProvider, Cutouts
-from data_contracts.stamps import shard_schema
-from data_contracts.survey import BANDS, flux_to_mag, mag_to_flux
+from darkhalo.surveys.provider import CutoutProvider, Cutouts, provider_for
+from data_contracts.stamps import IMAGE, shard_schema
+from data_contracts.survey import BANDS, KEY, flux_to_mag, mag_to_flux
 
 #: Photo-electrons per nanomaggy for the arc's photon noise: DECam zero points (AB mag for
 #: 1 e-/s: g 25.08, r 25.29, z 24.92) over a 90 s exposure.
 ELECTRONS_PER_NANOMAGGY = {b: 90.0 / float(mag_to_flux(zp)) for b, zp in zip(BANDS, (25.08, 25.29, 24.92), strict=True)}
 #: Arcs and kernels are computed in float32 (the stamps' own precision; ~2x faster than float64).
 RENDER_DTYPE = torch.float32
-#: A stamp shard's columns, in order (data_contracts.stamps.shard_schema).
-STAMP_COLUMNS = tuple(shard_schema().names)
+#: A stamp shard's Arrow schema (data_contracts.stamps.shard_schema) and its columns, in order.
+SHARD_SCHEMA = shard_schema()
+STAMP_COLUMNS = tuple(SHARD_SCHEMA.names)
+#: Columns of each stamp a shard's task returns for the stage's summary.
+SUMMARY_COLUMNS = ["label", "split", "arc_snr", "magnification"]
 
 
 @dataclass(frozen=True)
@@ -154,30 +165,66 @@ def render_rows(rows: pd.DataFrame, cut: Cutouts, *, rendering: Rendering) -> Ar
     return Arcs(arcs, magnification)
 
 
-def inject_batch(rows: pd.DataFrame, provider: CutoutProvider, *, rendering: Rendering) -> pd.DataFrame:
-    """Stamps (STAMP_COLUMNS) for a batch of manifest rows: cutout + arc, controls untouched."""
+def inject_batch(rows: pd.DataFrame, provider: CutoutProvider, *, rendering: Rendering) -> pa.Table:
+    """Stamps for a batch of manifest rows as a shard's rows (SHARD_SCHEMA): cutout + arc, controls
+    untouched. The images go into Arrow as one buffer, with no per-row Python objects."""
     rows = rows.reset_index(drop=True)
     cut = host_cutouts(rows, provider, rendering.stamps.size)
     arcs = render_rows(rows, cut, rendering=rendering)
-    stamps = cut.images + arcs.images
     positive = (rows["label"] == 1).to_numpy()
-    arc_flux = arcs.images.sum(axis=(2, 3))
-    snr = np.sqrt((arcs.images.astype(np.float64) ** 2 * cut.invvar).sum(axis=(1, 2, 3)))
-    out = pd.DataFrame(
-        {
-            "stamp_id": rows["stamp_id"].to_numpy(),
-            "label": rows["label"].to_numpy(dtype=np.int8),
-            "split": rows["split"].to_numpy(),
-            "image": encode_images(stamps).to_pylist(),
-            **{k: rows[k].to_numpy() for k in ("RELEASE", "BRICKID", "OBJID", "host_id", "RA", "DEC", "config_id")},
-            "theta_e": rows["theta_e"].to_numpy(dtype=np.float64),
-            "psfsize_r": rows["PSFSIZE_R"].to_numpy(dtype=np.float64),
-            "src_mag_r": rows["src_mag_r"].to_numpy(dtype=np.float64),
-            "host_mag_r": flux_to_mag(rows["FLUX_R"].to_numpy()),
-            **{f"arc_flux_{b}": np.where(positive, arc_flux[:, i], np.nan) for i, b in enumerate(BANDS)},
-            "arc_snr": np.where(positive, snr, np.nan),
-            "magnification": arcs.magnification,
-            "psf_model": np.where(positive, rendering.psf.model, ""),
-        }
-    )
-    return out.loc[:, list(STAMP_COLUMNS)]
+    arc = arcs.images[positive]
+    arc_flux = np.full((len(rows), len(BANDS)), np.nan)
+    arc_flux[positive] = arc.sum(axis=(2, 3))
+    snr = np.full(len(rows), np.nan)
+    snr[positive] = np.sqrt((arc.astype(np.float64) ** 2 * cut.invvar[positive]).sum(axis=(1, 2, 3)))
+    columns = {
+        **{k: rows[k].to_numpy() for k in ("stamp_id", "label", "split", *KEY, "host_id", "RA", "DEC", "config_id")},
+        "image": encode_images(cut.images + arcs.images),
+        "theta_e": rows["theta_e"].to_numpy(dtype=np.float64),
+        "psfsize_r": rows["PSFSIZE_R"].to_numpy(dtype=np.float64),
+        "src_mag_r": rows["src_mag_r"].to_numpy(dtype=np.float64),
+        "host_mag_r": flux_to_mag(rows["FLUX_R"].to_numpy()),
+        **{f"arc_flux_{b}": arc_flux[:, i] for i, b in enumerate(BANDS)},
+        "arc_snr": snr,
+        "magnification": arcs.magnification,
+        "psf_model": np.where(positive, rendering.psf.model, ""),
+    }
+    arrays = [
+        columns[f.name] if f.name == IMAGE else pa.array(columns[f.name], type=f.type, from_pandas=True)
+        for f in SHARD_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+
+
+def shard_rows(manifest: list[Path], first: int, last: int) -> pd.DataFrame:
+    """The manifest rows with ``first <= stamp_id <= last``, in stamp_id order."""
+    stamp_id = pc.field("stamp_id")
+    rows = ds.dataset(manifest, format="parquet").to_table(filter=(stamp_id >= first) & (stamp_id <= last))
+    return rows.to_pandas().sort_values("stamp_id", ignore_index=True)
+
+
+def write_shard(rows: pd.DataFrame, target: Path, *, rendering: Rendering, survey: SurveySpec) -> pd.DataFrame:
+    """Stamps of manifest ``rows`` (stamp_id order) into the shard ``target``, one row group per render
+    batch of ``injection.batch_size`` rows (cutouts from ``survey``); returns their SUMMARY_COLUMNS."""
+    provider = provider_for(survey, rendering.seed)
+    step = rendering.injection.batch_size
+    summaries = []
+
+    def batches() -> Iterator[pa.Table]:
+        for start in range(0, len(rows), step):
+            stamps = inject_batch(rows.iloc[start : start + step], provider, rendering=rendering)
+            summaries.append(stamps.select(SUMMARY_COLUMNS).to_pandas())
+            yield stamps
+
+    write_part(target, batches(), SHARD_SCHEMA)
+    return pd.concat(summaries, ignore_index=True)
+
+
+def stamp_shard(
+    shard: tuple[int, tuple[int, int]], *, manifest: list[Path], folder: Path, rendering: Rendering, survey: SurveySpec
+) -> pd.DataFrame:
+    """Shard ``(index, (first, last))``: the manifest's rows with those stamp ids, written as
+    ``folder/part-<index>.parquet``; returns their SUMMARY_COLUMNS (one Spark task's work)."""
+    index, (first, last) = shard
+    rows = shard_rows(manifest, first, last)
+    return write_shard(rows, folder / f"part-{index:05d}.parquet", rendering=rendering, survey=survey)

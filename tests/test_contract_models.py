@@ -47,9 +47,8 @@ def _stamp_record() -> pd.DataFrame:
     manifest = _manifest()
     rows = pd.concat([manifest[manifest.label == 1].head(3), manifest[manifest.label == 0].head(3)])
     stamps = inject_batch(rows, provider_for(SPEC.survey, SPEC.seed), rendering=Rendering.of(SPEC))
-    assert list(stamps.columns) == list(STAMP_COLUMNS)
-    written = pa.Table.from_pandas(stamps, schema=shard_schema(), preserve_index=False)  # as the shards hold it
-    return written.drop([IMAGE]).to_pandas()
+    assert stamps.schema == shard_schema() and stamps.column_names == list(STAMP_COLUMNS)  # as the shards hold it
+    return stamps.drop([IMAGE]).to_pandas()
 
 
 def _scores() -> pd.DataFrame:

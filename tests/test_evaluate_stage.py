@@ -246,7 +246,7 @@ def _psf_swap_case(
     rows = expand_hosts(hosts, expansion=expansion).sort_values("stamp_id")
     (tmp_path / "manifest").mkdir(exist_ok=True)
     rows.to_parquet(tmp_path / "manifest" / "part-00000.parquet", index=False)
-    stamps = inject_batch(rows, provider_for(spec.survey, spec.seed), rendering=Rendering.of(spec))
+    stamps = inject_batch(rows, provider_for(spec.survey, spec.seed), rendering=Rendering.of(spec)).to_pandas()
     images = decode_images(stamps["image"].tolist(), SIZE)
     scores = stamps.drop(columns="image").reset_index(drop=True).assign(score=_peak(images))
     seen: list[np.ndarray] = []

@@ -102,7 +102,7 @@ def _mock_stamps(size: int, n_hosts: int = 16) -> tuple[np.ndarray, np.ndarray]:
     mock = spec_from_dict(data)
     expansion = Expansion.of(mock)
     rows = expand_hosts(host_frame(synthetic_parent(n_hosts, seed=1), expansion=expansion), expansion=expansion)
-    stamps = inject_batch(rows, provider_for(mock.survey, mock.seed), rendering=Rendering.of(mock))
+    stamps = inject_batch(rows, provider_for(mock.survey, mock.seed), rendering=Rendering.of(mock)).to_pandas()
     return decode_images(stamps["image"].tolist(), size), stamps["label"].to_numpy()
 
 
@@ -115,7 +115,7 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     hosts["role"] = np.where(np.arange(len(hosts)) % 2 == 0, "positive", "control")
     rows = expand_hosts(hosts, expansion=expansion)
     provider = provider_for(spec.survey, spec.seed)
-    stamps = inject_batch(rows, provider, rendering=rendering)
+    stamps = inject_batch(rows, provider, rendering=rendering).to_pandas()
     images = decode_images(stamps["image"].tolist(), spec.stamps.size)
     real = provider.cutouts(hosts, spec.stamps.size).images
     where = pd.Index(hosts["host_id"]).get_indexer(stamps["host_id"])
@@ -155,8 +155,8 @@ def test_the_pixelized_psf_injects_into_real_cutouts_with_real_psfex_models(conv
     hosts = host_frame(catalog, expansion=expansion).assign(role="positive")
     rows = expand_hosts(hosts.head(2), expansion=expansion)
     provider = provider_for(spec.survey, spec.seed)
-    survey = inject_batch(rows, provider, rendering=Rendering.of(spec))
-    real = inject_batch(rows, provider, rendering=Rendering.of(pixelized))
+    survey = inject_batch(rows, provider, rendering=Rendering.of(spec)).to_pandas()
+    real = inject_batch(rows, provider, rendering=Rendering.of(pixelized)).to_pandas()
     assert (real["psf_model"] == "pixelized").all()
     assert np.allclose(real["arc_flux_r"], survey["arc_flux_r"], rtol=0.02)  # the same arcs, both PSFs unit-sum
     assert not np.array_equal(decode_images(real["image"].tolist(), 64), decode_images(survey["image"].tolist(), 64))

@@ -210,13 +210,29 @@ def _sized_images(image: pa.Array, size: int) -> tuple[np.ndarray, np.ndarray, n
     return problems, whole, decode_images(image.take(pa.array(whole, type=pa.int64())), size)
 
 
-def shard_problems(shard: Path, size: int) -> pd.DataFrame:
-    """(stamp_id, problem) for every stamp of a written shard: problem "" unless its image has the
-    wrong byte length or non-finite pixels."""
-    table = pq.read_table(shard, columns=["stamp_id", "image"])
-    problems, whole, images = _sized_images(table["image"].combine_chunks(), size)
-    problems[whole] = l8_stamp_integrity.finite_problems(images)
-    return pd.DataFrame({"stamp_id": table["stamp_id"].to_numpy(), "problem": problems.astype(str)})
+def shard_problems(
+    shard: Path, sampled: np.ndarray, manifest: list[Path], spec: SpecView
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """L8 on one written shard, read once, a row group at a time: (stamp_id, problem) for every stamp
+    (problem "" unless its image has the wrong byte length or non-finite pixels), and for its stamps
+    among ``sampled`` against their cutouts fetched again and arcs rendered again
+    (``written_stamp_problems``, their manifest rows read here)."""
+    file, size = pq.ParquetFile(shard), spec.stamps.size
+    every, picked = [], []
+    for group in range(file.num_row_groups):
+        table = file.read_row_group(group, columns=["stamp_id", "image"])
+        problems, whole, images = _sized_images(table["image"].combine_chunks(), size)
+        problems[whole] = l8_stamp_integrity.finite_problems(images)
+        ids = table["stamp_id"].to_numpy()
+        every.append(pd.DataFrame({"stamp_id": ids, "problem": problems.astype(str)}))
+        picked.append(table.filter(pa.array(np.isin(ids, sampled))))
+    pixels = pd.concat(every, ignore_index=True) if every else pd.DataFrame({"stamp_id": [], "problem": []})
+    stamps = pa.concat_tables(picked).to_pandas() if picked else pd.DataFrame({"stamp_id": [], "image": []})
+    if stamps.empty:
+        return pixels, pd.DataFrame({"stamp_id": np.zeros(0, np.int64), "problem": np.zeros(0, str)})
+    rows = ds.dataset(manifest, format="parquet").to_table(filter=pc.field("stamp_id").isin(stamps["stamp_id"]))
+    joined = stamps.merge(rows.to_pandas(), on="stamp_id", how="left", validate="1:1")
+    return pixels, written_stamp_problems(joined, spec, provider_for(spec.survey, spec.seed))
 
 
 def record_problems(record: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -254,15 +270,6 @@ def written_stamp_problems(rows: pd.DataFrame, spec: SpecView, provider: CutoutP
     return pd.DataFrame({"stamp_id": rows["stamp_id"].to_numpy(np.int64), "problem": problems.astype(str)})
 
 
-def _problems_of_ids(ids: np.ndarray, shards: list[Path], manifest: list[Path], spec: SpecView) -> pd.DataFrame:
-    """``written_stamp_problems`` for the stamps ``ids``, read from the shards and the manifest here."""
-    wanted = pc.field("stamp_id").isin(ids)
-    stamps = ds.dataset(shards, format="parquet").to_table(columns=["stamp_id", "image"], filter=wanted)
-    rows = ds.dataset(manifest, format="parquet").to_table(filter=wanted)
-    joined = stamps.to_pandas().merge(rows.to_pandas(), on="stamp_id", how="left", validate="1:1")
-    return written_stamp_problems(joined, spec, provider_for(spec.survey, spec.seed))
-
-
 def sampled_ids(record: pd.DataFrame, seed: int, per_label: int) -> np.ndarray:
     """A seeded sample of ``per_label`` stamp ids of each label (all of a label that has fewer), sorted."""
     rng = np.random.default_rng([seed, 8])
@@ -277,23 +284,19 @@ def stamp_findings(
     folder: Path, run_dir: Path, spec: SpecView, sample: int | None, record: pd.DataFrame
 ) -> list[Finding]:
     """L8's stamp parts: every manifest row stamped; every written stamp's byte length and finite
-    pixels (a Spark task per shard) and its record against its manifest row; a seeded sample of
-    ``sample`` stamps of each label (None: ``STAGE_STAMP_SAMPLE``) against cutouts fetched again and
-    arcs rendered again, ``injection.batch_size`` stamps a Spark task (each task reads its stamps'
-    bytes itself, so no image passes through the JVM)."""
+    pixels and its record against its manifest row; a seeded sample of ``sample`` stamps of each label
+    (None: ``STAGE_STAMP_SAMPLE``) against cutouts fetched again and arcs rendered again. One Spark
+    task per shard reads its stamps once (so no image passes through the JVM)."""
     from darkhalo.spark import get_spark
 
     shards = layout.parts(folder, layout.STAMPS)
     manifest = layout.parts(run_dir / "manifest", layout.MANIFEST)
     planned = ds.dataset(manifest, format="parquet").to_table(columns=["stamp_id", *RECORD_KEY]).to_pandas()
-    spark, size, step = get_spark(spec.engine), spec.stamps.size, spec.injection.batch_size
-    pixels = pd.concat(run_tasks(spark, shards, lambda shard: shard_problems(shard, size)), ignore_index=True)
+    ids = sampled_ids(record, spec.seed, STAGE_STAMP_SAMPLE if sample is None else sample)
+    found = run_tasks(get_spark(spec.engine), shards, lambda shard: shard_problems(shard, ids, manifest, spec))
+    pixels, exact = (pd.concat([f[i] for f in found], ignore_index=True) for i in (0, 1))
     keys = record_problems(record, planned)
     unmade = np.setdiff1d(planned["stamp_id"].to_numpy(), record["stamp_id"].to_numpy())
-    ids = sampled_ids(record, spec.seed, STAGE_STAMP_SAMPLE if sample is None else sample)
-    chunks = [ids[i : i + step] for i in range(0, ids.size, step)]
-    found = run_tasks(spark, chunks, lambda chunk: _problems_of_ids(chunk, shards, manifest, spec))
-    exact = pd.concat(found, ignore_index=True) if found else pd.DataFrame({"stamp_id": ids, "problem": ""})
     return [
         l8_stamp_integrity.check_recorded(
             unmade, np.full(unmade.size, "manifest row without a stamp"), "every manifest row stamped"

@@ -322,7 +322,7 @@ def psf_swap(
     swapped = BlockScorer(score, block, len(rows), size, lambda k: None)
     for start in range(0, len(rows), step):
         stamps = inject_batch(rows.iloc[start : start + step], provider, rendering=gaussian)
-        swapped.add(np.arange(start, start + len(stamps)), decode_images(stamps["image"].tolist(), size))
+        swapped.add(np.arange(start, start + len(stamps)), decode_images(stamps["image"], size))
     return {
         "n_positives": len(chosen),
         "injection_psf": rendering.psf.model,

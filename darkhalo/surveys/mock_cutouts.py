@@ -77,6 +77,10 @@ NEIGHBOUR_CHUNK = 256  # neighbour profiles evaluated together (4 bytes x canvas
 #: torch's vectorised float32 kernels then run no scalar remainder loops, whose last-bit differences
 #: would make a stamp depend on its batch (and MKL's FFT of a lone image differs from a batch's).
 BATCH_MULTIPLE = 64
+#: The same for the neighbours' canvases and their owners, which are few (~7 % of hosts at the survey's
+#: density): bit-identical in batches of any size at 1 and 2 threads (tests/test_mock_cutouts.py) even
+#: unpadded; 64 would convolve ~4x the owners there are.
+NEIGHBOUR_MULTIPLE = 8
 CORE_RINGS = 4  # sub-pixel rings around a Sersic centre integrated analytically
 MIN_REFF = 0.02  # arcsec: smaller half-light radii are rendered at this size
 DTYPE = torch.float32  # of the pixel arrays; per-object parameters are float64
@@ -198,11 +202,11 @@ def _add_neighbours(light: torch.Tensor, draws: list[_Draws], transmission: np.n
     for start in range(0, len(neighbours), NEIGHBOUR_CHUNK):
         part = slice(start, start + NEIGHBOUR_CHUNK)
         k = len(neighbours[part])
-        padded = neighbours[part][_padded_rows(k)]
+        padded = neighbours[part][_padded_rows(k, NEIGHBOUR_MULTIPLE)]
         profiles = _profiles(padded[:, :2], padded[:, 5:], canvas, 1)[:k]
         for j in range(3):
             lit[:, j].index_add_(0, owner[part], profiles * flux[part, j, None, None])
-    rows = _padded_rows(len(owners))
+    rows = _padded_rows(len(owners), NEIGHBOUR_MULTIPLE)
     light[owners] += fft_convolve_moments(lit[rows, :, None], kernels[owners][rows], MARGIN, PLAIN)[: len(owners)]
 
 
@@ -310,9 +314,9 @@ def _shapes(r_eff: np.ndarray, sersic: np.ndarray, e1: np.ndarray, e2: np.ndarra
     return np.stack([np.maximum(r_eff, MIN_REFF), n, *pixel_ellipticity(e1, e2)], axis=1)
 
 
-def _padded_rows(n: int) -> np.ndarray:
-    """Row positions 0..n-1, padded with n-1 to a multiple of BATCH_MULTIPLE."""
-    return np.minimum(np.arange(-(-n // BATCH_MULTIPLE) * BATCH_MULTIPLE), n - 1)
+def _padded_rows(n: int, multiple: int = BATCH_MULTIPLE) -> np.ndarray:
+    """Row positions 0..n-1, padded with n-1 to a multiple of ``multiple``."""
+    return np.minimum(np.arange(-(-n // multiple) * multiple), n - 1)
 
 
 def _per_band(hosts: pd.DataFrame, prefix: str) -> np.ndarray:
