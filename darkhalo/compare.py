@@ -20,9 +20,10 @@ import pyarrow.dataset as ds
 from rich.console import Console
 
 from darkhalo import layout
-from darkhalo.artifacts import write_json, write_text
+from darkhalo.artifacts import atomic_file, write_json, write_text
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
+from darkhalo.metrics.report import roc_plot
 from darkhalo.progress import track
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
@@ -79,9 +80,16 @@ def compare(baseline: GenerationSpec, corrected: GenerationSpec, root: Path, con
 
 
 def write_comparison(out: Path, test_set: str, n_stamps: int, findings: Mapping[str, Sequence[Finding]]) -> None:
-    """``out/compare.json`` and ``out/compare.md`` from each generation's ``out/<generation>/metrics.json``
-    (read through the model, so a file that does not fit is refused naming it and the field) and findings."""
+    """``out/compare.json``, ``out/compare.md`` and ``out/roc.png`` (both models' ROC) from each generation's
+    ``out/<generation>/metrics.json`` (read through the model, so a file that does not fit is refused naming
+    it and the field), its scores and findings."""
     metrics = {name: read_metrics(layout.artifact(out / name, layout.METRICS)) for name in findings}
+    curves = {
+        name: (pd.read_parquet(layout.artifact(out / name, layout.SCORES), columns=["label", "score"]), metrics[name])
+        for name in findings
+    }
+    with atomic_file(out / "roc.png", "wb") as handle:
+        handle.write(roc_plot(curves))
     generations = {
         name: {"metrics": metrics[name].model_dump(mode="json"), "findings": [f.to_dict() for f in findings[name]]}
         for name in findings
@@ -117,6 +125,8 @@ def comparison_markdown(
         "without a bootstrap, the exact interval at this threshold, labelled so. A target the sample cannot "
         "resolve (distinct control hosts x FPR or positives x (1 - c) below the minimum) is shown as unresolved, "
         "never as a number.",
+        "",
+        "![Both models' ROC on this test set, log FPR](roc.png)",
         "",
         "## FPR at completeness",
         "",

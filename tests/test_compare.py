@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,9 +41,9 @@ def test_training_hosts_in_the_test_set_are_counted(tmp_path) -> None:
     assert training_hosts_in_test(tmp_path, pd.DataFrame({"host_id": [1, 2, 3]})) == 2
 
 
-def _metrics(shift: float) -> EvaluationMetrics:
+def _scores(shift: float) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    scores = pd.DataFrame(
+    return pd.DataFrame(
         {
             "label": np.r_[np.ones(200, int), np.zeros(400, int)],
             "host_id": np.arange(600),
@@ -51,8 +52,17 @@ def _metrics(shift: float) -> EvaluationMetrics:
             "psfsize_r": np.full(600, 1.3),
         }
     )
+
+
+def _metrics(shift: float) -> EvaluationMetrics:
     return evaluation_metrics(
-        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
+        _scores(shift),
+        min_expected_fp=10,
+        confidence=0.95,
+        bootstrap_samples=0,
+        seed=0,
+        survey_hosts=10**6,
+        prevalence=1e-3,
     )
 
 
@@ -68,6 +78,7 @@ def test_the_comparison_shows_resolved_points_as_numbers_and_unresolved_ones_as_
 def _write_generations(out: Path) -> dict[str, list[Finding]]:
     for name, shift in (("gen1", 0.5), ("gen2", 3.0)):
         write_json(out / name / "metrics.json", _metrics(shift).model_dump(mode="json"))
+        _scores(shift).to_parquet(out / name / "scores.parquet")
     l1 = "unpaired controls"
     return {"gen1": [Finding("L1", l1, False, 3, 0)], "gen2": [Finding("L1", l1, True)]}
 
@@ -78,7 +89,10 @@ def test_the_comparison_is_written_from_each_generations_metrics_json(tmp_path: 
     assert written["test_set"] == "gen2" and list(written["generations"]) == ["gen1", "gen2"]
     assert EvaluationMetrics.model_validate(written["generations"]["gen2"]["metrics"]) == _metrics(3.0)
     assert written["generations"]["gen1"]["findings"][0]["verdict"] == "FAIL"
-    assert "gen1 findings on the shared test set: L1: FAIL" in (tmp_path / "compare.md").read_text()
+    text = (tmp_path / "compare.md").read_text()
+    assert "gen1 findings on the shared test set: L1: FAIL" in text
+    assert "](roc.png)" in text
+    assert min(mpimg.imread(tmp_path / "roc.png").shape[:2]) > 300  # both models' ROC, a picture
 
 
 def test_a_metrics_json_missing_a_field_is_refused_naming_the_file_and_the_field(tmp_path: Path) -> None:

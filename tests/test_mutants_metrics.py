@@ -376,9 +376,9 @@ def test_ring_probe_sees_the_ring_and_core_probe_does_not() -> None:
     ring[4:12, 4:12] = 1.0  # the 8 x 8 box around the centre ...
     ring[6:10, 6:10] = 0.0  # ... less the 4 x 4 core
     images[:n] += ring
-    assert probes.ring_probe_auc(images, labels, core, seed=0) > 0.99
-    assert probes.core_probe_auc(images, labels, core, seed=0) < 0.85
-    assert probes.ring_probe_auc(images, labels, core, seed=0, folds=3) > 0.99
+    assert probes.probe_auc(probes.ring_pixels(images, core), labels, seed=0) > 0.99
+    assert probes.probe_auc(probes.core_pixels(images, core), labels, seed=0) < 0.85
+    assert probes.probe_auc(probes.ring_pixels(images, core), labels, seed=0, folds=3) > 0.99
 
 
 def test_blobs_keep_their_flux_per_band_in_chunks() -> None:
@@ -730,20 +730,6 @@ def test_probe_auc_does_not_depend_on_the_features_units() -> None:
     x, labels = _noisy()
     scaled = x * np.array([1e-3, 1e3, 1.0, 1e2, 1e-2, 10.0])
     assert probes.probe_auc(scaled, labels, 1) == pytest.approx(probes.probe_auc(x, labels, 1), abs=1e-9)
-
-
-def test_core_and_ring_probes_pass_their_seed_and_folds_through() -> None:
-    rng = np.random.default_rng(2)
-    images = rng.normal(0, 1, (30, 3, 12, 12))
-    labels = np.r_[np.ones(15), np.zeros(15)].astype(int)
-    images[:15, :, 5:7, 5:7] += 0.3
-    for seed, folds in ((3, 4), (11, 5)):
-        core = probes.probe_auc(probes.core_pixels(images, 4), labels, seed, folds)
-        ring = probes.probe_auc(probes.ring_pixels(images, 4), labels, seed, folds)
-        assert probes.core_probe_auc(images, labels, 4, seed, folds) == core
-        assert probes.ring_probe_auc(images, labels, 4, seed, folds) == ring
-    assert probes.core_probe_auc(images, labels, 4, 3) == probes.probe_auc(probes.core_pixels(images, 4), labels, 3, 5)
-    assert probes.ring_probe_auc(images, labels, 4, 3) == probes.probe_auc(probes.ring_pixels(images, 4), labels, 3, 5)
 
 
 def test_blob_defaults_the_survey_psf_per_band_and_a_kernel_that_fits_the_stamp() -> None:

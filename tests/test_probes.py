@@ -13,8 +13,8 @@ from darkhalo.lensing.psf import moffat_ee
 from darkhalo.metrics.probes import (
     blob_images,
     core_pixels,
-    core_probe_auc,
     flag_rates,
+    probe_auc,
     psf_swap_completeness,
     ring_pixels,
 )
@@ -42,19 +42,19 @@ def test_core_pixels_are_the_central_box_of_every_band() -> None:
 
 def test_the_core_probe_cannot_see_arcs_outside_the_core() -> None:
     images, labels = _stamps(150, seed=0)
-    assert core_probe_auc(images, labels, core=8, seed=0) < 0.65
+    assert probe_auc(core_pixels(images, 8), labels, seed=0) < 0.65
 
 
 def test_the_core_probe_finds_a_planted_core_shortcut() -> None:
     images, labels = _stamps(150, seed=0)
     images[labels == 1, :, 15:17, 15:17] += 0.01  # positives' cores a little brighter: one noise sigma
-    assert core_probe_auc(images, labels, core=8, seed=0) > 0.9
+    assert probe_auc(core_pixels(images, 8), labels, seed=0) > 0.9
 
 
 def test_the_core_probe_needs_both_classes() -> None:
     images, _ = _stamps(3, seed=1)
     with pytest.raises(ValueError, match="at least 2 stamps of each class"):
-        core_probe_auc(images, np.r_[np.ones(5), np.zeros(1)], core=4, seed=0)
+        probe_auc(core_pixels(images, 4), np.r_[np.ones(5), np.zeros(1)], seed=0)
 
 
 def test_a_blob_keeps_its_flux_at_the_centre_and_spreads_like_its_psf() -> None:

@@ -1,5 +1,5 @@
-"""The survey-scale spec: its whole manifest, expanded in pandas exactly as the manifest stage
-expands it, has a test split that resolves completeness at FPR 1e-3 and 1e-4 (not 1e-5), and the
+"""The survey-scale spec: its whole manifest, expanded in pandas as the manifest stage expands it,
+has a test split that resolves completeness at FPR 1e-3 and 1e-4 (not 1e-5), and the
 pre-flight forecast says so before anything runs."""
 
 from __future__ import annotations
@@ -9,25 +9,16 @@ import pytest
 from conftest import SPECS
 from typer.testing import CliRunner
 
-from darkhalo.audit.preflight import forecast_test_split
+from darkhalo.audit.preflight import forecast_test_split, planned_manifest, sampled_parent
 from darkhalo.cli import app
-from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import GenerationSpec, load_spec
-from darkhalo.surveys import mock
-from data_contracts.parent_sample import cuts_mask
 
 
 def whole_test_split(spec: GenerationSpec) -> pd.DataFrame:
-    """Every test-split manifest row of the spec's mock sky (all catalog blocks, the pandas cuts)."""
-    selection = spec.selection.model_dump()
-    parent = []
-    for block in range(mock.n_blocks(spec.survey)):
-        catalog = mock.mock_catalog(spec.survey, spec.seed, block)
-        parent.append(catalog[cuts_mask(catalog, selection)])
-    hosts = pd.concat(parent, ignore_index=True)
-    hosts["KNOWN_LENS"] = False
-    expansion = Expansion.of(spec)
-    manifest = expand_hosts(host_frame(hosts, expansion=expansion), expansion=expansion)
+    """Every test-split manifest row of the spec's mock sky: the pre-flight's sample taken whole."""
+    parent, scanned = sampled_parent(spec, n_hosts=spec.survey.n_objects)
+    assert scanned == spec.survey.n_objects
+    manifest = planned_manifest(spec, parent)
     return manifest[manifest["split"] == "test"]
 
 

@@ -45,11 +45,12 @@ SECTIONS = (
 
 def parent_sample(spec: GenerationSpec, n_hosts: int = SAMPLE_HOSTS) -> pd.DataFrame:
     """Up to ``n_hosts`` rows of the spec's parent sample, selected in pandas from the survey."""
-    return _sampled(spec, n_hosts)[0]
+    return sampled_parent(spec, n_hosts)[0]
 
 
-def _sampled(spec: GenerationSpec, n_hosts: int) -> tuple[pd.DataFrame, int]:
-    """Up to ``n_hosts`` parent-sample rows and the catalog rows scanned to find them."""
+def sampled_parent(spec: GenerationSpec, n_hosts: int) -> tuple[pd.DataFrame, int]:
+    """Up to ``n_hosts`` parent-sample rows (the pandas cuts, catalog order) and the catalog rows
+    scanned to find them."""
     selection = spec.selection.model_dump()
     chosen: list[pd.DataFrame] = []
     scanned = 0
@@ -64,6 +65,12 @@ def _sampled(spec: GenerationSpec, n_hosts: int) -> tuple[pd.DataFrame, int]:
         parent = parent.head(n_hosts)
     parent["KNOWN_LENS"] = False  # pre-flight judges the recipe; known lenses are a handful of hosts
     return parent, scanned
+
+
+def planned_manifest(spec: GenerationSpec, parent: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows the spec's manifest stage expands from ``parent`` (in pandas)."""
+    expansion = Expansion.of(spec)
+    return expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
 
 
 def catalog_rows(spec: GenerationSpec) -> int:
@@ -103,9 +110,8 @@ class TestSplitForecast:
 
 def forecast_test_split(spec: GenerationSpec, n_hosts: int = SAMPLE_HOSTS) -> TestSplitForecast:
     """The expected test split of ``spec`` from a sample of its parent sample, scaled to the whole catalog."""
-    parent, scanned = _sampled(spec, n_hosts)
-    expansion = Expansion.of(spec)
-    manifest = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
+    parent, scanned = sampled_parent(spec, n_hosts)
+    manifest = planned_manifest(spec, parent)
     test = manifest[manifest["split"] == "test"]
     scale = catalog_rows(spec) / max(scanned, 1)
     return TestSplitForecast(
@@ -132,8 +138,7 @@ def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame) -> list[Findi
     """L1 and L2 on the manifest this spec would expand from ``parent``."""
     if parent.empty:
         raise ValueError(f"pre-flight: the {spec.selection.variant} cuts select no host from the survey sample")
-    expansion = Expansion.of(spec)
-    manifest = expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
+    manifest = planned_manifest(spec, parent)
     return [
         l1_unpaired_controls.check(manifest),
         l2_resolvable_injections.check(manifest[manifest["label"] == 1], spec.invariants.L2),

@@ -66,16 +66,6 @@ def probe_auc(features: np.ndarray, labels: np.ndarray, seed: int, folds: int = 
     return float(roc_auc_score(labels, scores))
 
 
-def core_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int, folds: int = 5) -> float:
-    """Out-of-fold AUROC of a logistic regression that sees only the central core pixels."""
-    return probe_auc(core_pixels(images, core), labels, seed, folds)
-
-
-def ring_probe_auc(images: np.ndarray, labels: np.ndarray, core: int, seed: int, folds: int = 5) -> float:
-    """The same probe on the ring around the core (``ring_pixels``): where real arcs live."""
-    return probe_auc(ring_pixels(images, core), labels, seed, folds)
-
-
 @functools.cache
 def blob_profile(size: int, pixel_scale: float) -> torch.Tensor:
     """The blob before the PSF, unit sum on the (size, size) stamp grid (float64; computed once per grid, as

@@ -75,22 +75,35 @@ def _interval(pair: Sequence[float] | None) -> str:
     return "—" if pair is None else f"[{pair[0]:.4g}, {pair[1]:.4g}]"
 
 
-def roc_plot(scores: pd.DataFrame, metrics: OperatingPointSummary) -> bytes:
-    """ROC (completeness vs FPR) on a log-FPR axis down to 1 / n_neg, with the L4 points marked."""
-    fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
+def roc_plot(curves: Mapping[str, tuple[pd.DataFrame, OperatingPointSummary]]) -> bytes:
+    """ROC (completeness vs FPR) of each named model's ``(scores, metrics)`` on a log-FPR axis down to
+    1 / n_neg, its resolved L4 points marked and its completeness at each resolved FPR target drawn with
+    the headline (bootstrap) 95 % interval."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
-    floor = 1 / metrics.n_neg
-    ax.step(np.maximum(fpr, floor / 2), tpr, where="post", label="ROC")
-    for point in metrics.resolved_points().values():
-        ax.plot(max(point.fpr, floor / 2), point.completeness, "o", color="C3", ms=4)
+    floor = 1 / min(metrics.n_neg for _, metrics in curves.values())
+    for i, (name, (scores, metrics)) in enumerate(curves.items()):
+        fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
+        colour = f"C{2 * i}"
+        label = f"{name} (AUROC {metrics.auroc:.4f})" if len(curves) > 1 else "ROC"
+        ax.step(np.maximum(fpr, floor / 2), tpr, where="post", color=colour, label=label)
+        for point in metrics.resolved_points().values():
+            ax.plot(max(point.fpr, floor / 2), point.completeness, "o", color=colour, ms=3)
+        bars = [p for p in metrics.completeness_at_fpr if p.resolved and p.interval is not None]
+        if bars:
+            y = np.array([p.completeness for p in bars])
+            x = np.maximum([p.fpr for p in bars], floor / 2)
+            ax.errorbar(x, y, yerr=_bars(y, [p.interval for p in bars]), fmt="none", ecolor=colour, capsize=3)
     for target in FPR_TARGETS:
         ax.axvline(target, color="0.8", lw=0.8, zorder=0)
     ax.axvline(floor, color="C1", ls="--", lw=1, label=f"1 / n_neg = {floor:.1e}")
     ax.set(xscale="log", xlabel="false-positive rate", ylabel="completeness", ylim=(0, 1.02))
     ax.set_xlim(left=min(1e-5, floor / 2), right=1)
-    ax.legend(loc="lower right")
-    ax.set_title(f"ROC (AUROC {metrics.auroc:.4f}, secondary)")
+    ax.legend(loc="lower right", fontsize=8)
+    if len(curves) == 1:
+        ax.set_title(f"ROC (AUROC {next(iter(curves.values()))[1].auroc:.4f}, secondary)")
+    else:
+        ax.set_title("ROC on the same test set; bars: 95 % bootstrap at each FPR target", fontsize=9)
     return _png(fig)
 
 
@@ -301,7 +314,7 @@ def write_report(
     """
     metrics = read_metrics(out / layout.METRICS)
     plots = {
-        "roc": roc_plot(scores, metrics),
+        "roc": roc_plot({"": (scores, metrics)}),
         "operating_points": operating_point_plot(metrics),
         "completeness_vs_theta_e_over_psf": stratified_plot(metrics.stratified, "theta_e_over_psf"),
         "score_histograms": histogram_plot(scores),

@@ -37,9 +37,9 @@ draws its unit pixel noise. So a stamp does not depend on which other hosts shar
 the batch's order or the number of torch threads (1 or 2 tested): the pixel operations are per stamp,
 and batches are padded to ``BATCH_MULTIPLE`` so that their float32 arithmetic is too, bit for bit.
 
-Speed (benchmarks/bench_mock.py, one thread): ~1,000 64 x 64 grz cutouts per CPU-second in batches
-of 256, 12-13x lenstronomy's host-only rendering; about half of it is building the kernels
-(``psf_kernels``) and the FFT convolution.
+Speed (benchmarks/bench_mock.py, one thread): about 13x lenstronomy's host-only rendering per CPU
+second in batches of 256; about half of it is building the kernels (``psf_kernels``) and the FFT
+convolution.
 """
 
 from __future__ import annotations

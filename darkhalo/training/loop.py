@@ -39,6 +39,7 @@ from darkhalo.training.checkpoint import (
 )
 from darkhalo.training.model import build_model
 from darkhalo.training.store import NORMALISATION, StampStore
+from data_contracts.metrics import sample_needed
 
 FORMAT = 2
 #: The optimizer classes a spec's ``train.optimizer`` names.
@@ -81,16 +82,15 @@ class EpochPickRule:
 
 
 def pick_rule(target: float, n_neg: int, min_expected_fp: float) -> EpochPickRule:
-    """``target`` when ``n_neg`` negatives resolve it, else the lowest FPR they do resolve."""
-    if n_neg * target >= min_expected_fp:
+    """``target`` when ``n_neg`` negatives resolve it (data_contracts.metrics.sample_needed), else the
+    lowest FPR they do resolve."""
+    needed = sample_needed(min_expected_fp, target)
+    if n_neg >= needed:
         why = f"FPR {target:g} (resolved: {n_neg} val negatives x {target:g} >= {min_expected_fp:g})"
         return EpochPickRule(target, min_expected_fp, why)
     if n_neg >= min_expected_fp:
         lowest = min_expected_fp / n_neg
-        why = (
-            f"FPR {lowest:.4g}, the lowest {n_neg} val negatives resolve (target {target:g} needs "
-            f"{math.ceil(min_expected_fp / target)} negatives)"
-        )
+        why = f"FPR {lowest:.4g}, the lowest {n_neg} val negatives resolve (target {target:g} needs {needed} negatives)"
         return EpochPickRule(lowest, min_expected_fp, why)
     why = f"no FPR is resolvable with {n_neg} val negatives (need {min_expected_fp:g})"
     return EpochPickRule(None, min_expected_fp, why)
