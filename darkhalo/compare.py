@@ -121,7 +121,8 @@ def comparison_markdown(
         f"# {names[0]} vs {names[1]} on {test_set}'s test set",
         "",
         f"{n_stamps} test stamps ({first.n_pos} positives, {first.n_neg} controls on {first.n_neg_hosts} hosts). "
-        "Rates with their 95 % bootstrap interval (threshold re-derived per resample: the interval that covers); "
+        "Rates with their 95 % bootstrap interval (threshold re-derived per resample: the interval that covers; "
+        "where every resample agrees, the exact interval at this threshold); "
         "without a bootstrap, the exact interval at this threshold, labelled so. A target the sample cannot "
         "resolve (distinct control hosts x FPR or positives x (1 - c) below the minimum) is shown as unresolved, "
         "never as a number.",

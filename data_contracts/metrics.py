@@ -6,8 +6,9 @@ operating point with counts and intervals. A target the sample cannot resolve (a
 distinct control hosts x FPR below the minimum expected false positives; a completeness target:
 positives x (1 - c) below the same minimum) carries ``resolved: false``, the sample size needed and
 no number (a number there is a problem, as is a missing operating point or an AUROC without them).
-Each point's headline ``interval`` is the bootstrap one (threshold re-derived per resample), the
-interval that covers the rate at the target; the ``*_at_threshold`` intervals are Clopper-Pearson,
+Each point's headline ``interval`` is the bootstrap one (threshold re-derived per resample; the
+exact one at the threshold where every resample agrees), the interval that covers the rate at the
+target; the ``*_at_threshold`` intervals are Clopper-Pearson,
 exact only for the rate at the threshold chosen. ``metrics_problems`` judges raw parsed JSON, so a
 tampered file yields problems that name the field, never a crash.
 """
@@ -71,7 +72,8 @@ class ReportedPoint(_Record):
     fpr: Rate | None
     interval: Interval | None = Field(
         description="the 95 % interval of the headline rate, the one that covers it: percentile bootstrap with "
-        "the threshold re-derived on every resample; null when unresolved or when bootstrap_samples is 0 "
+        "the threshold re-derived on every resample (where every resample agrees, e.g. no control flagged, "
+        "the exact interval at this threshold instead); null when unresolved or when bootstrap_samples is 0 "
         "(then there is no headline interval, only the intervals at this threshold)"
     )
     n_pos: PositiveInt

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson
+from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson, headline_interval
 from darkhalo.metrics.operating_points import OperatingPoint, Sample, completeness_at_fpr, fpr_at_completeness
 from darkhalo.metrics.summary import summarise
 
@@ -24,12 +24,12 @@ SHIFT = 2.0
 Target = tuple[str, float]
 
 
-def true_rate(target: Target) -> float:
+def true_rate(target: Target, shift: float = SHIFT) -> float:
     """The headline rate at the target in the population: FPR at completeness c, or completeness at FPR f."""
     kind, value = target
     if kind == "completeness":
-        return float(norm.sf(SHIFT - norm.isf(1 - value)))  # threshold SHIFT - z_c flags a share c of positives
-    return float(norm.sf(norm.isf(value) - SHIFT))
+        return float(norm.sf(shift - norm.isf(1 - value)))  # threshold shift - z_c flags a share c of positives
+    return float(norm.sf(norm.isf(value) - shift))
 
 
 def _point(pos: Sample, neg: Sample, target: Target) -> OperatingPoint:
@@ -49,33 +49,40 @@ def _at_threshold(point: OperatingPoint) -> tuple[float, float]:
 
 
 def coverage(
-    n_neg: int, n_pos: int, targets: list[Target], replications: int, resamples: int, seed: int = 0
-) -> dict[Target, tuple[bool, float, float]]:
-    """Per target: (resolved, share of replications whose bootstrap interval holds the true rate, the
-    same share for the interval at this threshold). The bootstrap is the one ``summarise`` headlines
-    (same resamples, same seed per replication), computed for these targets only."""
+    n_neg: int,
+    n_pos: int,
+    targets: list[Target],
+    replications: int,
+    resamples: int,
+    seed: int = 0,
+    shift: float = SHIFT,
+) -> dict[Target, tuple[bool, float, float, float]]:
+    """Per target: (resolved, and the shares of replications whose interval holds the true rate: the
+    headline interval, the bootstrap alone, the interval at this threshold). The bootstrap is the one
+    ``summarise`` headlines (same resamples, same seed per replication), for these targets only."""
     rng = np.random.default_rng(seed)
-    truth = np.array([true_rate(t) for t in targets])
-    covered = np.zeros((2, len(targets)))
+    truth = np.array([true_rate(t, shift) for t in targets])
+    covered = np.zeros((3, len(targets)))
 
     def statistics(p: Sample, n: Sample) -> np.ndarray:
         return np.array([_headline(_point(p, n, t)) for t in targets])
 
     for replication in range(replications):
-        pos = Sample.of(rng.normal(SHIFT, 1, n_pos), "positive")
+        pos = Sample.of(rng.normal(shift, 1, n_pos), "positive")
         neg = Sample.of(rng.normal(0, 1, n_neg), "negative")
         bounds = bootstrap_interval(pos, neg, statistics, resamples, seed=replication)
         exact = np.array([_at_threshold(_point(pos, neg, t)) for t in targets])
-        for row, (low, high) in enumerate((bounds.T, exact.T)):
+        headline = np.array([headline_interval(b, e) for b, e in zip(bounds, exact, strict=True)])
+        for row, (low, high) in enumerate((headline.T, bounds.T, exact.T)):
             covered[row] += (low <= truth) & (truth <= high)
     resolved = [_point(pos, neg, t).resolved for t in targets]
     share = covered / replications
-    return {t: (resolved[i], float(share[0, i]), float(share[1, i])) for i, t in enumerate(targets)}
+    return {t: (resolved[i], *(float(x) for x in share[:, i])) for i, t in enumerate(targets)}
 
 
-def _table(n_neg: int, n_pos: int, result: dict[Target, tuple[bool, float, float]]) -> str:
-    rows = [f"n_neg {n_neg:,} n_pos {n_pos:,}: target, resolved, bootstrap coverage, at-this-threshold coverage"]
-    rows += [f"  {k} {v:g}: {r}, {b:.3f}, {e:.3f}" for (k, v), (r, b, e) in result.items()]
+def _table(n_neg: int, n_pos: int, result: dict[Target, tuple[bool, float, float, float]]) -> str:
+    rows = [f"n_neg {n_neg:,} n_pos {n_pos:,}: target, resolved, headline, bootstrap alone, at this threshold"]
+    rows += [f"  {k} {v:g}: {r}, {h:.3f}, {b:.3f}, {e:.3f}" for (k, v), (r, h, b, e) in result.items()]
     return "\n".join(rows)
 
 
@@ -89,7 +96,9 @@ def test_the_coverage_simulation_measures_the_interval_summarise_headlines() -> 
         return np.array([_headline(_point(p, n, t)) for t in targets])
 
     alone = bootstrap_interval(pos, neg, statistics, 50, seed=7)
-    assert [metrics.fpr_at_completeness[2].interval, metrics.completeness_at_fpr[0].interval] == alone.tolist()
+    exact = [_at_threshold(_point(Sample.of(pos, "p"), Sample.of(neg, "n"), t)) for t in targets]
+    expected = [list(headline_interval(b, e)) for b, e in zip(alone, exact, strict=True)]
+    assert [metrics.fpr_at_completeness[2].interval, metrics.completeness_at_fpr[0].interval] == expected
 
 
 def test_the_headline_interval_covers_and_the_one_at_this_threshold_does_not() -> None:
@@ -97,11 +106,23 @@ def test_the_headline_interval_covers_and_the_one_at_this_threshold_does_not() -
     targets = [("completeness", 0.9), ("fpr", 1e-2)]
     result = coverage(n_neg=2000, n_pos=300, targets=targets, replications=250, resamples=200)
     band = 3 * np.sqrt(0.95 * 0.05 / 250)
-    for resolved, headline, _ in result.values():
+    for resolved, headline, *_ in result.values():
         assert resolved and abs(headline - 0.95) <= band, _table(2000, 300, result)
     # FPR at completeness 0.9: the threshold's scatter (from 300 positives) is twice the FPR's binomial
     # scatter at a fixed threshold, so the exact interval holds the true FPR about half the time
-    assert result[("completeness", 0.9)][2] < 0.7, _table(2000, 300, result)
+    assert result[("completeness", 0.9)][3] < 0.7, _table(2000, 300, result)
+
+
+def test_with_hardly_a_control_flagged_the_headline_interval_keeps_the_binomial_upper_limit() -> None:
+    """A separated model on the embedded run's sample (100 controls, 86 positives), FPR at completeness
+    0.7: true FPR 4e-6 at shift 5 (no control flagged: the bootstrap is [0, 0] and never covers; the
+    headline is then the exact interval, an upper limit that always does) and 0.007 at shift 3.0 (a
+    flag or two: the bootstrap alone covers ~72 %)."""
+    band = 3 * np.sqrt(0.95 * 0.05 / 300)
+    for shift, alone_at_most in ((5.0, 0.05), (3.0, 0.8)):
+        result = coverage(100, 86, [("completeness", 0.7)], replications=300, resamples=200, shift=shift)
+        resolved, headline, alone, _ = result[("completeness", 0.7)]
+        assert resolved and headline >= 0.95 - band and alone < alone_at_most, (shift, _table(100, 86, result))
 
 
 SLOW_TARGETS = [("completeness", 0.99), ("completeness", 0.9), ("completeness", 0.85), ("fpr", 1e-3), ("fpr", 1e-4)]
@@ -120,6 +141,6 @@ def test_the_headline_intervals_cover_92_to_98_percent_on_every_resolved_target(
     survey-scale regime (specs/survey_scale.yaml's test split; sigma 1.1 %, the band is 2.7 sigma)."""
     result = coverage(n_neg, n_pos, SLOW_TARGETS, replications=replications, resamples=1000)
     print(_table(n_neg, n_pos, result))
-    for target, (resolved, headline, _) in result.items():
+    for target, (resolved, headline, *_) in result.items():
         if resolved:
             assert 0.92 <= headline <= 0.98, (target, _table(n_neg, n_pos, result))

@@ -94,7 +94,9 @@ def test_all_equal_scores_and_one_stamp_per_class() -> None:
     assert metrics.tpr0.completeness == 0.0
     assert _passes_l4(metrics)
     tiny = _summary(np.array([0.7]), np.array([0.3]), samples=20)
-    assert tiny.auroc == 1.0 and tiny.tpr0.completeness == 1.0 and tiny.tpr0.interval == [1.0, 1.0]
+    assert tiny.auroc == 1.0 and tiny.tpr0.completeness == 1.0
+    # every resample of one positive flags it: a zero-width bootstrap gives way to the exact interval
+    assert tiny.tpr0.interval == tiny.tpr0.completeness_interval_at_threshold == [pytest.approx(0.025), 1.0]
     assert not any(p.resolved for p in [*tiny.fpr_at_completeness, *tiny.completeness_at_fpr])
     assert _passes_l4(tiny)
 

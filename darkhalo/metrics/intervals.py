@@ -7,11 +7,15 @@
 - ``clopper_pearson``: the exact binomial interval for a rate k/n at a fixed threshold: exact for
   the rate of the threshold actually chosen, not for the rate at the target, whose threshold
   scatters with the data.
+- ``headline_interval``: the one metrics.json headlines, the bootstrap unless it has zero width. A
+  resample cannot see events its sample lacks: with no control flagged at the threshold every
+  resample's FPR is 0 and the bootstrap is [0, 0]; the exact interval then gives the binomial upper
+  limit (3.7 / n_neg at 95 %).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import beta
@@ -53,3 +57,11 @@ def bootstrap_interval(
         values[i] = statistics(pos.resampled(rng), neg.resampled(rng))
     alpha = 1 - confidence
     return np.quantile(values, [alpha / 2, 1 - alpha / 2], axis=0).T
+
+
+def headline_interval(bootstrap: Sequence[float], exact: Sequence[float]) -> tuple[float, float]:
+    """An operating point's headline 95 % interval: the ``bootstrap`` (it carries the threshold's scatter),
+    or, when every resample gave the same rate (a zero-width bootstrap), the ``exact`` one at the chosen
+    threshold."""
+    chosen = exact if bootstrap[0] == bootstrap[1] else bootstrap
+    return float(chosen[0]), float(chosen[1])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson
+from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson, headline_interval
 from darkhalo.metrics.operating_points import (
     OperatingPoint,
     Sample,
@@ -78,15 +78,19 @@ def _headline(point: OperatingPoint) -> float:
 
 
 def _reported(point: OperatingPoint, confidence: float, bootstrap: tuple[float, float] | None) -> ReportedPoint:
-    """``point`` as metrics.json reports it: its headline ``bootstrap`` interval (None: not bootstrapped) and
-    exact intervals at its threshold when resolved, every number null when not."""
+    """``point`` as metrics.json reports it: exact intervals at its threshold and, when bootstrapped, its
+    headline interval (``headline_interval`` of the ``bootstrap`` and the headline rate's exact one)
+    when resolved; every number null when not."""
     if not point.resolved:
         return ReportedPoint(**(asdict(point) | dict.fromkeys(NULL_WHEN_UNRESOLVED)))
+    completeness = clopper_pearson(point.n_pos_flagged, point.n_pos, confidence)
+    fpr = clopper_pearson(point.n_neg_flagged, point.n_neg, confidence)
+    exact = fpr if point.target == "completeness" else completeness
     return ReportedPoint(
         **asdict(point),
-        interval=None if bootstrap is None else list(bootstrap),
-        completeness_interval_at_threshold=list(clopper_pearson(point.n_pos_flagged, point.n_pos, confidence)),
-        fpr_interval_at_threshold=list(clopper_pearson(point.n_neg_flagged, point.n_neg, confidence)),
+        interval=None if bootstrap is None else list(headline_interval(bootstrap, exact)),
+        completeness_interval_at_threshold=list(completeness),
+        fpr_interval_at_threshold=list(fpr),
     )
 
 
@@ -104,7 +108,9 @@ def summarise(
 
     The headline interval is the bootstrap of each resolved point's headline rate (FPR for
     completeness targets, completeness otherwise), with the threshold re-derived from every
-    resample; ``n_neg_hosts`` is the distinct control hosts among ``neg`` (default: all distinct).
+    resample, or that rate's exact interval at the threshold where the bootstrap has zero width
+    (``headline_interval``);
+    ``n_neg_hosts`` is the distinct control hosts among ``neg`` (default: all distinct).
     """
     pos_sample, neg_sample = Sample.of(pos, "positive"), Sample.of(neg, "negative")
     hosts = neg_sample.n if n_neg_hosts is None else n_neg_hosts
