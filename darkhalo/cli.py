@@ -268,6 +268,32 @@ def survey_compare_real(
     typer.echo(markdown(comparison(real_dir, survey, seed, mock_hosts(survey, seed, n_hosts))), nl=False)
 
 
+@app.command()
+def score(
+    model_or_run: Annotated[Path, typer.Argument(help="a model.pt file or a run folder", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="input descriptions (YAML: npz or fits_cubes)", show_default=False)
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for scores.parquet, refused.csv, gallery.html")],
+    size: Annotated[int | None, typer.Option("--size", help="stamp side (pixels); default the run's", min=8)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda; default the run's")] = None,
+) -> None:
+    """Score real cutouts with a trained model: resampled to its pixel scale, centred, cut and ranked."""
+    from darkhalo.real_inputs import RealInputError, read_input
+    from darkhalo.scoring import target_of, write_scores
+    from darkhalo.training.checkpoint import CheckpointError
+
+    try:
+        target = target_of(model_or_run, size, device)
+        scores, refused = write_scores(out_dir, target, [read_input(path) for path in inputs])
+    except (RealInputError, CheckpointError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for row in refused.itertuples():
+        err.print(f"refused: {row.input} [{row.index}] {row.name}: {row.reason}", highlight=False)
+    out.print(f"scored {len(scores)}, refused {len(refused)}: {out_dir / 'scores.parquet'}, {out_dir / 'gallery.html'}")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"darkhalo {__version__}")

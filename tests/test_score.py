@@ -1,0 +1,142 @@
+"""``darkhalo score`` on real PS1 and DES cutouts (tests/data/real) with a small model trained here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.io import fits
+from stamps_factory import one_torch_thread, toy_stamps, write_shards
+from typer.testing import CliRunner
+
+from darkhalo.cli import app
+from darkhalo.real_inputs import RealInputError, read_input
+from darkhalo.scoring import resample
+from darkhalo.spec import TrainSpec
+from darkhalo.training.loop import fit
+from darkhalo.training.store import load_store
+from data_contracts.real_scores import RealScores, RefusedImages
+from data_contracts.survey import PIXEL_SCALE
+
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
+REAL = Path(__file__).parent / "data" / "real"
+PS1 = REAL / "ps1_sled_lenses" / "galaxies_sub6.yaml"
+DES = REAL / "des_lrg_hosts" / "lrg_hosts_sub4.yaml"
+SPECS = Path(__file__).parents[1] / "specs"
+FLUX_TOLERANCE = 0.005
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder: the embedded spec (64x64 stamps) and a resnet18 trained one epoch on 32x32 toy stamps."""
+    folder = tmp_path_factory.mktemp("run")
+    images, labels = toy_stamps(96, 32, seed=0)
+    write_shards(folder / "toy", images, labels, ["train"] * 64 + ["val"] * 32, rows_per_shard=50)
+    cpu = torch.device("cpu")
+    train, val = load_store(folder / "toy", "train", 32, cpu), load_store(folder / "toy", "val", 32, cpu)
+    spec = TrainSpec(arch="resnet18", lr=1e-3, weight_decay=1e-4, batch_size=32, epochs=1, precision="fp32")
+    fit(train, val, spec, seed=0, checkpoint_dir=folder / "checkpoints", min_expected_fp=10.0)
+    (folder / "train").mkdir()
+    shutil.copy(folder / "checkpoints" / "epoch-001.pt", folder / "train" / "model.pt")
+    shutil.copy(SPECS / "embedded.yaml", folder / "spec.yaml")
+    return folder
+
+
+def _point_source(n: int, dx: float, dy: float, sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n]
+    image = np.exp(-((xx - (n - 1) / 2 - dx) ** 2 + (yy - (n - 1) / 2 - dy) ** 2) / (2 * sigma**2))
+    return image / image.sum()
+
+
+def test_a_resampled_point_source_keeps_its_flux_and_its_place() -> None:
+    images = np.stack([_point_source(80, 3.3, -2.1, 1.5)] * 3)[None] * 7.0
+    done = resample(images, 0.25, PIXEL_SCALE, 64)
+    assert np.allclose(done.flux_ratio, 1, atol=FLUX_TOLERANCE)
+    assert abs(done.stamps[0].sum(axis=(1, 2)) / 7.0 - 1).max() < FLUX_TOLERANCE
+    yy, xx = np.mgrid[:64, :64]
+    stamp = done.stamps[0, 1]
+    centroid = np.array([(stamp * xx).sum(), (stamp * yy).sum()]) / stamp.sum() - 31.5
+    assert np.allclose(centroid, np.array([3.3, -2.1]) * 0.25 / PIXEL_SCALE, atol=0.02)
+    assert done.filled_fraction[0] == 0
+
+
+def test_resampled_real_cutouts_keep_their_flux() -> None:
+    for source in (PS1, DES):
+        real = read_input(source)
+        done = resample(real.images, real.pixel_scale, PIXEL_SCALE, 64)
+        assert np.abs(done.flux_ratio - 1).max() < FLUX_TOLERANCE, source
+        assert done.stamps.shape == (len(real.images), 3, 64, 64) and np.isfinite(done.stamps).all()
+    # the PS1 cutout with 3.8 % NaN pixels has about that share filled, the others (almost) none
+    ps1 = resample(read_input(PS1).images, 0.25, PIXEL_SCALE, 64)
+    assert 0.02 < ps1.filled_fraction[5] < 0.05 and ps1.filled_fraction[:4].max() < 1e-9
+
+
+def test_the_cli_scores_real_ps1_and_des_cutouts_end_to_end(run_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["score", str(run_dir), str(PS1), str(DES), "--out", str(tmp_path), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    scores = RealScores.validate(pd.read_parquet(tmp_path / "scores.parquet"))
+    assert len(scores) == 10 and set(scores["input"]) == {str(PS1), str(DES)}
+    des = scores[scores["input"] == str(DES)]
+    assert "J1150+1016" in set(scores["name"]) and sorted(des["name"]) == ["0", "1", "2", "3"]
+    assert (des["name"].to_numpy() == des["index"].astype(str).to_numpy()).all()
+    assert RefusedImages.validate(pd.read_csv(tmp_path / "refused.csv", dtype={"name": str, "index": np.int64})).empty
+    page = (tmp_path / "gallery.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and scores["name"].iloc[0] in page
+
+
+def test_an_image_with_too_many_nan_pixels_is_refused_by_name(run_dir: Path, tmp_path: Path) -> None:
+    with np.load(REAL / "ps1_sled_lenses" / "ps1_sled_lensed_galaxies_sub6.npz") as data:
+        arrays = dict(data)
+    arrays["images"][2, 1, :20] = np.nan  # 25 % of band r, 8 % of the image
+    np.savez(tmp_path / "holes.npz", **arrays)
+    (tmp_path / "holes.yaml").write_text(PS1.read_text().replace("ps1_sled_lensed_galaxies_sub6", "holes"))
+    result = CliRunner().invoke(
+        app, ["score", str(run_dir), str(tmp_path / "holes.yaml"), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    refused = pd.read_csv(tmp_path / "out" / "refused.csv")
+    assert refused[["name", "index"]].values.tolist() == [["ACSJ130042.73+280523.3", 2]]
+    assert "has no data (limit 5%)" in refused["reason"].iloc[0]
+    assert "refused:" in result.output and "ACSJ130042.73+280523.3" in result.output
+    assert len(pd.read_parquet(tmp_path / "out" / "scores.parquet")) == 5
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.replace("ps1_sled_lensed_galaxies_sub6.npz", "absent.npz"), r"absent\.npz: no such file"),
+        (lambda d: d.replace("[g, r, z]", "[g, r, i]"), r"bands: unknown band 'i'"),
+        (lambda d: d + "images_key: ra\n", r"sub6\.npz: ra: expected shape \(N, 3, H, W\), got \(6,\)"),
+        (lambda d: d.replace("[g, r, z]", "[g, r]"), r"input\.yaml: bands: needs each of g, r, z once, got g, r"),
+        (lambda d: d.replace("pixel_scale: 0.25", "pixel_scale: -1"), r"pixel_scale: Input should be greater than 0"),
+    ],
+)
+def test_a_bad_input_exits_2_naming_the_file_and_field(tmp_path: Path, run_dir: Path, edit, message: str) -> None:
+    shutil.copy(PS1.parent / "ps1_sled_lensed_galaxies_sub6.npz", tmp_path)
+    description = tmp_path / "input.yaml"
+    description.write_text(edit(PS1.read_text()))
+    result = CliRunner().invoke(app, ["score", str(run_dir), str(description), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_description_or_a_flat_cube_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RealInputError, match=r"nowhere\.yaml: no such file"):
+        read_input(tmp_path / "nowhere.yaml")
+    for name in ("g_sub4.fits", "r_sub4.fits"):
+        shutil.copy(DES.parent / name, tmp_path)
+    fits.PrimaryHDU(np.zeros((4, 91), dtype=np.float32)).writeto(tmp_path / "z_sub4.fits", overwrite=True)
+    shutil.copy(DES, tmp_path)
+    with pytest.raises(
+        RealInputError, match=r"z_sub4\.fits: primary HDU: expected a cube \(N, H, W\), got shape \(4, 91\)"
+    ):
+        read_input(tmp_path / DES.name)
