@@ -23,7 +23,7 @@ from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json, write_text
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
-from darkhalo.metrics.report import roc_plot
+from darkhalo.metrics.report import md_table, probe_table, roc_plot
 from darkhalo.progress import track
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
@@ -155,10 +155,8 @@ def comparison_markdown(
         if probes is None:
             lines.append(f"- {name}: probes not run; AUROC {metrics[name].auroc:.4f}")
             continue
-        blob = ", ".join(f"{k}: {v:.4f}" for k, v in probes.blob_flag_rates.items())
-        lines.append(f"- {name}: core-pixel AUC {probes.core_auc:.3f}; blob flag rates {blob or '-'}")
-        swap = probes.psf_swap.model_dump_json() if probes.psf_swap is not None else "not run"
-        lines.append(f"  PSF swap: {swap}; AUROC {metrics[name].auroc:.4f}")
+        for title, (header, rows) in probe_table(probes).items():
+            lines += [f"### {name}: {title}; AUROC {metrics[name].auroc:.4f}", "", md_table(header, rows), ""]
     for name in names:
         verdicts = ", ".join(f"{f.id}: {f.verdict}" for f in findings[name])
         lines.append(f"\n{name} findings on the shared test set: {verdicts}")

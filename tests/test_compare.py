@@ -18,7 +18,7 @@ from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.runner import RunError
 from darkhalo.spec import load_spec, spec_from_dict
 from data_contracts.findings import Finding
-from data_contracts.metrics import EvaluationMetrics
+from data_contracts.metrics import EvaluationMetrics, Probes, PsfSwap, SwappedCompleteness
 
 
 def test_the_shipped_pair_shares_seed_survey_and_splits() -> None:
@@ -73,6 +73,27 @@ def test_the_comparison_shows_resolved_points_as_numbers_and_unresolved_ones_as_
     gen2_fpr_at_90 = metrics["gen2"].fpr_at_completeness[2].fpr
     assert f"{gen2_fpr_at_90:.4f}" in text
     assert "- gen1: probes not run" in text
+
+
+def test_the_comparison_shows_each_models_probes_as_a_table() -> None:
+    names = [f"completeness={c:g}" for c in (0.95, 0.9)]
+    swap = PsfSwap(
+        n_positives=200,
+        injection_psf="survey",
+        completeness=dict.fromkeys(names, SwappedCompleteness(survey=0.9, gaussian=0.8, change=-0.1)),
+    )
+    probes = Probes(
+        core_auc=0.6,
+        ring_auc=0.9,
+        fpr_at_thresholds=dict.fromkeys(names, 0.02),
+        blob_flag_rates=dict.fromkeys(names, 0.15),
+        psf_swap=swap,
+    )
+    metrics = {"gen1": _metrics(0.5), "gen2": _metrics(3.0).model_copy(update={"probes": probes})}
+    text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
+    assert "### gen2: Shortcut probes (core-pixel AUC 0.600, ring AUC 0.900)" in text
+    assert "| completeness=0.95 | 0.02 | 0.15 | 0.900 → 0.800 (-0.100) |" in text
+    assert "{" not in text.split("## Shortcut probes")[1]  # no raw JSON
 
 
 def _write_generations(out: Path) -> dict[str, list[Finding]]:

@@ -251,7 +251,7 @@ def _budget_rows(metrics: EvaluationMetrics) -> list[list[str]]:
     ]
 
 
-def _probe_table(probes: Probes | None) -> dict[str, tuple[list[str], list[list[str]]]]:
+def probe_table(probes: Probes | None) -> dict[str, tuple[list[str], list[list[str]]]]:
     """The shortcut probes per operating point: control FPR, blob flag rate, PSF-swap completeness."""
     if probes is None:
         return {}
@@ -294,7 +294,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (cells' pipes escaped)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -328,7 +329,7 @@ def write_report(
     tables = {
         "Operating points": (POINT_HEADER, _point_rows(metrics)),
         "Inspection budget": (BUDGET_HEADER, _budget_rows(metrics)),
-        **_probe_table(metrics.probes),
+        **probe_table(metrics.probes),
         **_strata_tables(metrics),
     }
     minimum = f"{metrics.min_expected_false_positives:g}"
@@ -359,7 +360,7 @@ def write_report(
     )
     md_text = (
         f"# {title}\n\n{summary}\n\n"
-        + "".join(f"## {name}\n\n{_md_table(*table)}\n\n" for name, table in tables.items())
+        + "".join(f"## {name}\n\n{md_table(*table)}\n\n" for name, table in tables.items())
         + "## Plots\n\n"
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in plots)
         + ("## Links\n\n" + "".join(f"- [{text}]({href})\n" for text, href in links) if links else "")
