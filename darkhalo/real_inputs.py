@@ -8,6 +8,8 @@ Two kinds, each described by one YAML file (data paths relative to it)::
     pixel_scale: 0.25         # arcsec per pixel
     flux_to_nanomaggies: 1.0  # multiplies the file's values
     names_key: names          # optional: key of the (N,) names; else the index names an image
+    max_filled_fraction: 0.1  # optional (default 0.05, at most 0.25): the share of a stamp that may be
+                              # filled with sky, e.g. for cutouts narrower than the stamp
 
     kind: fits_cubes          # one FITS file per band, primary HDU (N, H, W)
     files: {g: g.fits, r: r.fits, z: z.fits}
@@ -28,6 +30,7 @@ import yaml
 from astropy.io import fits
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from data_contracts.real_scores import FILLED_FRACTION_CEILING, MAX_FILLED_FRACTION
 from data_contracts.survey import BANDS
 
 
@@ -40,6 +43,12 @@ class _Description(BaseModel):
 
     pixel_scale: float = Field(gt=0, description="arcsec per pixel")
     flux_to_nanomaggies: float = Field(gt=0, description="factor from the file's unit to nanomaggies")
+    max_filled_fraction: float = Field(
+        MAX_FILLED_FRACTION,
+        ge=0,
+        le=FILLED_FRACTION_CEILING,
+        description="the most of a stamp that may be filled with sky (cutouts narrower than the stamp need more)",
+    )
 
 
 class NpzInput(_Description):
@@ -65,12 +74,13 @@ Description = Annotated[NpzInput | FitsCubesInput, Field(discriminator="kind")]
 @dataclass(frozen=True)
 class RealImages:
     """Images (N, 3, H, W) float64 nanomaggies in BANDS order (NaN where the file has no data), one name each,
-    at ``pixel_scale`` arcsec per pixel; ``source`` is the description file."""
+    at ``pixel_scale`` arcsec per pixel; ``source`` is the description file, ``max_filled_fraction`` its limit."""
 
     source: Path
     images: np.ndarray
     names: list[str]
     pixel_scale: float
+    max_filled_fraction: float
 
 
 def _band_order(path: Path, field: str, bands: list[str]) -> list[int]:
@@ -143,4 +153,5 @@ def read_input(source: Path) -> RealImages:
     if len(images) == 0:
         raise RealInputError(f"{source}: no images")
     nanomaggies = images.astype(np.float64) * spec.flux_to_nanomaggies
-    return RealImages(source, nanomaggies, names or [str(i) for i in range(len(images))], spec.pixel_scale)
+    names = names or [str(i) for i in range(len(images))]
+    return RealImages(source, nanomaggies, names, spec.pixel_scale, spec.max_filled_fraction)

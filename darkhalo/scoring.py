@@ -4,9 +4,10 @@ Each image is resampled onto the model's pixel grid with ``reproject_exact`` (fl
 pixel overlaps between simple TAN WCSs centred on the cutout's centre, so the stamp centre is the
 cutout's), cut to the stamp size and scored by ``model_scorer`` (the trainer's normalisation).
 The rule for missing data: a pixel without data (NaN in the file, or outside the cutout's field) takes
-its band's median (the sky); the share of the stamp so filled is recorded, and an image above
-``MAX_FILLED_FRACTION`` is refused by name. Writes ``scores.parquet`` (RealScores, ranked),
-``refused.csv`` (RefusedImages) and a self-contained ``gallery.html`` into the output folder.
+its band's median (the sky); the share of the stamp so filled is recorded, and an image above its
+input's ``max_filled_fraction`` (default ``MAX_FILLED_FRACTION``) is refused by name. Writes
+``scores.parquet`` (RealScores, ranked), ``refused.csv`` (RefusedImages) and a self-contained
+``gallery.html`` into the output folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from darkhalo.metrics.report import Gallery, gallery_plot
 from darkhalo.real_inputs import RealImages, RealInputError
 from darkhalo.spec import SpecError, StampsSpec, load_spec
 from darkhalo.training.device import resolve_device
-from data_contracts.real_scores import MAX_FILLED_FRACTION, RealScores, RefusedImages
+from data_contracts.real_scores import RealScores, RefusedImages
 from data_contracts.survey import BANDS, PIXEL_SCALE
 
 #: Top-ranked stamps shown in the gallery.
@@ -131,8 +132,9 @@ def score_inputs(target: Target, inputs: list[RealImages]) -> tuple[pd.DataFrame
     for real in inputs:
         done = resample(real.images, real.pixel_scale, target.pixel_scale, target.size)
         ids = pd.DataFrame({"input": str(real.source), "name": real.names, "index": np.arange(len(real.names))})
-        keep = done.filled_fraction <= MAX_FILLED_FRACTION
-        reasons = [f"{f:.1%} of its stamp has no data (limit {MAX_FILLED_FRACTION:.0%})" for f in done.filled_fraction]
+        limit = real.max_filled_fraction
+        keep = done.filled_fraction <= limit
+        reasons = [f"{f:.1%} of its stamp has no data (limit {limit:.0%})" for f in done.filled_fraction]
         refused.append(ids[~keep].assign(reason=np.asarray(reasons, dtype=object)[~keep]))
         scored = ids[keep].assign(score=score(done.stamps[keep]), filled_fraction=done.filled_fraction[keep])
         rows.append(scored.assign(**dict(zip(FLUX_RATIO, done.flux_ratio[keep].T, strict=True))))

@@ -14,8 +14,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-#: The most of a stamp's pixels (all bands) that may be filled; an image above it is refused.
+#: The most of a stamp's pixels (all bands) that may be filled unless an input allows more (its
+#: ``max_filled_fraction``); an image above its limit is refused.
 MAX_FILLED_FRACTION = 0.05
+#: The most any input may allow: beyond a quarter of made-up sky a stamp is not the cutout any more.
+FILLED_FRACTION_CEILING = 0.25
 
 
 class RealImage(pa.DataFrameModel):
@@ -31,7 +34,7 @@ class RealScores(RealImage):
 
     score: Series[np.float64]
     rank: Series[np.int64] = pa.Field(ge=1)
-    filled_fraction: Series[np.float64] = pa.Field(ge=0, le=MAX_FILLED_FRACTION)
+    filled_fraction: Series[np.float64] = pa.Field(ge=0, le=FILLED_FRACTION_CEILING)
     flux_ratio_g: Series[np.float64]
     flux_ratio_r: Series[np.float64]
     flux_ratio_z: Series[np.float64]

@@ -108,6 +108,33 @@ def test_an_image_with_too_many_nan_pixels_is_refused_by_name(run_dir: Path, tmp
     assert len(pd.read_parquet(tmp_path / "out" / "scores.parquet")) == 5
 
 
+def test_a_cutout_narrower_than_the_stamp_is_scored_only_where_its_input_allows_the_fill(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A 64-pixel crop at 0.25" (16", as the PS1 lensed quasars) leaves ~9 % of a 64 x 0.262" stamp without data."""
+    with np.load(REAL / "ps1_sled_lenses" / "ps1_sled_lensed_galaxies_sub6.npz") as data:
+        arrays = dict(data)
+    arrays["images"] = arrays["images"][:, :, 8:72, 8:72]
+    np.savez(tmp_path / "narrow.npz", **arrays)
+    text = PS1.read_text().replace("ps1_sled_lensed_galaxies_sub6", "narrow")
+    (tmp_path / "strict.yaml").write_text(text)
+    (tmp_path / "lenient.yaml").write_text(text + "max_filled_fraction: 0.12\n")
+    inputs = [str(tmp_path / "strict.yaml"), str(tmp_path / "lenient.yaml")]
+    result = CliRunner().invoke(app, ["score", str(run_dir), *inputs, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    scores, refused = (
+        pd.read_parquet(tmp_path / "out" / "scores.parquet"),
+        pd.read_csv(tmp_path / "out" / "refused.csv"),
+    )
+    assert (refused["input"] == inputs[0]).sum() == 6 and (scores["input"] == inputs[1]).sum() == 6
+    assert scores["filled_fraction"].between(0.05, 0.12).all()
+    (tmp_path / "greedy.yaml").write_text(text + "max_filled_fraction: 0.5\n")
+    with pytest.raises(
+        RealInputError, match=r"greedy\.yaml: npz\.max_filled_fraction: Input should be less than or equal to 0\.25"
+    ):
+        read_input(tmp_path / "greedy.yaml")
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
