@@ -78,7 +78,7 @@ def _interval(pair: Sequence[float] | None) -> str:
 def roc_plot(curves: Mapping[str, tuple[pd.DataFrame, OperatingPointSummary]]) -> bytes:
     """ROC (completeness vs FPR) of each named model's ``(scores, metrics)`` on a log-FPR axis down to
     1 / n_neg, its resolved L4 points marked and its completeness at each resolved FPR target drawn with
-    the headline (bootstrap) 95 % interval."""
+    its headline 95 % interval."""
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
     floor = 1 / min(metrics.n_neg for _, metrics in curves.values())
@@ -103,7 +103,7 @@ def roc_plot(curves: Mapping[str, tuple[pd.DataFrame, OperatingPointSummary]]) -
     if len(curves) == 1:
         ax.set_title(f"ROC (AUROC {next(iter(curves.values()))[1].auroc:.4f}, secondary)")
     else:
-        ax.set_title("ROC on the same test set; bars: 95 % bootstrap at each FPR target", fontsize=9)
+        ax.set_title("ROC on the same test set; bars: the headline 95 % interval at each FPR target", fontsize=9)
     return _png(fig)
 
 

@@ -78,8 +78,9 @@ NEIGHBOUR_CHUNK = 256  # neighbour profiles evaluated together (4 bytes x canvas
 #: would make a stamp depend on its batch (and MKL's FFT of a lone image differs from a batch's).
 BATCH_MULTIPLE = 64
 #: The same for the neighbours' canvases and their owners, which are few (~7 % of hosts at the survey's
-#: density): bit-identical in batches of any size at 1 and 2 threads (tests/test_mock_cutouts.py) even
-#: unpadded; 64 would convolve ~4x the owners there are.
+#: density): at 8 their stamps are bit-identical in batches of any size at 1 and 2 threads
+#: (tests/test_mock_cutouts.py; a stress run at 48, 64 and 101 pixels found no difference even
+#: unpadded), and 64 would convolve ~4x the owners there are.
 NEIGHBOUR_MULTIPLE = 8
 CORE_RINGS = 4  # sub-pixel rings around a Sersic centre integrated analytically
 MIN_REFF = 0.02  # arcsec: smaller half-light radii are rendered at this size
