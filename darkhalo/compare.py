@@ -3,8 +3,8 @@
 Both specs are run through their own stages (contracts apply; a spec that reproduces a failed
 generation must waive what it fails, with reasons the audit shows). Then both trained models score
 the *corrected* generation's test split — unpaired controls, the survey PSF, prior-based arc
-brightness — and the operating points (resolved ones only), the stratified completeness and the
-shortcut probes are put side by side in ``<out>/compare-<a>-vs-<b>/``.
+brightness — and the operating points (resolved ones only), the FPR per confuser class, the stratified
+completeness and the shortcut probes are put side by side in ``<out>/compare-<a>-vs-<b>/``.
 
 The specs must share seed, survey and sky splits, so that the test sky is the same HEALPix
 regions for both and none of the baseline's training hosts is in it (checked).
@@ -23,7 +23,7 @@ from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json, write_text
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
-from darkhalo.metrics.report import md_table, probe_table, roc_plot
+from darkhalo.metrics.report import confuser_table, md_table, probe_table, roc_plot
 from darkhalo.progress import track
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
@@ -111,10 +111,32 @@ def _rate(point: ReportedPoint) -> str:
     return f"{rate:.4f} [{low:.4f}, {high:.4f}] at this threshold"
 
 
+def _confuser_lines(metrics: Mapping[str, EvaluationMetrics]) -> list[str]:
+    """The FPR per confuser class of both models side by side, a table per operating point both resolve (each
+    model at its own threshold for that point)."""
+    names = list(metrics)
+    shared = [p for p in metrics[names[0]].confuser_fpr if all(p in metrics[n].confuser_fpr for n in names)]
+    lines = [
+        "",
+        "## False positives by confuser class",
+        "",
+        "Each class's FPR at each model's threshold, with its exact 95 % interval at this threshold and "
+        "(flagged/controls); 'none' (plain hosts) is the reference.",
+        "",
+    ]
+    if not shared:
+        return [*lines, "No operating point has per-class rates in both models' metrics."]
+    for point in shared:
+        table = confuser_table({name: metrics[name].confuser_fpr[point] for name in names})
+        lines += [f"### At {point}", "", md_table(*table), ""]
+    return lines
+
+
 def comparison_markdown(
     metrics: Mapping[str, EvaluationMetrics], findings: Mapping[str, Sequence[Finding]], test_set: str, n_stamps: int
 ) -> str:
-    """The side-by-side tables: operating points (resolved only as numbers), strata, probes, then the findings."""
+    """The side-by-side tables: operating points (resolved only as numbers), FPR per confuser class, strata,
+    probes, then the findings."""
     names = list(metrics)
     first = metrics[names[0]]
     lines = [
@@ -143,6 +165,7 @@ def comparison_markdown(
         points = [metrics[n].completeness_at_fpr[i] for n in names]
         cells = [_rate(p) for p in points]
         lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
+    lines += _confuser_lines(metrics)
     lines += ["", "## Completeness by theta_E / PSF FWHM at each model's resolved operating points", ""]
     for name in names:
         for point_name, strata in metrics[name].stratified.items():

@@ -5,7 +5,8 @@ Pure batch functions (pandas in, pandas out) that the manifest stage runs inside
 (darkhalo.hashing), so the manifest is the same however the hosts are partitioned.
 
 Roles: a host is ``positive`` (gets grid configs), ``control`` (one uninjected stamp) or
-``excluded`` (a known lens: never a control, never injected). Controls:
+``excluded`` (a known lens: never a control, never injected; and, when the spec trains without hard
+negatives, a confuser host outside the test split). Each host carries its confuser class. Controls:
 - ``unpaired``: each host is hashed into the control pool with the share that makes controls the
   spec's fraction of its split's stamps (``test_fraction`` may set the test split's own); the pools
   are disjoint random draws from the same parent sample, so positive and control hosts share one distribution (L1, L6).
@@ -26,10 +27,13 @@ from darkhalo.sky import SPLITS, healpix_of, split_of_pixels
 from darkhalo.sources import draw_source_parameters
 from darkhalo.spec import ControlsSpec, GenerationSpec, GridSpec, SourceSpec, SplitsSpec
 from darkhalo.spec_view import SpecView
+from darkhalo.surveys.confusers import draw_classes
+from data_contracts import confusers
 from data_contracts.catalog import HostRow
 from data_contracts.manifest import GRID_COLUMNS, SOURCE_COLUMNS, Manifest
 from data_contracts.parent_sample import ParentSample
 from data_contracts.schema import column_names
+from data_contracts.survey import KEY
 
 #: Host columns carried from the parent sample into every manifest row (what inject and the
 #: invariants need: position, PSF, depth, shape, fluxes).
@@ -48,18 +52,37 @@ _AXIS_TO_COLUMN = {
 
 @dataclass(frozen=True)
 class Expansion:
-    """The spec sections and seed that expansion reads, taken from a spec (or its view) once."""
+    """The spec sections and seed that expansion reads, taken from a spec (or its view) once.
+    ``confuser_rates``: the mock sky's confuser shares (empty: smooth hosts), None for a real sky."""
 
     grid: GridSpec
     controls: ControlsSpec
     splits: SplitsSpec
     source: SourceSpec
     seed: int
+    confuser_rates: dict[str, float] | None
 
     @classmethod
     def of(cls, spec: GenerationSpec | SpecView) -> Expansion:
         """The expansion settings of ``spec`` (a GenerationSpec or a SpecView declaring these sections)."""
-        return cls(grid=spec.grid, controls=spec.controls, splits=spec.splits, source=spec.source, seed=spec.seed)
+        survey = spec.survey
+        rates = None if survey.kind == "legacy" else survey.confusers.rates() if survey.confusers else {}
+        return cls(
+            grid=spec.grid,
+            controls=spec.controls,
+            splits=spec.splits,
+            source=spec.source,
+            seed=spec.seed,
+            confuser_rates=rates,
+        )
+
+
+def host_confusers(hosts: pd.DataFrame, expansion: Expansion) -> np.ndarray:
+    """Each host's confuser class as its survey draws it (data_contracts.confusers): a real sky's are unlabelled."""
+    if expansion.confuser_rates is None:
+        return np.full(len(hosts), confusers.UNLABELLED, dtype=object)
+    keys = hosts[list(KEY)].to_numpy(np.int64)
+    return draw_classes(expansion.seed, keys, expansion.confuser_rates)
 
 
 def grid_configs(grid: GridSpec) -> pd.DataFrame:
@@ -100,6 +123,10 @@ def host_frame(parent: pd.DataFrame, *, expansion: Expansion) -> pd.DataFrame:
         share = hosts["split"].map(shares).to_numpy(dtype=np.float64)
         role[uniform(seed, hosts["host_id"].to_numpy(), stream="role") < share] = "control"
     role[hosts["KNOWN_LENS"].to_numpy(dtype=bool)] = "excluded"
+    hosts["confuser"] = host_confusers(hosts, expansion)
+    if not expansion.controls.hard_negatives_in_training:
+        confused = ~hosts["confuser"].isin([confusers.PLAIN, confusers.UNLABELLED]).to_numpy()
+        role[confused & (hosts["split"] != "test").to_numpy()] = "excluded"
     hosts["role"] = role
     return hosts
 

@@ -178,7 +178,10 @@ def inject_batch(rows: pd.DataFrame, provider: CutoutProvider, *, rendering: Ren
     snr = np.full(len(rows), np.nan)
     snr[positive] = np.sqrt((arc.astype(np.float64) ** 2 * cut.invvar[positive]).sum(axis=(1, 2, 3)))
     columns = {
-        **{k: rows[k].to_numpy() for k in ("stamp_id", "label", "split", *KEY, "host_id", "RA", "DEC", "config_id")},
+        **{
+            k: rows[k].to_numpy()
+            for k in ("stamp_id", "label", "split", *KEY, "host_id", "RA", "DEC", "config_id", "confuser")
+        },
         "image": encode_images(cut.images + arcs.images),
         "theta_e": rows["theta_e"].to_numpy(dtype=np.float64),
         "psfsize_r": rows["PSFSIZE_R"].to_numpy(dtype=np.float64),

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from data_contracts.confusers import CLASSES as CONFUSER_CLASSES
+from data_contracts.lessons import LESSONS
 from data_contracts.survey import PIXEL_SCALE
 from data_contracts.thresholds import InvariantThresholds
 
@@ -59,6 +61,64 @@ class Range(Section):
 # --- survey -------------------------------------------------------------------------------------
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfuserRates(Section):
+    """Share of the mock sky's hosts that carry each confuser class (data_contracts.confusers), drawn
+    per host (darkhalo.surveys.confusers). The classes are those lens searches report as their false
+    positives (Jacobs et al. 2019, ApJS 243, 17; Huang et al. 2020, ApJ 894, 78; Canameras et al. 2020,
+    A&A 644, A163; Rojas et al. 2022, A&A 668, A73); the defaults are shares of LRG-like hosts from
+    galaxy-population statistics, each cited at its field."""
+
+    spiral: Share = Field(
+        0.04,
+        description="spirals with blue arms around red bulges: red, disc-dominated spirals are a minority "
+        "of the red sequence, commonest at high mass (Masters et al. 2010, MNRAS 405, 783)",
+    )
+    ring: Share = Field(
+        0.02,
+        description="rings around red bulges: outer rings in ~16 % of disc galaxies (Comeron et al. 2014, "
+        "A&A 562, A121), polar rings in ~0.5 % of S0s (Whitmore et al. 1990, AJ 100, 1489); few hosts are S0/Sa",
+    )
+    edge_on_disk: Share = Field(
+        0.03,
+        description="edge-on dusty discs reddened into LRG colours: inclination dims and reddens discs by "
+        "tenths of a magnitude to over one (Maller et al. 2009, ApJ 691, 394)",
+    )
+    merger: Share = Field(
+        0.06,
+        description="mergers, tidal tails and shells: 12-17 % of galaxies show tidal features at "
+        "CFHTLS-Wide / DECaLS depth (Atkinson et al. 2013, ApJ 765, 28; Hood et al. 2018, ApJ 857, 144); "
+        'about half fall inside a 17" stamp',
+    )
+    blue_companions: Share = Field(
+        0.08,
+        description='blue galaxies 1-4" from the host by chance: ~2e4 galaxies per deg^2 at r < 23 '
+        "(Metcalfe et al. 2001, MNRAS 323, 795) put 0.07 in that annulus, plus the LRGs' own satellites",
+    )
+    star_artifact: Share = Field(
+        0.01,
+        description="bright-star halos and spikes within 25\" of a host: Tycho-2's 2.5 million stars to "
+        "V ~ 11.5 (Hog et al. 2000, A&A 355, L27), ~25-60 per deg^2, and fainter ones nearer",
+    )
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> ConfuserRates:
+        total = sum(self.rates().values())
+        if total > 1:
+            raise ValueError(f"the confuser shares sum to {total:g}; a host has at most one class, so at most 1")
+        return self
+
+    def rates(self) -> dict[str, float]:
+        """Class name -> share of hosts, in data_contracts.confusers.CLASSES order."""
+        return {name: getattr(self, name) for name in CONFUSER_CLASSES}
+
+    def enabled(self) -> tuple[str, ...]:
+        """The classes with a share above zero."""
+        return tuple(name for name, rate in self.rates().items() if rate > 0)
+
+
 class MockSurvey(Section):
     """The embedded, seeded Legacy-Surveys-like sky."""
 
@@ -67,6 +127,9 @@ class MockSurvey(Section):
     ra_range: tuple[float, float] = Field((150.0, 160.0), description="deg, [min, max)")
     dec_range: tuple[float, float] = Field((0.0, 5.0), description="deg, [min, max)")
     release: int = Field(10000, ge=0, le=32767, description="RELEASE written to every row (DR10 south: 10000)")
+    confusers: ConfuserRates | None = Field(
+        None, description="confuser populations among the hosts ({} for the cited defaults; absent: smooth hosts only)"
+    )
 
     @field_validator("ra_range")
     @classmethod
@@ -81,6 +144,12 @@ class MockSurvey(Section):
         if not -90 <= v[0] < v[1] <= 90:
             raise ValueError("need -90 <= dec_min < dec_max <= 90 (deg)")
         return v
+
+
+def confuser_classes(survey: MockSurvey | LegacySurvey) -> tuple[str, ...]:
+    """The confuser classes a survey's hosts are labelled with: a mock sky's enabled ones, none for a real sky."""
+    confusers = getattr(survey, "confusers", None)
+    return confusers.enabled() if confusers else ()
 
 
 class CutoutSource(Section):
@@ -250,6 +319,11 @@ class ControlsSpec(Section):
     fraction: float = Field(gt=0, lt=1, description="share of stamps that are controls")
     test_fraction: float | None = Field(
         None, gt=0, lt=1, description="unpaired only: share of test-split stamps that are controls (None: fraction)"
+    )
+    hard_negatives_in_training: bool = Field(
+        True,
+        description="False: hosts with a confuser are kept out of train and val (the experiment without hard "
+        "negatives; L11 then fails); the test split keeps them",
     )
 
     @model_validator(mode="after")
@@ -439,7 +513,7 @@ class EngineSpec(Section):
     )
 
 
-LessonId = Literal["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10"]
+LessonId = Literal[tuple(LESSONS)]  # type: ignore[valid-type]
 
 
 class ExpectSpec(Section):

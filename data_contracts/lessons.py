@@ -1,4 +1,4 @@
-"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L10).
+"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L11).
 
 This table is the one place a lesson is written down; each invariant's check lives in
 ``data_contracts.invariants`` under the same id and cites this text.
@@ -83,6 +83,14 @@ LESSONS: dict[str, Lesson] = {
             "no label leakage",
             "model inputs are pixels (and whitelisted observing conditions at most), never "
             "injection parameters, arc S/N or anything derived from the label",
+        ),
+        Lesson(
+            "L11",
+            "hard negatives present",
+            "the test controls hold every confuser class the spec enables (spirals, rings, edge-on dusty discs, "
+            "mergers and tidal features, blue companions, bright-star artifacts), each on enough distinct hosts to "
+            "resolve its own FPR at 1e-2, with the confuser share at least the spec's minimum, and the training "
+            "controls hold every class too: a low FPR cannot come from a sky of smooth ellipticals",
         ),
     )
 }

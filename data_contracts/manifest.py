@@ -1,9 +1,9 @@
 """The manifest contract (pandera): one row per stamp to make, as the manifest stage writes it.
 
-A manifest row is a stamp row and a host row plus the stamp's role, its host's id and sky pixel, its
-grid config and the per-stamp nuisance parameters. Units: RA/DEC deg; theta_e, src_reff, src_x, src_y
-arcsec; angles rad; src_mag_r AB; src_flux_* nanomaggies; PSFSIZE_* FWHM arcsec. Injection columns are
-NaN on controls and finite on positives.
+A manifest row is a stamp row and a host row plus the stamp's role, its host's id, sky pixel and
+confuser class (data_contracts.confusers), its grid config and the per-stamp nuisance parameters.
+Units: RA/DEC deg; theta_e, src_reff, src_x, src_y arcsec; angles rad; src_mag_r AB; src_flux_*
+nanomaggies; PSFSIZE_* FWHM arcsec. Injection columns are NaN on controls and finite on positives.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from data_contracts import confusers
 from data_contracts.catalog import HostRow
 from data_contracts.stamps import StampRow
 
@@ -25,6 +26,7 @@ class Manifest(HostRow, StampRow):
     TYPE: Series[str]
     PSFSIZE_R: Series[np.float32] = pa.Field(gt=0)
     role: Series[str] = pa.Field(isin=["positive", "control"])
+    confuser: Series[str] = pa.Field(isin=list(confusers.VALUES))
     host_id: Series[np.int64] = pa.Field(ge=0)
     healpix: Series[np.int64] = pa.Field(ge=0)
     config_id: Series[np.int32] = pa.Field(ge=-1)

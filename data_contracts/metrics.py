@@ -9,8 +9,10 @@ no number (a number there is a problem, as is a missing operating point or an AU
 Each point's headline ``interval`` is the bootstrap one (threshold re-derived per resample; the
 exact one at the threshold where every resample agrees), the interval that covers the rate at the
 target; the ``*_at_threshold`` intervals are Clopper-Pearson,
-exact only for the rate at the threshold chosen. ``metrics_problems`` judges raw parsed JSON, so a
-tampered file yields problems that name the field, never a crash.
+exact only for the rate at the threshold chosen. At every resolved point, ``confuser_fpr`` gives the FPR
+of each confuser class's controls (data_contracts.confusers) at that threshold, exact, and resolved by the
+same rule on the class's distinct hosts (``confuser_hosts_needed``). ``metrics_problems`` judges raw parsed
+JSON, so a tampered file yields problems that name the field, never a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
 
+from data_contracts.confusers import VALUES
+
 #: L4's operating points: FPR is reported at these completeness targets ...
 COMPLETENESS_TARGETS: tuple[float, ...] = (0.99, 0.95, 0.90, 0.85, 0.80, 0.70)
 #: ... and completeness at these FPR targets.
@@ -32,6 +36,8 @@ RESOLVED_NUMBERS = ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_
 #: The exact intervals at a point's threshold, each with the rate it must hold.
 RESOLVED_INTERVALS = {"completeness_interval_at_threshold": "completeness", "fpr_interval_at_threshold": "fpr"}
 NULL_WHEN_UNRESOLVED = (*RESOLVED_NUMBERS, *RESOLVED_INTERVALS, "interval")
+#: The fields of a confuser class's rate that hold numbers only when it is resolved.
+CLASS_RATE_NUMBERS = ("n_flagged", "fpr", "fpr_interval_at_threshold")
 #: Sections of metrics.json and the targets each must list exactly.
 SECTIONS: dict[str, tuple[float, ...]] = {
     "fpr_at_completeness": COMPLETENESS_TARGETS,
@@ -43,6 +49,8 @@ AUROC_ALONE = "auroc: reported without the operating points (AUROC is never the 
 Rate = Annotated[float, Field(ge=0, le=1)]
 #: A [low, high] interval of a rate; L4 checks that it lies in [0, 1] and holds its rate.
 Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
+#: A host's confuser class (data_contracts.confusers.VALUES).
+Confuser = Literal[VALUES]
 
 
 def sample_needed(min_expected: float, rate: float) -> int:
@@ -103,6 +111,37 @@ class ReportedPoint(_Record):
         return f"{self.n_neg_needed:,} negatives"
 
 
+def confuser_hosts_needed(point: ReportedPoint, min_expected: float) -> int | None:
+    """The distinct hosts a confuser class needs for its FPR at the resolved ``point`` to be resolved: hosts x
+    the point's FPR target (an FPR target) or its measured FPR (a completeness target) reach ``min_expected``
+    expected false positives. None when that FPR is 0: no class size resolves it."""
+    rate = point.target_value if point.target == "fpr" else point.fpr
+    return sample_needed(min_expected, rate) if rate else None
+
+
+class ConfuserRate(_Record):
+    """The FPR of one confuser class's test controls at one resolved operating point's threshold (flag = score
+    >= threshold), with its exact interval at this threshold; numbers are null when unresolved."""
+
+    n: PositiveInt = Field(description="test controls of this class")
+    n_hosts: PositiveInt = Field(description="distinct hosts among them: the sample the resolution counts")
+    resolved: bool = Field(description="n_hosts >= n_hosts_needed")
+    n_hosts_needed: PositiveInt | None = Field(
+        description="confuser_hosts_needed at this point; null when the point flags no control"
+    )
+    n_flagged: NonNegativeInt | None
+    fpr: Rate | None = Field(description="n_flagged / n")
+    fpr_interval_at_threshold: Interval | None = Field(
+        description="Clopper-Pearson of n_flagged / n: exact for the class's FPR at this threshold (chosen from "
+        "all controls, this class among them)"
+    )
+
+    def needs(self) -> str:
+        """The sample an unresolved class rate lacks: ``1,000 hosts`` (distinct, of this class)."""
+        needed = self.n_hosts_needed
+        return "a control flagged at this threshold" if needed is None else f"{needed:,} hosts"
+
+
 class StratumBin(_Record):
     """Completeness of the positives in one right-open bin [low, high) of a stratum (None: unbounded)."""
 
@@ -157,7 +196,8 @@ class Probes(_Record):
 
 
 class OperatingPointSummary(_Record):
-    """What L4 judges: every operating point of L4, Bologna TPR0/TPR10 and AUROC (secondary).
+    """What L4 judges: every operating point of L4, Bologna TPR0/TPR10, AUROC (secondary) and the FPR per
+    confuser class at each resolved point (absent from files written before confusers: empty).
 
     Fields beyond these are ignored here, so L4 can judge a whole metrics.json with this model."""
 
@@ -181,6 +221,9 @@ class OperatingPointSummary(_Record):
     tpr0: ReportedPoint = Field(description="completeness with no false positive")
     tpr10: ReportedPoint = Field(description="completeness with at most ten false positives")
     auroc: Rate
+    confuser_fpr: dict[str, dict[Confuser, ConfuserRate]] = Field(
+        default_factory=dict, description="resolved point name -> confuser class present among the test controls -> FPR"
+    )
 
     def sections(self) -> dict[str, list[ReportedPoint]]:
         """L4's sections by name (the keys of SECTIONS)."""
@@ -280,12 +323,51 @@ def _point_problems(where: str, point: ReportedPoint, summary: OperatingPointSum
     return problems
 
 
+def _confuser_rate_problems(where: str, rate: ConfuserRate, needed: int | None) -> list[str]:
+    """Problems when a class rate disagrees with its resolution rule (``needed``: confuser_hosts_needed), its
+    counts or its interval."""
+    problems = []
+    if rate.n_hosts > rate.n:
+        problems.append(f"{where}.n_hosts: {rate.n_hosts} distinct hosts among {rate.n} controls")
+    if rate.n_hosts_needed != needed:
+        problems.append(f"{where}.n_hosts_needed: {rate.n_hosts_needed}, but the point's FPR needs {needed}")
+    if rate.resolved != (needed is not None and rate.n_hosts >= needed):
+        problems.append(f"{where}.resolved is {rate.resolved} but the class has {rate.n_hosts} hosts, {needed} needed")
+    if not rate.resolved:
+        numbers = [k for k in CLASS_RATE_NUMBERS if getattr(rate, k) is not None]
+        return problems + ([f"{where}: unresolved but reports {', '.join(numbers)} (must be null)"] if numbers else [])
+    missing = [k for k in CLASS_RATE_NUMBERS if getattr(rate, k) is None]
+    problems += [f"{where}.{k}: a resolved class rate needs a number, got None" for k in missing]
+    if rate.n_flagged is not None and rate.n_flagged > rate.n:
+        problems.append(f"{where}.n_flagged: {rate.n_flagged} flagged among {rate.n} controls")
+    if rate.fpr_interval_at_threshold is not None:
+        problems += _interval_problems(f"{where}.fpr_interval_at_threshold", rate.fpr_interval_at_threshold, rate.fpr)
+    return problems
+
+
+def _confuser_problems(summary: OperatingPointSummary) -> list[str]:
+    """Problems of ``confuser_fpr``: when present, an entry per resolved point, each class agreeing with its rule."""
+    points, rates = summary.resolved_points(), summary.confuser_fpr
+    if not rates:
+        return []
+    problems = [f"confuser_fpr: resolved point {name} is missing" for name in points if name not in rates]
+    for name, classes in rates.items():
+        if name not in points:
+            problems.append(f"confuser_fpr.{name}: not a resolved operating point")
+            continue
+        needed = confuser_hosts_needed(points[name], summary.min_expected_false_positives)
+        for value, rate in classes.items():
+            problems += _confuser_rate_problems(f"confuser_fpr.{name}.{value}", rate, needed)
+    return problems
+
+
 def metrics_problems(metrics: Any) -> list[str]:
     """Every way ``metrics`` (parsed metrics.json) breaks the L4 contract; empty when it holds.
 
     A value that does not fit OperatingPointSummary is a problem naming its field; a summary that
     fits must list every target, count no more distinct control hosts than controls, and each point must
-    agree with its resolution rule (n_neg_hosts x FPR, n_pos x (1 - c)) and with its intervals."""
+    agree with its resolution rule (n_neg_hosts x FPR, n_pos x (1 - c)) and with its intervals; so must each
+    confuser class's rate (its hosts x the point's FPR)."""
     try:
         summary = OperatingPointSummary.model_validate(metrics)
     except ValidationError as error:
@@ -309,6 +391,7 @@ def metrics_problems(metrics: Any) -> list[str]:
             problems += _point_problems(f"{section}[{i}]", point, summary, bootstrap)
     for key, point in (("tpr0", summary.tpr0), ("tpr10", summary.tpr10)):
         problems += _point_problems(key, point, summary, bootstrap)
+    problems += _confuser_problems(summary)
     if missing_points:
         problems.append(AUROC_ALONE)
     return problems

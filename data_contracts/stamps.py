@@ -14,6 +14,7 @@ import pandera.pandas as pa
 import pyarrow
 from pandera.typing import Series
 
+from data_contracts import confusers
 from data_contracts.schema import arrow_schema
 
 #: The shard column of each stamp's pixels: (3, size, size) float32 as bytes (darkhalo.stamps), after ``split``.
@@ -29,7 +30,8 @@ class StampRow(pa.DataFrameModel):
 
 
 class StampRecord(StampRow):
-    """A stamp shard's columns but the image: host, config, arc and the injection PSF's model."""
+    """A stamp shard's columns but the image: host, config, the host's confuser class, arc and the injection
+    PSF's model."""
 
     RELEASE: Series[np.int16]
     BRICKID: Series[np.int32]
@@ -38,6 +40,7 @@ class StampRecord(StampRow):
     RA: Series[np.float64]
     DEC: Series[np.float64]
     config_id: Series[np.int32]
+    confuser: Series[str] = pa.Field(isin=list(confusers.VALUES))
     theta_e: Series[np.float64] = pa.Field(nullable=True)
     psfsize_r: Series[np.float64] = pa.Field(gt=0)
     src_mag_r: Series[np.float64] = pa.Field(nullable=True)

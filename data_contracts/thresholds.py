@@ -112,6 +112,14 @@ class L10Thresholds(_Thresholds):
     )
 
 
+class L11Thresholds(_Thresholds):
+    """Hard negatives present: each enabled confuser class resolves its own FPR at ``resolve_fpr`` among the
+    test controls (the spec's evaluate.min_expected_false_positives), and confusers are ``min_share`` of them."""
+
+    resolve_fpr: float = Field(1e-2, gt=0, lt=1, description="FPR each class's test control hosts must resolve")
+    min_share: float = Field(0.1, ge=0, le=1, description="minimum share of test control hosts with a confuser")
+
+
 class InvariantThresholds(BaseModel):
     """The ``invariants`` section of a spec: one entry per lesson, all with defaults."""
 
@@ -127,6 +135,7 @@ class InvariantThresholds(BaseModel):
     L8: L8Thresholds = L8Thresholds()
     L9: L9Thresholds = L9Thresholds()
     L10: L10Thresholds = L10Thresholds()
+    L11: L11Thresholds = L11Thresholds()
 
     def waiver(self, lesson_id: str) -> str | None:
         """The waiver reason the spec gives for ``lesson_id`` (None for no waiver or no such lesson)."""

@@ -14,6 +14,7 @@ from conftest import SPECS, spec_data
 
 from darkhalo.artifacts import write_json
 from darkhalo.compare import check_comparable, comparison_markdown, training_hosts_in_test, write_comparison
+from darkhalo.metrics.report import confuser_cell
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.runner import RunError
 from darkhalo.spec import load_spec, spec_from_dict
@@ -50,6 +51,7 @@ def _scores(shift: float) -> pd.DataFrame:
             "score": np.r_[rng.normal(shift, 1, 200), rng.normal(0, 1, 400)],
             "theta_e": np.r_[rng.uniform(0.8, 2, 200), np.full(400, np.nan)],
             "psfsize_r": np.full(600, 1.3),
+            "confuser": np.r_[np.full(300, "none"), np.full(300, "ring")],
         }
     )
 
@@ -73,6 +75,26 @@ def test_the_comparison_shows_resolved_points_as_numbers_and_unresolved_ones_as_
     gen2_fpr_at_90 = metrics["gen2"].fpr_at_completeness[2].fpr
     assert f"{gen2_fpr_at_90:.4f}" in text
     assert "- gen1: probes not run" in text
+
+
+def test_the_comparison_shows_each_classs_fpr_for_both_models_at_each_shared_point() -> None:
+    metrics = {"gen1": _metrics(0.5), "gen2": _metrics(3.0)}
+    text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
+    section = text.split("## False positives by confuser class")[1].split("## Completeness by theta_E")[0]
+    shared = [p for p in metrics["gen1"].confuser_fpr if p in metrics["gen2"].confuser_fpr]
+    assert shared == [f"completeness={c:g}" for c in (0.95, 0.9, 0.85, 0.8, 0.7)]  # 400 hosts x 1e-2 < 10
+    assert (
+        section.count("### At ") == len(shared)
+        and "| confuser class | controls | distinct hosts | gen1 | gen2 |" in section
+    )
+    for point in shared:
+        table = section.split(f"### At {point}\n")[1].split("###")[0]
+        for value, n in (("none", 100), ("ring", 300)):
+            cells = [confuser_cell(metrics[g].confuser_fpr[point][value]) for g in ("gen1", "gen2")]
+            assert f"| {value} | {n} | {n} | {cells[0]} | {cells[1]} |" in table
+    ring = metrics["gen1"].confuser_fpr["completeness=0.9"]["ring"]
+    assert ring.resolved and f"({ring.n_flagged}/300)" in section
+    assert "unresolved (needs" in section  # gen2 flags too few controls at completeness 0.95 for 100 plain hosts
 
 
 def test_the_comparison_shows_each_models_probes_as_a_table() -> None:
@@ -109,6 +131,7 @@ def test_the_comparison_is_written_from_each_generations_metrics_json(tmp_path: 
     written = json.loads((tmp_path / "compare.json").read_text())
     assert written["test_set"] == "gen2" and list(written["generations"]) == ["gen1", "gen2"]
     assert EvaluationMetrics.model_validate(written["generations"]["gen2"]["metrics"]) == _metrics(3.0)
+    assert written["generations"]["gen1"]["metrics"]["confuser_fpr"]["completeness=0.9"]["ring"]["n"] == 300
     assert written["generations"]["gen1"]["findings"][0]["verdict"] == "FAIL"
     text = (tmp_path / "compare.md").read_text()
     assert "gen1 findings on the shared test set: L1: FAIL" in text

@@ -63,6 +63,7 @@ def _write_inject(folder: Path, n_pos: int = 200, n_neg: int = 1200, seed: int =
             "label": pa.array(label),
             "split": pa.array(split),
             "host_id": pa.array(np.arange(n, dtype=np.int64)),
+            "confuser": pa.array(np.where(np.arange(n) % 3 == 0, "spiral", "none")),
             "image": encode_images(images),
             "theta_e": injected * rng.uniform(0.6, 2.0, n),
             "psfsize_r": rng.uniform(1.0, 1.5, n),
@@ -128,6 +129,11 @@ def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir:
     assert metrics["n_neg"] == 600 and metrics["completeness_at_fpr"][0]["resolved"] is False  # 600 x 1e-2 < 10
     assert metrics["probes"]["core_auc"] < 0.7 and "psf_swap" not in metrics["probes"]  # no manifest given
     assert (tmp_path / "plots" / "gallery_2.png").is_file()  # the blob-probe gallery
+    assert {"none", "spiral"} == set(metrics["confuser_fpr"]["completeness=0.9"])
+    for value in ("none", "spiral"):  # each class's top-scored controls, shown in its section
+        assert (
+            f"![gallery_confuser_{value}](plots/gallery_confuser_{value}.png)" in (tmp_path / "report.md").read_text()
+        )
     # contract.json's measured operating points: every resolved point of metrics.json, with its numbers
     measured = resolved_operating_points(OperatingPointSummary.model_validate(metrics))
     listed = {
@@ -174,7 +180,7 @@ TRAIN_AND_EVALUATE = (
     Stage(
         "manifest",
         (),
-        ("seed", "grid", "controls", "splits", "source"),
+        ("seed", "survey", "grid", "controls", "splits", "source"),
         "toy_stages.pandas_manifest",
         "manifest, no Spark",
     ),
@@ -202,6 +208,7 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     data["invariants"] = {
         "L7": {"waiver": "27 stamps of 16 x 16 pix: the glue is under test, not the arc population"},
         "L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"},
+        "L11": {"waiver": "27 stamps: too few to resolve a confuser class; the glue is under test"},
     }
     spec = spec_from_dict(data)
     outcomes = run_generation(spec, tmp_path, stages=TRAIN_AND_EVALUATE, console=Console(quiet=True))

@@ -6,17 +6,22 @@ The headline interval (bootstrap, threshold re-derived per resample) must cover 
 resolved target; the Clopper-Pearson interval "at this threshold" covers the rate of the threshold
 chosen, not the rate at the target, and falls far short. The default test runs a small grid in
 seconds; the slow one (``-m slow``) runs 2,000 replications at the default 1,000 resamples.
+
+A confuser class's FPR is reported at the threshold chosen, so its exact interval must cover the class's
+true FPR at that threshold, chosen from all the controls with the class among them (its scores pull the
+threshold): a class scoring N(shift, 1) among controls otherwise N(0, 1).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from darkhalo.metrics.intervals import bootstrap_interval, clopper_pearson, headline_interval
 from darkhalo.metrics.operating_points import OperatingPoint, Sample, completeness_at_fpr, fpr_at_completeness
-from darkhalo.metrics.summary import summarise
+from darkhalo.metrics.summary import confuser_fpr, summarise
 
 #: Mean score of the positives (the controls' is 0; both have unit spread).
 SHIFT = 2.0
@@ -144,3 +149,41 @@ def test_the_headline_intervals_cover_92_to_98_percent_on_every_resolved_target(
     for target, (resolved, headline, *_) in result.items():
         if resolved:
             assert 0.92 <= headline <= 0.98, (target, _table(n_neg, n_pos, result))
+
+
+def class_coverage(n_rest: int, n_class: int, shift: float, replications: int, seed: int = 0) -> tuple[float, float]:
+    """Over replications: the share whose class rate at the FPR 1e-2 point is resolved, and the share of those
+    whose exact interval at this threshold holds the class's true FPR there (norm.sf(threshold - shift))."""
+    rng = np.random.default_rng(seed)
+    confuser = np.r_[np.full(n_rest, "none"), np.full(n_class, "spiral")]
+    resolved = covered = 0
+    for _ in range(replications):
+        neg = np.r_[rng.normal(0, 1, n_rest), rng.normal(shift, 1, n_class)]
+        metrics = summarise(
+            rng.normal(SHIFT, 1, 100), neg, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0
+        )
+        point = metrics.resolved_points()["fpr=0.01"]
+        controls = pd.DataFrame({"score": neg, "confuser": confuser, "host_id": np.arange(neg.size)})
+        rate = confuser_fpr(controls, {"fpr=0.01": point}, 10, 0.95)["fpr=0.01"]["spiral"]
+        if rate.resolved:
+            low, high = rate.fpr_interval_at_threshold
+            resolved += 1
+            covered += low <= norm.sf(point.threshold - shift) <= high
+    return resolved / replications, covered / max(resolved, 1)
+
+
+def test_a_confuser_classs_interval_covers_its_fpr_at_the_threshold_chosen_from_all_controls() -> None:
+    """6,000 controls, 2,000 of a class whose FPR at the 1e-2 threshold is 0.024, nine times the others' (2,000
+    hosts x 1e-2 = 20: resolved); 1,000 replications, a binomial sigma of 0.7 % on a coverage of 0.95."""
+    resolved, covered = class_coverage(4000, 2000, 0.8, replications=1000)
+    assert resolved == 1 and covered >= 0.93, covered
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_rest", "n_class", "shift"), [(1000, 1000, 0.5), (7000, 3000, 1.0), (9000, 1000, 1.5)])
+def test_a_confuser_classs_interval_covers_in_every_resolved_regime(n_rest: int, n_class: int, shift: float) -> None:
+    """2,000 replications each (sigma 0.5 %): a class of half, three tenths and a tenth of the controls (the first
+    and last at the edge of resolution, 1,000 hosts x 1e-2), each taking 80-87 % of the flags."""
+    resolved, covered = class_coverage(n_rest, n_class, shift, replications=2000)
+    print(f"{n_rest:,} + {n_class:,} controls, class shift {shift}: coverage {covered:.3f}")
+    assert resolved == 1 and 0.93 <= covered <= 0.99, covered

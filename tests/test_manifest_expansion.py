@@ -26,8 +26,10 @@ KEY = ["RELEASE", "BRICKID", "OBJID"]
 
 
 def _spec(name: str = "gen2_resnet18_unpaired_survey_psf", **changes):
+    """The spec with one control fraction and 80/10/10 splits at nside 128, then ``changes`` per section."""
     data = spec_data(name)
-    data.setdefault("splits", {})["nside"] = 128
+    data.setdefault("splits", {}).update(nside=128, fractions={"train": 0.8, "val": 0.1, "test": 0.1})
+    data["controls"].pop("test_fraction", None)
     for section, values in changes.items():
         data[section].update(values)
     return spec_from_dict(data)

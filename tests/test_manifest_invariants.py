@@ -1,4 +1,4 @@
-"""L1, L2, L5, L6 and the manifest schema: valid manifests pass every check, and each single
+"""L1, L2, L5, L6, L11 and the manifest schema: valid manifests pass every check, and each single
 corruption trips its own id and no other."""
 
 from __future__ import annotations
@@ -13,22 +13,29 @@ from hypothesis import strategies as st
 
 from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import spec_from_dict
+from data_contracts.confusers import CLASSES, PLAIN
 from data_contracts.invariants import (
     l1_unpaired_controls,
     l2_resolvable_injections,
     l5_sky_disjoint_splits,
     l6_host_matching,
+    l11_hard_negatives,
 )
 from data_contracts.manifest import Manifest
 from data_contracts.schema import schema_finding
-from data_contracts.thresholds import L2Thresholds, L6Thresholds
+from data_contracts.thresholds import L2Thresholds, L6Thresholds, L11Thresholds
+
+#: L11 on a small sky: each class resolving FPR 0.5 at 1 expected false positive (2 test control hosts).
+L11_SMALL = L11Thresholds(resolve_fpr=0.5)
 
 
 def _spec(seed: int = 3, fraction: float = 0.5):
     data = spec_data("gen2_resnet18_unpaired_survey_psf")
     data["seed"] = seed
     data["controls"]["fraction"] = fraction
-    data["splits"] = {"nside": 128}
+    data["controls"].pop("test_fraction", None)
+    data["splits"] = {"nside": 128, "fractions": {"train": 0.5, "val": 0.1, "test": 0.4}}
+    data["survey"]["confusers"] = dict.fromkeys(CLASSES, 0.1)  # enough of each class in a small sky
     data["grid"]["theta_e_arcsec"] = [1.0, 1.25, 1.5, 2.0]  # all resolvable for PSFSIZE_R <= 2"
     return spec_from_dict(data)
 
@@ -48,6 +55,7 @@ def _findings(manifest: pd.DataFrame) -> dict[str, bool]:
         l2_resolvable_injections.check(manifest[manifest.label == 1], L2Thresholds()),
         l5_sky_disjoint_splits.check(manifest),
         l6_host_matching.check(manifest, L6Thresholds()),
+        l11_hard_negatives.check(manifest, CLASSES, L11_SMALL, 1),
     ]
     return {f.id: f.passed for f in checks}
 
@@ -107,6 +115,20 @@ def _nan_parameter(m: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def _rings_relabelled_plain(m: pd.DataFrame) -> pd.DataFrame:
+    """Every test control of the ring class recorded as a plain host: one enabled class missing."""
+    m = m.copy()
+    m.loc[(m.split == "test") & (m.label == 0) & (m.confuser == "ring"), "confuser"] = PLAIN
+    return m
+
+
+def _unknown_confuser(m: pd.DataFrame) -> pd.DataFrame:
+    """One stamp's confuser class outside the known values."""
+    m = m.copy()
+    m.loc[m.index[0], "confuser"] = "galaxy_zoo"
+    return m
+
+
 @pytest.mark.parametrize(
     ("corrupt", "expected"),
     [
@@ -114,9 +136,19 @@ def _nan_parameter(m: pd.DataFrame) -> pd.DataFrame:
         (_unresolvable, "L2"),
         (_split_leak, "L5"),
         (_mismatched_hosts, "L6"),
+        (_rings_relabelled_plain, "L11"),
         (_nan_parameter, "schema:manifest"),
+        (_unknown_confuser, "schema:manifest"),
     ],
-    ids=["paired-control", "unresolvable", "split-leak", "mismatched-hosts", "nan-parameter"],
+    ids=[
+        "paired-control",
+        "unresolvable",
+        "split-leak",
+        "mismatched-hosts",
+        "rings-lost",
+        "nan-parameter",
+        "unknown-confuser",
+    ],
 )
 def test_each_single_corruption_trips_only_its_own_check(corrupt, expected: str) -> None:
     assert _failing(corrupt(_valid())) == {expected}
@@ -137,3 +169,40 @@ def test_l2_measures_the_share_against_each_hosts_own_psf() -> None:
     finding = l2_resolvable_injections.check(positives, L2Thresholds(min_ratio=0.5, min_share=0.5))
     assert finding.measured == 0.5 and finding.passed and finding.n_offending == 2
     assert {row["theta_e"]: row["resolved_share"] for row in finding.evidence} == {0.6: 0.5, 1.0: 0.5}
+
+
+def test_l11_fails_a_sky_of_smooth_hosts_too_few_of_a_class_and_untrained_classes() -> None:
+    valid = _valid()
+    smooth = valid.assign(confuser=PLAIN)
+    assert "no confuser class" in l11_hard_negatives.check(smooth, (), L11_SMALL, 1).detail
+    few = l11_hard_negatives.check(valid, CLASSES, L11Thresholds(resolve_fpr=0.01), 10)
+    assert not few.passed and "need 1,000" in few.detail and few.measured["ring"] < 1000
+    scaled = l11_hard_negatives.check(valid, CLASSES, L11Thresholds(resolve_fpr=0.01), 10, scale=100)
+    assert scaled.passed, scaled.detail  # a pre-flight sample of 1 % of the sky, extrapolated
+    rare = l11_hard_negatives.check(valid, CLASSES, L11Thresholds(resolve_fpr=0.5, min_share=0.9), 1)
+    assert not rare.passed and "below 90%" in rare.detail
+    train = (valid.split == "train") & (valid.label == 0) & (valid.confuser == "spiral")
+    untrained = l11_hard_negatives.check(
+        valid.assign(confuser=valid.confuser.mask(train, PLAIN)), CLASSES, L11_SMALL, 1
+    )
+    assert not untrained.passed and "no training control of class spiral" in untrained.detail
+
+
+def _expanded(data: dict, parent: pd.DataFrame) -> pd.DataFrame:
+    expansion = Expansion.of(spec_from_dict(data))
+    return expand_hosts(host_frame(parent, expansion=expansion), expansion=expansion)
+
+
+def test_every_host_carries_its_class_and_training_without_hard_negatives_keeps_them_for_the_test() -> None:
+    data, parent = _spec().model_dump(mode="json"), synthetic_parent(1500, seed=3)
+    manifest = _expanded(data, parent)
+    assert (manifest.groupby("host_id")["confuser"].nunique() == 1).all()  # the host's class, on every stamp
+    shares = manifest.drop_duplicates("host_id")["confuser"].value_counts(normalize=True)
+    assert all(0.05 < shares.get(name, 0) < 0.16 for name in CLASSES)  # 0.1 each over ~1,500 hosts
+    data["controls"]["hard_negatives_in_training"] = False
+    without = _expanded(data, parent)
+    assert set(without.loc[without.split != "test", "confuser"]) == {PLAIN}
+    test_ids = manifest.loc[manifest.split == "test", "stamp_id"]
+    assert sorted(without.loc[without.split == "test", "stamp_id"]) == sorted(test_ids)
+    finding = l11_hard_negatives.check(without, CLASSES, L11_SMALL, 1)
+    assert not finding.passed and "no training control of class" in finding.detail

@@ -110,6 +110,7 @@ def _scores(hosts: np.ndarray) -> pd.DataFrame:
             "label": np.r_[np.ones(100, int), np.zeros(n_neg, int)],
             "score": np.r_[rng.normal(2, 1, 100), rng.normal(0, 1, n_neg)],
             "host_id": np.r_[np.arange(100), 100 + hosts],
+            "confuser": "none",
         }
     )
 

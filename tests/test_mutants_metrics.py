@@ -320,6 +320,7 @@ def test_evaluation_metrics_adds_strata_and_budgets_at_every_resolved_point() ->
             "score": np.r_[np.linspace(0.5, 1.5, n_pos), np.linspace(0.0, 1.0, n_neg)],
             "theta_e": np.r_[np.linspace(0.6, 2.5, n_pos), np.full(n_neg, np.nan)],
             "host_id": np.r_[np.arange(n_pos), np.arange(n_neg) // 2 + n_pos],  # each control host twice
+            "confuser": "none",
         }
     )
     m = summary.evaluation_metrics(
@@ -538,7 +539,9 @@ def test_field_problems_show_the_path_and_the_value(parsed: dict) -> None:
 
 def test_read_metrics_names_the_file_and_the_field(tmp_path: Path, parsed: dict) -> None:
     s = summary.evaluation_metrics(
-        pd.DataFrame({"label": [1, 1, 0, 0], "score": [0.9, 0.8, 0.1, 0.2], "host_id": [1, 2, 3, 4]}),
+        pd.DataFrame(
+            {"label": [1, 1, 0, 0], "score": [0.9, 0.8, 0.1, 0.2], "host_id": [1, 2, 3, 4], "confuser": "none"}
+        ),
         min_expected_fp=10,
         confidence=0.95,
         bootstrap_samples=0,

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,8 +32,12 @@ def _scores(n_pos: int, n_neg: int) -> pd.DataFrame:
             "host_mag_r": rng.uniform(18, 21, n_pos),
         }
     )
-    neg = pd.DataFrame({"label": 0, "score": rng.normal(0, 1, n_neg)})
-    return pd.concat([pos, neg], ignore_index=True).assign(host_id=lambda f: np.arange(len(f)))
+    spiral = np.arange(n_neg) % 4 == 0  # a quarter of the controls, scored higher
+    neg = pd.DataFrame(
+        {"label": 0, "score": rng.normal(0, 1, n_neg) + spiral, "confuser": np.where(spiral, "spiral", "none")}
+    )
+    frame = pd.concat([pos, neg], ignore_index=True).assign(host_id=lambda f: np.arange(len(f)))
+    return frame.fillna({"confuser": "none"})
 
 
 def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -> None:
@@ -63,7 +68,8 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     )
     page = (tmp_path / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # four plots, the gallery and the FPR by confuser class
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
     for source in sources:
         assert base64.b64decode(source.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
     assert "unresolved: needs ≥ 100,000 negatives (has 2,000 distinct control hosts)" in page
@@ -120,6 +126,47 @@ def test_without_resamples_the_report_has_no_headline_interval(tmp_path: Path) -
     at_fpr = metrics.completeness_at_fpr[0]
     assert f"| completeness {at_fpr.completeness:.4f} (not bootstrapped) |" in markdown
     assert (tmp_path / "plots" / "operating_points.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_shows_the_false_positives_by_confuser_class_with_each_classs_gallery(tmp_path: Path) -> None:
+    scores = _scores(300, 2000)
+    metrics = evaluation_metrics(
+        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
+    )
+    write_json(tmp_path / "metrics.json", metrics.model_dump(mode="json"))
+    stamps = np.random.default_rng(1).normal(0, 0.01, (2, 3, 16, 16)).astype(np.float32)
+    galleries = {c: Gallery(f"top-scored controls: {c}", stamps, [f"s=1.00\n{c}"] * 2) for c in ("none", "spiral")}
+    write_report(tmp_path, scores, [], class_galleries=galleries)
+    markdown = (tmp_path / "report.md").read_text()
+    section = markdown.split("## False positives by confuser class")[1].split("## Plots")[0]
+    header = "| confuser class | controls | distinct hosts | " + " | ".join(metrics.confuser_fpr) + " |"
+    assert header in section
+    spiral = metrics.confuser_fpr["completeness=0.9"]["spiral"]
+    low, high = spiral.fpr_interval_at_threshold
+    cell = f"{spiral.fpr:.3g} [{low:.4g}, {high:.4g}] ({spiral.n_flagged}/500)"
+    assert "| spiral | 500 | 500 | " in section and f" {cell} |" in section
+    # 1,500 plain hosts resolve FPR 1e-2 (15 expected), 500 spirals do not (5)
+    assert section.index("| none | 1,500 | 1,500 |") < section.index("| spiral |")
+    assert section.split("| spiral |")[1].split("\n")[0].endswith(" unresolved (needs 1,000 hosts) |")
+    for name in ("confuser_fpr", "gallery_confuser_none", "gallery_confuser_spiral"):
+        assert f"![{name}](plots/{name}.png)" in section
+        assert mpimg.imread(tmp_path / "plots" / f"{name}.png").shape[0] > 100
+    page = (tmp_path / "report.html").read_text()
+    section_html = page.split("<h2>False positives by confuser class</h2>")[1].split("<h2>Plots</h2>")[0]
+    assert len(re.findall(r'src="data:image/png;base64,', section_html)) == 3
+    assert "<td>unresolved (needs 1,000 hosts)</td>" in section_html
+
+
+def test_a_metrics_json_without_class_rates_says_so(tmp_path: Path) -> None:
+    scores = _scores(50, 500)
+    metrics = evaluation_metrics(
+        scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
+    ).model_dump(mode="json")
+    del metrics["confuser_fpr"]  # written before confusers
+    write_json(tmp_path / "metrics.json", metrics)
+    write_report(tmp_path, scores, [])
+    assert "This metrics.json has no FPR by confuser class." in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "plots" / "confuser_fpr.png").exists()
 
 
 def test_rgb_maps_z_r_g_to_red_green_blue_in_unit_range() -> None:

@@ -50,7 +50,7 @@ def test_gen1_spec_is_gen1_exactly() -> None:
     assert (t.arch, t.optimizer, t.lr, t.weight_decay) == ("resnet18_64", "adamw", 3e-4, 1e-4)
     assert (t.batch_size, t.epochs, t.loss, t.precision) == (512, 10, "bce", "bf16")
     assert t.augment == ["flip", "rot90"]
-    assert spec.expect.audit_failures == ["L1", "L2", "L3"]
+    assert spec.expect.audit_failures == ["L1", "L2", "L3", "L11"] and spec.survey.confusers is None
 
 
 def test_gen2_spec_answers_each_lesson() -> None:

@@ -44,6 +44,7 @@ def _write_split(folder: Path, n: int, seed: int = 0) -> None:
     ring_flux = 10 * SKY_SIGMA * np.exp(-0.5 * ((np.hypot(XX, YY) - SIZE / 5) / 0.7) ** 2).sum()
     extra = {
         "host_id": np.arange(n, dtype=np.int64),
+        "confuser": np.full(n, "none"),
         "psfsize_r": rng.uniform(1.0, 1.5, n),
         "theta_e": np.where(positive, rng.uniform(0.6, 2.0, n), np.nan),
         **{f"arc_flux_{b}": np.where(positive, ring_flux[i], np.nan) for i, b in enumerate("grz")},

@@ -1,25 +1,27 @@
 """The survey-scale spec: its whole manifest, expanded in pandas as the manifest stage expands it,
-has a test split that resolves completeness at FPR 1e-3 and 1e-4 (not 1e-5), and the
-pre-flight forecast says so before anything runs."""
+has a test split that resolves completeness at FPR 1e-3 and 1e-4 (not 1e-5) and each confuser class's
+FPR at 1e-2 (L11), and the pre-flight forecast says so before anything runs."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import pytest
 from conftest import SPECS
 from typer.testing import CliRunner
 
-from darkhalo.audit.preflight import forecast_test_split, planned_manifest, sampled_parent
+from darkhalo.audit.judges import hard_negatives_finding
+from darkhalo.audit.preflight import SAMPLE_HOSTS, forecast_test_split, planned_manifest, preflight, sampled_parent
 from darkhalo.cli import app
-from darkhalo.spec import GenerationSpec, load_spec
+from darkhalo.spec import GenerationSpec, confuser_classes, load_spec
 
 
-def whole_test_split(spec: GenerationSpec) -> pd.DataFrame:
-    """Every test-split manifest row of the spec's mock sky: the pre-flight's sample taken whole."""
+def whole_manifest(spec: GenerationSpec) -> pd.DataFrame:
+    """Every manifest row of the spec's mock sky: the pre-flight's sample taken whole."""
     parent, scanned = sampled_parent(spec, n_hosts=spec.survey.n_objects)
     assert scanned == spec.survey.n_objects
-    manifest = planned_manifest(spec, parent)
-    return manifest[manifest["split"] == "test"]
+    return planned_manifest(spec, parent)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,13 @@ def survey_scale() -> GenerationSpec:
 
 
 @pytest.fixture(scope="module")
-def test_split(survey_scale) -> pd.DataFrame:
-    return whole_test_split(survey_scale)
+def manifest(survey_scale) -> pd.DataFrame:
+    return whole_manifest(survey_scale)
+
+
+@pytest.fixture(scope="module")
+def test_split(manifest) -> pd.DataFrame:
+    return manifest[manifest["split"] == "test"]
 
 
 def test_the_survey_scale_test_split_resolves_1e_3_and_1e_4_on_distinct_hosts(survey_scale, test_split) -> None:
@@ -49,6 +56,17 @@ def test_the_forecast_matches_the_whole_expansion(survey_scale, test_split) -> N
     assert forecast.test_control_hosts == pytest.approx(n_controls, rel=0.05)
     assert forecast.test_positives == pytest.approx(int((test["label"] == 1).sum()), rel=0.1)
     assert [forecast.resolves(f) for f in (1e-2, 1e-3, 1e-4, 1e-5)] == [True, True, True, False]
+
+
+def test_the_whole_sky_meets_l11_as_the_pre_flight_foresees(survey_scale, manifest) -> None:
+    whole = hard_negatives_finding(manifest, survey_scale)
+    foreseen = next(f for f in preflight(survey_scale) if f.id == "L11")
+    assert whole.passed and foreseen.passed, (whole.detail, foreseen.detail)
+    sampled = SAMPLE_HOSTS / manifest["host_id"].nunique()  # the pre-flight's share of the parent sample
+    for name in confuser_classes(survey_scale.survey):
+        poisson = 3 / math.sqrt(whole.measured[name] * sampled)  # 3 sigma of the sample's count
+        assert foreseen.measured[name] == pytest.approx(whole.measured[name], rel=poisson), name
+    assert min(whole.measured[n] for n in confuser_classes(survey_scale.survey)) >= 1_000
 
 
 def test_the_forecast_counts_distinct_control_hosts_not_control_stamps() -> None:

@@ -2,7 +2,7 @@
 
 Each judge reads an artifact as written (a stage's output folder) and returns its contract
 findings against the spec's current thresholds: catalog (schema, key), parent sample (schema, row
-balance), manifest (schema, L1, L2, L5, L6), stamps
+balance), manifest (schema, L1, L2, L5, L6, L11), stamps
 (schema, L3, L7, L8), model inputs (L10), metrics (scores schema, L4, L9). The runner calls a
 stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the
 same judge on the installed folder. What is expensive to measure again (L9's probes need the
@@ -32,7 +32,7 @@ from darkhalo.injection import Rendering, convergence_of_rows, host_cutouts, inj
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
 from darkhalo.sparkio import run_tasks
-from darkhalo.spec import GenerationSpec
+from darkhalo.spec import GenerationSpec, confuser_classes
 from darkhalo.spec_view import SpecView
 from darkhalo.stamps import N_BANDS, decode_images
 from darkhalo.surveys.provider import CutoutProvider, provider_for
@@ -49,6 +49,7 @@ from data_contracts.invariants import (
     l8_stamp_integrity,
     l9_no_shortcut,
     l10_no_label_leakage,
+    l11_hard_negatives,
 )
 from data_contracts.manifest import Manifest
 from data_contracts.schema import column_names, schema_finding
@@ -64,21 +65,26 @@ CONVERGENCE_SAMPLE = 32
 STAGE_STAMP_SAMPLE = 512
 #: Stamps of each label the audit checks so (seeded; the stage's gate checked more).
 AUDIT_STAMP_SAMPLE = 256
-#: Manifest columns the invariants read back from the written manifest.
-MANIFEST_CHECK_COLUMNS = [
-    "RELEASE",
-    "BRICKID",
-    "OBJID",
-    "label",
-    "split",
-    "healpix",
-    "theta_e",
-    *l6_host_matching.NEEDS,
-]
+#: Manifest columns the invariants read back from the written manifest (each once).
+MANIFEST_CHECK_COLUMNS = list(
+    dict.fromkeys(
+        [
+            "RELEASE",
+            "BRICKID",
+            "OBJID",
+            "label",
+            "split",
+            "healpix",
+            "theta_e",
+            *l6_host_matching.NEEDS,
+            *l11_hard_negatives.NEEDS,
+        ]
+    )
+)
 #: The stamp record (every shard column but the image).
 RECORD_COLUMNS = list(column_names(StampRecord))
 #: Record columns a stamp shares with its manifest row (L8 checks them against it).
-RECORD_KEY = ["host_id", *KEY, "config_id", "label", "split"]
+RECORD_KEY = ["host_id", *KEY, "config_id", "label", "split", "confuser"]
 
 JudgeFunction = Callable[[Path, Path, SpecView, int | None], list[Finding]]
 
@@ -120,11 +126,11 @@ def judge_parent_sample(folder: Path, run_dir: Path, spec: SpecView, sample: int
     ]
 
 
-# --- manifest: schema, L1, L2, L5, L6 -------------------------------------------------------------
+# --- manifest: schema, L1, L2, L5, L6, L11 --------------------------------------------------------
 
 
 def judge_manifest(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
-    """The manifest's schema part by part, then L1, L2, L5, L6 over the columns they read."""
+    """The manifest's schema part by part, then L1, L2, L5, L6, L11 over the columns they read."""
     parts = layout.parts(folder, layout.MANIFEST)
     findings = [_manifest_schema(parts)]
     checked = pd.concat([pd.read_parquet(p, columns=MANIFEST_CHECK_COLUMNS) for p in parts], ignore_index=True)
@@ -134,7 +140,19 @@ def judge_manifest(folder: Path, run_dir: Path, spec: SpecView, sample: int | No
         l2_resolvable_injections.check(checked[checked["label"] == 1], spec.invariants.L2),
         l5_sky_disjoint_splits.check(checked),
         l6_host_matching.check(checked, spec.invariants.L6),
+        hard_negatives_finding(checked, spec),
     ]
+
+
+def hard_negatives_finding(manifest: pd.DataFrame, spec: SpecView | GenerationSpec, scale: float = 1.0) -> Finding:
+    """L11 on a manifest (its counts times ``scale`` when it is a pre-flight's sample of the survey)."""
+    return l11_hard_negatives.check(
+        manifest,
+        confuser_classes(spec.survey),
+        spec.invariants.L11,
+        spec.evaluate.min_expected_false_positives,
+        scale,
+    )
 
 
 def _manifest_schema(parts: list[Path]) -> Finding:
@@ -237,14 +255,14 @@ def shard_problems(
 
 def record_problems(record: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """(stamp_id, problem) for every written stamp's record against its manifest row: problem "" unless
-    the stamp is not in the manifest or its host, config, label or split differ from the row's."""
+    the stamp is not in the manifest or its host, config, label, split or confuser class differ from the row's."""
     joined = record[["stamp_id", *RECORD_KEY]].merge(
         manifest[["stamp_id", *RECORD_KEY]], on="stamp_id", how="left", suffixes=("", "_planned"), indicator=True
     )
     differs = np.zeros(len(joined), dtype=bool)
     for column in RECORD_KEY:
         differs |= joined[column].to_numpy() != joined[f"{column}_planned"].to_numpy()
-    problems = np.where(differs, "record differs from its manifest row (host, config, label or split)", "")
+    problems = np.where(differs, "record differs from its manifest row (host, config, label, split or confuser)", "")
     problems = np.where(joined["_merge"] == "left_only", "stamp not in the manifest", problems)
     return pd.DataFrame({"stamp_id": joined["stamp_id"].to_numpy(np.int64), "problem": problems.astype(str)})
 
@@ -373,8 +391,8 @@ JUDGES: dict[str, Judge] = {
         Judge("select", (), ("selection",), judge_parent_sample),
         Judge(
             "manifest",
-            ("L1", "L2", "L5", "L6"),
-            ("invariants.L2", "invariants.L6"),
+            ("L1", "L2", "L5", "L6", "L11"),
+            ("survey", "invariants.L2", "invariants.L6", "invariants.L11", "evaluate.min_expected_false_positives"),
             judge_manifest,
         ),
         Judge(

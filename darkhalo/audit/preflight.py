@@ -2,8 +2,9 @@
 
 From a spec and a sample of its parent sample (drawn from the survey: the mock catalog's first
 block(s), or the real catalog files, cut with the selection's pandas mirror in data_contracts), the
-grid is expanded exactly as the manifest stage would expand it and L1 (unpaired controls) and L2
-(resolvable injections, from each host's own PSFSIZE_R) are judged; L3 measures the spec's injection
+grid is expanded exactly as the manifest stage would expand it and L1 (unpaired controls), L2
+(resolvable injections, from each host's own PSFSIZE_R) and L11 (hard negatives: confuser classes in the
+test and training controls, counts scaled to the whole survey) are judged; L3 measures the spec's injection
 PSF against real DECam PSFs (the same judge as the inject stage's). Seconds, not hours. The same
 sample, scaled to the whole catalog, forecasts the test split and the FPR targets it will resolve.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from darkhalo.audit.judges import psf_finding
+from darkhalo.audit.judges import hard_negatives_finding, psf_finding
 from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
@@ -39,13 +40,9 @@ SECTIONS = (
     "psf",
     "invariants.L2",
     "invariants.L3",
+    "invariants.L11",
     "evaluate.min_expected_false_positives",
 )
-
-
-def parent_sample(spec: GenerationSpec, n_hosts: int = SAMPLE_HOSTS) -> pd.DataFrame:
-    """Up to ``n_hosts`` rows of the spec's parent sample, selected in pandas from the survey."""
-    return sampled_parent(spec, n_hosts)[0]
 
 
 def sampled_parent(spec: GenerationSpec, n_hosts: int) -> tuple[pd.DataFrame, int]:
@@ -134,18 +131,24 @@ def _catalog_chunks(spec: GenerationSpec):
             yield mock.mock_catalog(spec.survey, spec.seed, block)
 
 
-def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame) -> list[Finding]:
-    """L1 and L2 on the manifest this spec would expand from ``parent``."""
+def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame, scale: float = 1.0) -> list[Finding]:
+    """L1, L2 and L11 on the manifest this spec would expand from ``parent``, a sample of ``1 / scale`` of
+    the whole parent sample (L11 counts hosts, so its counts are scaled)."""
     if parent.empty:
         raise ValueError(f"pre-flight: the {spec.selection.variant} cuts select no host from the survey sample")
     manifest = planned_manifest(spec, parent)
     return [
         l1_unpaired_controls.check(manifest),
         l2_resolvable_injections.check(manifest[manifest["label"] == 1], spec.invariants.L2),
+        hard_negatives_finding(manifest, spec, scale),
     ]
 
 
 def preflight(spec: GenerationSpec, parent: pd.DataFrame | None = None) -> list[Finding]:
-    """L1, L2 and L3 judged from the spec and (a sample of) its parent sample."""
-    parent = parent_sample(spec) if parent is None else parent
-    return [*expansion_findings(spec, parent), psf_finding(spec)]
+    """L1, L2, L3 and L11 judged from the spec and its parent sample (default: a sample of it, with
+    counts scaled to the whole survey)."""
+    scale = 1.0
+    if parent is None:
+        parent, scanned = sampled_parent(spec, SAMPLE_HOSTS)
+        scale = catalog_rows(spec) / max(scanned, 1)
+    return [*expansion_findings(spec, parent, scale), psf_finding(spec)]

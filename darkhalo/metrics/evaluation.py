@@ -42,6 +42,7 @@ from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.loop import predict_logits
 from darkhalo.training.store import StampStore, normalise
+from data_contracts.confusers import VALUES
 from data_contracts.stamps import IMAGE
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -333,32 +334,40 @@ def psf_swap(
 
 
 def _caption(row: pd.Series) -> str:
-    text = f"#{row['stamp_id']} s={row['score']:.2f}"
+    """A gallery stamp's stamp_id, score (logit) and host's confuser class, and θE (arcsec) for a positive."""
     theta = row.get("theta_e")
-    return text + (f" θE={theta:.2f}" if theta is not None and np.isfinite(theta) else "")
+    text = f"s={row['score']:.2f} {row['confuser']}"
+    text += f" θE={theta:.2f}" if theta is not None and np.isfinite(theta) else ""
+    return f"{text}\n#{row['stamp_id']}"
 
 
 def _galleries(
     split: ShardedSplit, scores: pd.DataFrame, plan: BlobPlan | None, blob_scores: np.ndarray | None, chunk: int
-) -> list[Gallery]:
-    """The top-scored controls, the lowest-scored positives and the top-scored blobs: their few stamps read
-    back from the shards (the blobs added again)."""
+) -> tuple[list[Gallery], dict[str, Gallery]]:
+    """The top-scored controls, the lowest-scored positives and the top-scored blobs, and each confuser class's
+    top-scored controls (by class, in VALUES order): their few stamps read back from the shards in one pass (the
+    blobs added again)."""
     order = np.argsort(scores["score"].to_numpy())
-    labels = scores["label"].to_numpy()
-    top_controls = [i for i in order[::-1] if labels[i] == 0][:GALLERY_SIZE]
-    low_positives = [i for i in order if labels[i] == 1][:GALLERY_SIZE]
+    labels, classes = scores["label"].to_numpy(), scores["confuser"].to_numpy()
+    controls = order[::-1][labels[order[::-1]] == 0]  # highest score first
+    by_class = {value: controls[classes[controls] == value][:GALLERY_SIZE] for value in VALUES}
+    by_class = {value: rows for value, rows in by_class.items() if rows.size}
+    low_positives = order[labels[order] == 1][:GALLERY_SIZE]
     top_blobs = np.argsort(blob_scores)[::-1][:GALLERY_SIZE] if plan is not None else np.empty(0, dtype=np.int64)
-    blob_rows = plan.rows[top_blobs] if plan is not None else top_blobs
-    images = split.take(np.concatenate([top_controls, low_positives, blob_rows]).astype(np.int64), chunk)
-    controls, positives, blob_controls = np.split(images, [len(top_controls), len(top_controls) + len(low_positives)])
-    galleries = [
-        Gallery("top-scored controls", controls, [_caption(scores.iloc[i]) for i in top_controls]),
-        Gallery("lowest-scored positives", positives, [_caption(scores.iloc[i]) for i in low_positives]),
-    ]
+    picked = [controls[:GALLERY_SIZE], low_positives, plan.rows[top_blobs] if plan is not None else top_blobs]
+    picked += by_class.values()
+    images = split.take(np.concatenate(picked).astype(np.int64), chunk)
+    shown = np.split(images, np.cumsum([len(rows) for rows in picked])[:-1])
+
+    def gallery(title: str, index: int) -> Gallery:
+        return Gallery(title, shown[index], [_caption(scores.iloc[i]) for i in picked[index]])
+
+    galleries = [gallery("top-scored controls", 0), gallery("lowest-scored positives", 1)]
     if plan is not None:
-        blobs = plan.blobs(blob_controls, top_blobs)
+        blobs = plan.blobs(shown[2], top_blobs)
         galleries.append(Gallery("blob probe: top-scored", blobs, [f"s={blob_scores[i]:.2f}" for i in top_blobs]))
-    return galleries
+    classes_shown = {value: gallery(f"top-scored controls: {value}", 3 + i) for i, value in enumerate(by_class)}
+    return galleries, classes_shown
 
 
 def _report_links(run_dir: Path) -> list[tuple[str, str]]:
@@ -428,11 +437,7 @@ def evaluate(
                 manifest, scores, score, thresholds, rendering=rendering, survey=spec.survey, block=chunk
             )
     write_json(out / layout.METRICS, metrics)
-    write_report(
-        out,
-        scores,
-        _galleries(split, scores, plan, streamed.blob_scores, chunk),
-        _report_links(run_dir),
-        title=f"darkhalo evaluation: {spec.generation}",
-    )
+    galleries, class_galleries = _galleries(split, scores, plan, streamed.blob_scores, chunk)
+    title = f"darkhalo evaluation: {spec.generation}"
+    write_report(out, scores, galleries, _report_links(run_dir), title=title, class_galleries=class_galleries)
     return metrics

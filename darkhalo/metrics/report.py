@@ -3,10 +3,11 @@
 
 Contents: the operating-point table, headlining each point's covering (bootstrap) interval beside the
 exact intervals at its threshold (unresolved targets shown as such), Bologna TPR0/TPR10, the
-inspection budget, ROC on a log-FPR axis, completeness vs FPR at the operating points (the same
-labelling), completeness vs theta_E / PSF, score histograms per class, galleries of stamps
-(asinh-stretched grz -> RGB) and links (Great Expectations Data Docs, the audit). Verdicts are not shown
-here: the audit judges the written artifacts against the spec.
+inspection budget, the false positives by confuser class (table, plot, each class's top-scored controls),
+ROC on a log-FPR axis, completeness vs FPR at the operating points (the same labelling), completeness vs
+theta_E / PSF, score histograms per class, galleries of stamps (asinh-stretched grz -> RGB) and links
+(Great Expectations Data Docs, the audit). Verdicts are not shown here: the audit judges the written
+artifacts against the spec.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from sklearn.metrics import roc_curve
 
 from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_text
+from data_contracts.confusers import VALUES
 from data_contracts.metrics import (
     FPR_TARGETS,
+    ConfuserRate,
     EvaluationMetrics,
     OperatingPointSummary,
     Probes,
@@ -179,17 +182,41 @@ def histogram_plot(scores: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+def confuser_plot(rates: Mapping[str, Mapping[str, ConfuserRate]]) -> bytes:
+    """FPR of each confuser class (x) at each resolved operating point (``rates``: point name -> class -> rate, a
+    series each) on a log axis, with the exact 95 % intervals at each threshold; unresolved rates are not drawn,
+    an FPR of 0 sits at 0.5 / (the largest class's controls)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    classes = [c for c in VALUES if any(c in table for table in rates.values())]
+    floor = 0.5 / max((r.n for table in rates.values() for r in table.values()), default=1)
+    width = 0.8 / max(1, len(rates))
+    for j, (name, table) in enumerate(rates.items()):
+        shown = [(i, table[c]) for i, c in enumerate(classes) if c in table and table[c].resolved]
+        if not shown:
+            continue
+        x = np.array([i for i, _ in shown]) + (j - (len(rates) - 1) / 2) * width
+        y = np.maximum([r.fpr for _, r in shown], floor)
+        yerr = _bars(y, [r.fpr_interval_at_threshold for _, r in shown], floor)
+        ax.errorbar(x, y, yerr=yerr, fmt="o", capsize=2, ms=4, label=name)
+    ax.set_xticks(range(len(classes)), [c.replace("_", " ") for c in classes], rotation=30, ha="right")
+    ax.set(yscale="log", ylabel="false-positive rate of the class's controls")
+    ax.legend(fontsize=7)
+    ax.set_title("FPR by confuser class, 95 % at this threshold", fontsize=9)
+    return _png(fig)
+
+
 def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
     """A grid of asinh grz RGB stamps with captions."""
     n = max(1, len(gallery.images))
     rows = (n + columns - 1) // columns
-    fig = Figure(figsize=(1.6 * columns, 1.8 * rows))
+    fig = Figure(figsize=(2.0 * columns, 2.2 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if i < len(gallery.images):
             ax.imshow(rgb(gallery.images[i]), origin="lower")
-            ax.set_title(gallery.captions[i], fontsize=6)
+            ax.set_title(gallery.captions[i], fontsize=5.5)
     fig.suptitle(gallery.title, fontsize=9)
     return _png(fig)
 
@@ -237,6 +264,7 @@ POINT_HEADER = [
     "negatives flagged",
 ]
 BUDGET_HEADER = ["operating point", "expected true", "expected false (95 % high)", "purity (95 % low)"]
+CONFUSER_SECTION = "False positives by confuser class"
 
 
 def _budget_rows(metrics: EvaluationMetrics) -> list[list[str]]:
@@ -288,6 +316,25 @@ def _strata_tables(metrics: EvaluationMetrics) -> dict[str, tuple[list[str], lis
     return tables
 
 
+def confuser_cell(rate: ConfuserRate) -> str:
+    """A class's FPR at one threshold with its exact interval and counts, or what an unresolved one needs."""
+    if not rate.resolved:
+        return f"unresolved (needs {rate.needs()})"
+    return f"{rate.fpr:.3g} {_interval(rate.fpr_interval_at_threshold)} ({rate.n_flagged}/{rate.n})"
+
+
+def confuser_table(columns: Mapping[str, Mapping[str, ConfuserRate]]) -> tuple[list[str], list[list[str]]]:
+    """Rows: the confuser classes present (VALUES order) with their controls and distinct hosts; a column per
+    entry of ``columns`` (an operating point, or one model at a point), each cell ``confuser_cell``."""
+    classes = [c for c in VALUES if any(c in column for column in columns.values())]
+    rows = []
+    for value in classes:
+        first = next(column[value] for column in columns.values() if value in column)
+        cells = [confuser_cell(column[value]) if value in column else "—" for column in columns.values()]
+        rows.append([value, f"{first.n:,}", f"{first.n_hosts:,}", *cells])
+    return ["confuser class", "controls", "distinct hosts", *columns], rows
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -301,17 +348,51 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _confuser_section(
+    metrics: EvaluationMetrics, class_galleries: Mapping[str, Gallery]
+) -> tuple[str, tuple[list[str], list[list[str]]] | None, dict[str, bytes]]:
+    """The false positives by confuser class: its text, its table (None when metrics.json has no class rates)
+    and its plots (the FPR plot, then each class's gallery)."""
+    minimum = f"{metrics.min_expected_false_positives:g}"
+    text = (
+        "The FPR of each confuser class's test controls at each resolved operating point's threshold, with its exact "
+        "(Clopper-Pearson) 95 % interval at this threshold and (flagged/controls); 'none' (plain hosts) is the "
+        "reference. A class's rate is resolved when its distinct hosts × the point's FPR (its FPR target, or the "
+        f"FPR measured at a completeness target) ≥ {minimum}."
+    )
+    plots = {}
+    table = None
+    if metrics.confuser_fpr:
+        table = confuser_table(metrics.confuser_fpr)
+        plots["confuser_fpr"] = confuser_plot(metrics.confuser_fpr)
+    else:
+        text += " This metrics.json has no FPR by confuser class."
+    for value, gallery in class_galleries.items():
+        plots[f"gallery_confuser_{value}"] = gallery_plot(gallery)
+    return text, table, plots
+
+
+def _figures_html(plots: Mapping[str, bytes]) -> str:
+    return "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
+        for name, png in plots.items()
+    )
+
+
 def write_report(
     out: Path,
     scores: pd.DataFrame,
     galleries: Sequence[Gallery],
     links: Sequence[tuple[str, str]] = (),
     title: str = "darkhalo evaluation",
+    class_galleries: Mapping[str, Gallery] | None = None,
 ) -> None:
     """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png`` from ``out/metrics.json``.
 
     metrics.json is read through ``EvaluationMetrics`` (a file that does not fit is refused naming the
-    field); ``scores`` has columns label and score; ``links`` are (text, relative href) pairs, e.g. Data Docs.
+    field); ``scores`` has columns label and score; ``links`` are (text, relative href) pairs, e.g. Data Docs;
+    ``class_galleries`` are each confuser class's top-scored controls, by class, shown in that section.
     """
     metrics = read_metrics(out / layout.METRICS)
     plots = {
@@ -322,7 +403,8 @@ def write_report(
     }
     for i, gallery in enumerate(galleries):
         plots[f"gallery_{i}"] = gallery_plot(gallery)
-    for name, png in plots.items():
+    confuser_text, confuser_rows, confuser_plots = _confuser_section(metrics, class_galleries or {})
+    for name, png in {**plots, **confuser_plots}.items():
         with atomic_file(out / "plots" / f"{name}.png", "wb") as handle:
             handle.write(png)
 
@@ -342,11 +424,6 @@ def write_report(
         f"threshold chosen. AUROC {metrics.auroc:.4f} is secondary: the operating points are the result. "
         "Verdicts on the invariants (L4, L9 and the rest) are in the generation's audit."
     )
-    figures_html = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
-        for name, png in plots.items()
-    )
     links_html = "".join(f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>' for text, href in links)
     html_text = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
@@ -354,13 +431,19 @@ def write_report(
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}figure{display:inline-block;margin:6px}"
         f"</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
         + "".join(f"<h2>{name}</h2>{_html_table(*table)}" for name, table in tables.items())
-        + f"<h2>Plots</h2>{figures_html}"
+        + f"<h2>{CONFUSER_SECTION}</h2><p>{html.escape(confuser_text)}</p>"
+        + (_html_table(*confuser_rows) if confuser_rows else "")
+        + _figures_html(confuser_plots)
+        + f"<h2>Plots</h2>{_figures_html(plots)}"
         + (f"<h2>Links</h2><ul>{links_html}</ul>" if links else "")
         + "</body></html>\n"
     )
     md_text = (
         f"# {title}\n\n{summary}\n\n"
         + "".join(f"## {name}\n\n{md_table(*table)}\n\n" for name, table in tables.items())
+        + f"## {CONFUSER_SECTION}\n\n{confuser_text}\n\n"
+        + (f"{md_table(*confuser_rows)}\n\n" if confuser_rows else "")
+        + "".join(f"![{name}](plots/{name}.png)\n\n" for name in confuser_plots)
         + "## Plots\n\n"
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in plots)
         + ("## Links\n\n" + "".join(f"- [{text}]({href})\n" for text, href in links) if links else "")

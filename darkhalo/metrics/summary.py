@@ -1,6 +1,6 @@
 """The metrics of an evaluation: L4's operating points with their headline (bootstrap) intervals
-and exact intervals at each threshold, Bologna TPR0/TPR10, AUROC (secondary), stratified
-completeness and the inspection budget.
+and exact intervals at each threshold, Bologna TPR0/TPR10, AUROC (secondary), the FPR per confuser
+class, stratified completeness and the inspection budget.
 
 The results are ``data_contracts.metrics`` models, metrics.json's shape. A target that the sample
 cannot resolve carries ``resolved: false``, the sample size needed and nulls, never a number.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import numpy as np
@@ -25,15 +26,19 @@ from darkhalo.metrics.operating_points import (
     fpr_at_completeness,
     threshold_flagging_at_most,
 )
+from data_contracts.confusers import VALUES
 from data_contracts.metrics import (
+    CLASS_RATE_NUMBERS,
     COMPLETENESS_TARGETS,
     FPR_TARGETS,
     NULL_WHEN_UNRESOLVED,
+    ConfuserRate,
     EvaluationMetrics,
     InspectionBudget,
     OperatingPointSummary,
     ReportedPoint,
     StratumBin,
+    confuser_hosts_needed,
 )
 
 #: Bologna-challenge false-positive allowances: TPR0 (none) and TPR10 (at most ten).
@@ -203,6 +208,43 @@ def inspection_budget(point: ReportedPoint, survey_hosts: int, prevalence: float
     )
 
 
+def _class_rate(n: int, n_hosts: int, k: int, needed: int | None, confidence: float) -> ConfuserRate:
+    """A class of ``n`` controls on ``n_hosts`` hosts, ``k`` of them flagged: resolved when ``needed`` hosts are
+    reached, with its FPR and exact interval then."""
+    counts = dict(n=n, n_hosts=n_hosts, resolved=needed is not None and n_hosts >= needed, n_hosts_needed=needed)
+    if not counts["resolved"]:
+        return ConfuserRate(**counts, **dict.fromkeys(CLASS_RATE_NUMBERS))
+    interval = list(clopper_pearson(k, n, confidence))
+    return ConfuserRate(**counts, n_flagged=k, fpr=k / n, fpr_interval_at_threshold=interval)
+
+
+def confuser_fpr(
+    controls: pd.DataFrame, points: Mapping[str, ReportedPoint], min_expected_fp: float, confidence: float
+) -> dict[str, dict[str, ConfuserRate]]:
+    """The FPR of each confuser class present among ``controls`` (columns score, confuser, host_id; classes in
+    VALUES order) at each resolved point's threshold (by name), with exact intervals at that threshold; a
+    class's rate is resolved by its distinct hosts (``confuser_hosts_needed``), its numbers null when not."""
+    if "confuser" not in controls:
+        raise ValueError("scores: no confuser column (each stamp's host class, data_contracts.confusers.VALUES)")
+    classes = controls["confuser"].to_numpy()
+    unknown = sorted(set(classes) - set(VALUES), key=str)
+    if unknown:
+        raise ValueError(f"scores: confuser value(s) {unknown} are not in data_contracts.confusers.VALUES {VALUES}")
+    members = {value: inside for value in VALUES if (inside := classes == value).any()}
+    hosts = controls["host_id"].to_numpy()
+    counts = {value: (int(inside.sum()), int(np.unique(hosts[inside]).size)) for value, inside in members.items()}
+    scores = controls["score"].to_numpy(np.float64)
+    table: dict[str, dict[str, ConfuserRate]] = {}
+    for name, point in points.items():
+        flagged = scores >= point.threshold
+        needed = confuser_hosts_needed(point, min_expected_fp)
+        table[name] = {
+            value: _class_rate(*counts[value], int(flagged[inside].sum()), needed, confidence)
+            for value, inside in members.items()
+        }
+    return table
+
+
 def evaluation_metrics(
     scores: pd.DataFrame,
     *,
@@ -213,9 +255,9 @@ def evaluation_metrics(
     survey_hosts: int,
     prevalence: float,
 ) -> EvaluationMetrics:
-    """metrics.json without its probes: ``summarise`` of the scores (columns label, score, host_id and
-    positives' metadata) plus stratified completeness and the inspection budget at every resolved L4
-    operating point. The FPR targets are resolved by the controls' distinct host_id."""
+    """metrics.json without its probes: ``summarise`` of the scores (columns label, score, host_id, confuser
+    and positives' metadata) plus the FPR per confuser class, stratified completeness and the inspection
+    budget at every resolved L4 operating point. The FPR targets are resolved by the controls' distinct host_id."""
     if "host_id" not in scores:
         raise ValueError("scores: no host_id column (the FPR resolution counts the controls' distinct hosts)")
     positive = scores["label"].to_numpy() == 1
@@ -231,8 +273,9 @@ def evaluation_metrics(
     )
     meta = scores.loc[positive].reset_index(drop=True)
     points = summary.resolved_points()
+    by_class = confuser_fpr(scores.loc[~positive], points, min_expected_fp, confidence)
     return EvaluationMetrics(
-        **dict(summary),
+        **(dict(summary) | {"confuser_fpr": by_class}),
         strata_edges={name: [e if math.isfinite(e) else None for e in edges] for name, edges in STRATA.items()},
         stratified={
             name: stratified_completeness(pos_scores, meta, point.threshold, confidence)

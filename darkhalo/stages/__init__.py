@@ -31,7 +31,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "manifest",
         inputs=("select",),
-        sections=("seed", "grid", "controls", "splits", "source"),
+        sections=("seed", "survey", "grid", "controls", "splits", "source"),
         module="darkhalo.stages.manifest",
         description="one row per stamp: grid configs on hosts, controls, sky-disjoint splits",
     ),

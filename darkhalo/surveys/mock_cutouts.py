@@ -17,6 +17,9 @@ per-object parameters float64):
   a kernel) on each side, so light from just outside the stamp reaches in; sampled once per pixel
   with the same core integration. Only hosts that have neighbours convolve that canvas (cropped
   to the stamp, added to the host's light).
+- Confusers: a host of a confuser class (the spec's ``survey.confusers`` shares; darkhalo.surveys.confusers:
+  spiral arms, rings, edge-on dusty discs, tidal features, blue companions, bright-star halos and spikes)
+  gets that light on the neighbours' canvas, through the same kernels and noise.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + aureole) whose kernel has the
   host's PSFSIZE (legacypipe's noise-equivalent FWHM), with a Moffat core beta drawn per host
   and band in that band's range (``darkhalo.lensing.psf.CORE_BETA_RANGE``). Like a PSFEx model,
@@ -33,8 +36,8 @@ per-object parameters float64):
 
 Every random draw of a host comes from its own generators seeded by (seed, RELEASE, BRICKID,
 OBJID): a numpy Generator draws its beta, its neighbours and the seed of a torch Generator that
-draws its unit pixel noise. So a stamp does not depend on which other hosts share its batch, nor on
-the batch's order or the number of torch threads (1 or 2 tested): the pixel operations are per stamp,
+draws its unit pixel noise; another, its confuser. So a stamp does not depend on which other hosts share
+its batch, nor on the batch's order or the number of torch threads (1 or 2 tested): the pixel operations are per stamp,
 and batches are padded to ``BATCH_MULTIPLE`` so that their float32 arithmetic is too, bit for bit.
 
 Speed (benchmarks/bench_mock.py, one thread): about 13x lenstronomy's host-only rendering per CPU
@@ -56,9 +59,11 @@ from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
 from darkhalo.lensing.render import convolve_bands
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.spec import MockSurvey
+from darkhalo.surveys.confusers import HostLight, draw_classes, render
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.orientation import pixel_ellipticity
 from darkhalo.surveys.provider import Cutouts
+from data_contracts import confusers
 from data_contracts.survey import BANDS, KEY, PIXEL_SCALE, mag_to_flux
 
 KERNEL_SIZE = 63  # pixels: 16.5", as the DECam PSFEx models
@@ -119,6 +124,7 @@ class MockCutoutProvider:
         self.seed = seed
         self.supersample = supersample
         self.density = survey.n_objects / area_arcsec2  # objects per arcsec^2
+        self.confuser_rates = survey.confusers.rates() if survey.confusers else {}
 
     def cutouts(self, hosts: pd.DataFrame, size: int) -> Cutouts:
         """Stamps (N, 3, size, size) for ``hosts``, in their order."""
@@ -156,7 +162,8 @@ class MockCutoutProvider:
             ],
             axis=1,
         )
-        _add_neighbours(light, draws, transmission, kernels)
+        extra = self._confuser_light(hosts, transmission, size + 2 * MARGIN)
+        _add_neighbours(light, draws, transmission, kernels, extra)
 
         nea = 1 / kernels.square().sum(dim=(-2, -1)).double()  # (N, 3) pixels
         sigma = 1 / torch.sqrt(torch.from_numpy(depth) * nea)
@@ -171,6 +178,22 @@ class MockCutoutProvider:
         return Cutouts(
             images.numpy(), invvar.numpy(), fwhm[:wanted].astype(np.float32), beta[:wanted].astype(np.float32)
         )
+
+    def _confuser_light(self, hosts: pd.DataFrame, transmission: np.ndarray, canvas: int) -> dict[int, np.ndarray]:
+        """Row -> its confuser's pre-PSF light (3, canvas, canvas) for the hosts of a confuser class
+        (darkhalo.surveys.confusers), each from its own generator seeded by (seed, key)."""
+        if not self.confuser_rates:
+            return {}
+        keys = hosts[list(KEY)].to_numpy(np.int64)
+        classes = draw_classes(self.seed, keys, self.confuser_rates)
+        e1, e2 = pixel_ellipticity(hosts["SHAPE_E1"].to_numpy(np.float64), hosts["SHAPE_E2"].to_numpy(np.float64))
+        shape_r, sersic = hosts["SHAPE_R"].to_numpy(np.float64), hosts["SERSIC"].to_numpy(np.float64)
+        flux = np.clip(_per_band(hosts, "FLUX"), 0, None)
+        extra = {}
+        for i in np.flatnonzero(classes != confusers.PLAIN):
+            host = HostLight(shape_r[i], sersic[i], e1[i], e2[i], flux[i], transmission[i])
+            extra[int(i)] = render(self.seed, keys[i].tolist(), classes[i], host, canvas).light
+        return extra
 
     def _draws(self, key: list[int], size: int) -> _Draws:
         """A host's draws from its generator, seeded by (seed, key): so it does not depend on its batch.
@@ -188,25 +211,37 @@ class MockCutoutProvider:
         return _Draws(beta, neighbours, int(rng.integers(2**63)))
 
 
-def _add_neighbours(light: torch.Tensor, draws: list[_Draws], transmission: np.ndarray, kernels: torch.Tensor) -> None:
-    """Add to ``light`` (N, 3, S, S) the neighbours' light, dimmed by the host's ``transmission`` (N, 3):
-    lit on the stamp plus MARGIN, convolved with the host's kernels, cropped to the stamp."""
-    owners = [i for i, d in enumerate(draws) if len(d.neighbours)]
+def _add_neighbours(
+    light: torch.Tensor,
+    draws: list[_Draws],
+    transmission: np.ndarray,
+    kernels: torch.Tensor,
+    extra: dict[int, np.ndarray],
+) -> None:
+    """Add to ``light`` (N, 3, S, S) the neighbours' light, dimmed by the host's ``transmission`` (N, 3),
+    and ``extra`` light (row -> (3, S + 2 MARGIN, S + 2 MARGIN) nanomaggies, a confuser's): lit on the
+    stamp plus MARGIN, convolved with the host's kernels, cropped to the stamp."""
+    owners = [i for i, d in enumerate(draws) if len(d.neighbours) or i in extra]
     if not owners:
         return
     size = light.shape[-1]
     canvas = size + 2 * MARGIN
-    neighbours = torch.from_numpy(np.concatenate([draws[i].neighbours for i in owners]))
-    owner = torch.repeat_interleave(torch.tensor([len(draws[i].neighbours) for i in owners]))
-    flux = (neighbours[:, 2:5] * torch.from_numpy(transmission[owners])[owner]).to(DTYPE)
     lit = torch.zeros(len(owners), 3, canvas, canvas, dtype=DTYPE)
-    for start in range(0, len(neighbours), NEIGHBOUR_CHUNK):
-        part = slice(start, start + NEIGHBOUR_CHUNK)
-        k = len(neighbours[part])
-        padded = neighbours[part][_padded_rows(k, NEIGHBOUR_MULTIPLE)]
-        profiles = _profiles(padded[:, :2], padded[:, 5:], canvas, 1)[:k]
-        for j in range(3):
-            lit[:, j].index_add_(0, owner[part], profiles * flux[part, j, None, None])
+    for slot, i in enumerate(owners):
+        if i in extra:
+            lit[slot] = torch.from_numpy(extra[i]).to(DTYPE)
+    counts = [len(draws[i].neighbours) for i in owners]
+    if sum(counts):
+        neighbours = torch.from_numpy(np.concatenate([draws[i].neighbours for i in owners]))
+        owner = torch.repeat_interleave(torch.tensor(counts))
+        flux = (neighbours[:, 2:5] * torch.from_numpy(transmission[owners])[owner]).to(DTYPE)
+        for start in range(0, len(neighbours), NEIGHBOUR_CHUNK):
+            part = slice(start, start + NEIGHBOUR_CHUNK)
+            k = len(neighbours[part])
+            padded = neighbours[part][_padded_rows(k, NEIGHBOUR_MULTIPLE)]
+            profiles = _profiles(padded[:, :2], padded[:, 5:], canvas, 1)[:k]
+            for j in range(3):
+                lit[:, j].index_add_(0, owner[part], profiles * flux[part, j, None, None])
     rows = _padded_rows(len(owners), NEIGHBOUR_MULTIPLE)
     light[owners] += fft_convolve_moments(lit[rows, :, None], kernels[owners][rows], MARGIN, PLAIN)[: len(owners)]
 

@@ -20,7 +20,9 @@ from darkhalo.stages.base import Stage, StageContext, StageResult
 from darkhalo.tables import num_rows
 from data_contracts.manifest import Manifest
 
-FLAKY_STAGE = Stage("flaky", ("select",), ("seed", "grid", "controls", "splits", "source"), "toy_stages.flaky", "")
+FLAKY_STAGE = Stage(
+    "flaky", ("select",), ("seed", "survey", "grid", "controls", "splits", "source"), "toy_stages.flaky", ""
+)
 
 
 def expand_failing_once(batches: Iterator[pd.DataFrame], spec: GenerationSpec, markers: str) -> Iterator[pd.DataFrame]:
