@@ -197,7 +197,7 @@ class Probes(_Record):
 
 class OperatingPointSummary(_Record):
     """What L4 judges: every operating point of L4, Bologna TPR0/TPR10, AUROC (secondary) and the FPR per
-    confuser class at each resolved point (absent from files written before confusers: empty).
+    confuser class at each resolved point (empty where a file records none).
 
     Fields beyond these are ignored here, so L4 can judge a whole metrics.json with this model."""
 

@@ -1,5 +1,6 @@
-"""Confusers in the mock sky's cutouts: rendered through the host's PSF and noise, batch-independent,
-leaving plain hosts untouched, and guarded by L8's stamp-integrity checks like every other pixel."""
+"""Confusers in the mock sky's cutouts: rendered through the host's PSF and noise, leaving plain hosts
+untouched, and guarded by L8's stamp-integrity checks like every other pixel (their stamps' batch
+independence: tests/test_mock_cutouts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import torch
 from conftest import spec_data
 
 from darkhalo.audit.judges import written_stamp_problems
@@ -51,22 +51,6 @@ def test_enabling_confusers_leaves_plain_hosts_bit_identical_and_changes_the_oth
     assert np.array_equal(mixed[is_plain], plain[is_plain])
     changed = np.abs(mixed - plain).reshape(len(hosts), -1).max(axis=1) > 0
     assert changed[~is_plain].all()
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_confuser_stamps_are_bit_identical_in_batches_of_any_size_and_thread_count(hosts, threads: int) -> None:
-    """The audit (L8) fetches cutouts again in other batches and wants controls bit-identical to them."""
-    provider = _provider(RATES)
-    whole = provider.cutouts(hosts, SIZE).images
-    before = torch.get_num_threads()
-    rng = np.random.default_rng(1)
-    try:
-        torch.set_num_threads(threads)
-        for k in (1, 9, 70):
-            chosen = rng.choice(len(hosts), k, replace=False)
-            assert np.array_equal(provider.cutouts(hosts.iloc[chosen], SIZE).images, whole[chosen]), k
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_a_confusers_light_reaches_the_stamp_through_the_psf_with_its_flux(hosts, classes) -> None:

@@ -21,6 +21,7 @@ from darkhalo.surveys.mock_cutouts import (
     MockCutoutProvider,
 )
 from darkhalo.surveys.provider import Cutouts, provider_for
+from data_contracts.confusers import CLASSES
 
 SURVEY = MockSurvey(kind="mock", n_objects=20_000)
 SEED = 5
@@ -71,10 +72,12 @@ def test_a_stamp_does_not_depend_on_its_batch_and_reruns_bit_identically(stamps,
     assert not np.array_equal(other.images[0], stamps.images[7])
 
 
+@pytest.mark.parametrize("confusers", [None, dict.fromkeys(CLASSES, 0.12)], ids=["smooth", "confusers"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int) -> None:
+def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int, confusers) -> None:
     """The audit (L8) fetches cutouts again in other batches and wants controls bit-identical to them."""
-    dense = MockSurvey(kind="mock", n_objects=2000, ra_range=(150.0, 150.1), dec_range=(0.0, 0.1))
+    sky = {"ra_range": (150.0, 150.1), "dec_range": (0.0, 0.1), "confusers": confusers}
+    dense = MockSurvey(kind="mock", n_objects=2000, **sky)
     rows = mock_catalog(dense, SEED, 0).head(80).reset_index(drop=True)  # stars too, and ~16 neighbours each
     provider = MockCutoutProvider(dense, SEED)
     whole = provider.cutouts(rows, 48).images

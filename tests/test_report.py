@@ -162,7 +162,7 @@ def test_a_metrics_json_without_class_rates_says_so(tmp_path: Path) -> None:
     metrics = evaluation_metrics(
         scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
     ).model_dump(mode="json")
-    del metrics["confuser_fpr"]  # written before confusers
+    del metrics["confuser_fpr"]  # a metrics.json that records no per-class rates
     write_json(tmp_path / "metrics.json", metrics)
     write_report(tmp_path, scores, [])
     assert "This metrics.json has no FPR by confuser class." in (tmp_path / "report.md").read_text()

@@ -30,6 +30,7 @@ import torch
 from scipy.special import erf, gammainc, k1
 
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_b
+from darkhalo.surveys.mock import magnitudes_from_counts
 from data_contracts.confusers import CLASSES, PLAIN
 from data_contracts.survey import PIXEL_SCALE, mag_to_flux
 
@@ -276,12 +277,6 @@ def _fluxes(r_flux: float, g_r: float, r_z: float) -> np.ndarray:
     return r_flux * 10 ** (-0.4 * np.array([g_r, 0.0, -r_z]))
 
 
-def _power_law_mag(rng: np.random.Generator, limits: tuple[float, float], slope: float) -> float:
-    """A magnitude within ``limits`` (bright, faint) from counts rising as 10^(slope m)."""
-    low, high = 10 ** (slope * np.array(limits))
-    return math.log10(low + rng.random() * (high - low)) / slope
-
-
 def _angle_diff(theta: np.ndarray, to: np.ndarray | float) -> np.ndarray:
     """theta - to wrapped into [-pi, pi)."""
     return np.mod(theta - to + np.pi, 2 * np.pi) - np.pi
@@ -515,7 +510,7 @@ def _blue_companions(rng: np.random.Generator, host: HostLight, light: np.ndarra
     """1-4 compact blue exponential galaxies 1-4" from the host, uniform in area, with their own magnitudes."""
     flux = np.zeros(3)
     for _ in range(1 + int(rng.choice(4, p=BLUE_COUNT))):
-        mag = _power_law_mag(rng, BLUE_MAG, GALAXY_COUNT_SLOPE)
+        mag = float(magnitudes_from_counts(rng, 1, *BLUE_MAG, GALAXY_COUNT_SLOPE)[0])
         own = _fluxes(float(mag_to_flux(mag)), rng.uniform(0.1, 0.6), rng.uniform(0.0, 0.5)) * host.transmission
         r_eff = math.exp(rng.uniform(*np.log(BLUE_REFF)))
         q, phi = rng.uniform(0.4, 1.0), rng.uniform(0, np.pi)
@@ -542,7 +537,7 @@ def _star_artifact(rng: np.random.Generator, host: HostLight, light: np.ndarray)
     ~ 1 / (r^2 + core^2) less its value at the reach (so it falls to 0 there without an edge), and four
     diffraction spikes ~ 1 / (1 + s / 1")^2 along SPIKE_ANGLE; the reach grows as the square root of the
     star's flux (where a ~r^-2 feature fades into the sky)."""
-    mag = _power_law_mag(rng, STAR_MAG, STAR_COUNT_SLOPE)
+    mag = float(magnitudes_from_counts(rng, 1, *STAR_MAG, STAR_COUNT_SLOPE)[0])
     g_r = rng.uniform(0.3, 1.4)
     flux = _fluxes(float(mag_to_flux(mag)), g_r, 0.6 * g_r - 0.15) * host.transmission  # along the stellar locus
     distance, towards = math.sqrt(rng.uniform(*np.square(STAR_DISTANCE))), rng.uniform(0, 2 * np.pi)

@@ -199,7 +199,7 @@ def _uniform_sky(rng: np.random.Generator, survey: MockSurvey, n: int) -> tuple[
     return ra, np.degrees(np.arcsin(sin_dec))
 
 
-def _counts(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
+def magnitudes_from_counts(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
     """Magnitudes in [lo, hi] with dN/dm ∝ 10^(slope m) (inverse-CDF draw)."""
     a, b = 10 ** (slope * lo), 10 ** (slope * hi)
     return np.log10(a + rng.uniform(size=n) * (b - a)) / slope
@@ -216,13 +216,13 @@ def draw_population(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     blue = ~(star | lrg)
 
     # Stars: r 16-23; colours along the stellar locus; W1 far below z (AB), so no LRG cut keeps them.
-    r_star = _counts(rng, n, 16.0, 23.0, 0.12)
+    r_star = magnitudes_from_counts(rng, n, 16.0, 23.0, 0.12)
     rz_star = rng.uniform(0.0, 1.8, n)
     gr_star = np.clip(0.2 + 0.9 * rz_star, 0.2, 1.5) + rng.normal(0, 0.05, n)
     zw1_star = -0.8 + 0.25 * rz_star + rng.normal(0, 0.1, n)
 
     # LRGs: z 17.5-21.3, redder and smaller with distance (t = 0 near, 1 far).
-    z_lrg = _counts(rng, n, 17.5, 21.3, 0.45)
+    z_lrg = magnitudes_from_counts(rng, n, 17.5, 21.3, 0.45)
     t = np.clip((z_lrg - 17.5) / 3.8 + rng.normal(0, 0.1, n), 0, 1)
     rz_lrg = 0.9 + 1.0 * t + rng.normal(0, 0.15, n)
     gr_lrg = 1.1 + 0.7 * t + rng.normal(0, 0.15, n)
@@ -230,7 +230,7 @@ def draw_population(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     reff_lrg = np.clip(10 ** (np.log10(1.9) - 0.45 * t + rng.normal(0, 0.12, n)), 0.3, 4.0)
 
     # Blue galaxies: r 18.5-23.5, g-r 0.2-0.9, r-z 0.2-1.0, z-W1 around 0.3 (a tail reaches LRG colours).
-    r_blue = _counts(rng, n, 18.5, 23.5, 0.35)
+    r_blue = magnitudes_from_counts(rng, n, 18.5, 23.5, 0.35)
     gr_blue = rng.uniform(0.2, 0.9, n)
     rz_blue = 0.2 + 0.6 * rng.uniform(size=n) + 0.3 * (gr_blue - 0.2)
     zw1_blue = rng.normal(0.3, 0.3, n)
