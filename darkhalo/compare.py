@@ -3,8 +3,9 @@
 Both specs are run through their own stages (contracts apply; a spec that reproduces a failed
 generation must waive what it fails, with reasons the audit shows). Then both trained models score
 the *corrected* generation's test split — unpaired controls, the survey PSF, prior-based arc
-brightness — and the operating points (resolved ones only), the FPR per confuser class, the stratified
-completeness and the shortcut probes are put side by side in ``<out>/compare-<a>-vs-<b>/``.
+brightness — and the operating points (resolved ones only), the FPR per confuser class, the real sets' rates
+beside the simulated ones, the stratified completeness and the shortcut probes are put side by side in
+``<out>/compare-<a>-vs-<b>/``.
 
 The specs must share seed, survey and sky splits, so that the test sky is the same HEALPix
 regions for both and none of the baseline's training hosts is in it (checked).
@@ -23,7 +24,7 @@ from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json, write_text
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
-from darkhalo.metrics.report import confuser_table, md_table, probe_table, roc_plot
+from darkhalo.metrics.report import confuser_table, md_table, probe_table, real_cell, roc_plot, simulated_rate
 from darkhalo.progress import track
 from darkhalo.runner import RunError, run_generation
 from darkhalo.spec import GenerationSpec
@@ -132,11 +133,51 @@ def _confuser_lines(metrics: Mapping[str, EvaluationMetrics]) -> list[str]:
     return lines
 
 
+def _real_lines(metrics: Mapping[str, EvaluationMetrics]) -> list[str]:
+    """Each real set both models scored: a table of the points both resolve, each model's simulated rate beside its
+    real one (each at its own threshold for that point)."""
+    names = list(metrics)
+    lines = [
+        "",
+        "## Real data beside the simulation",
+        "",
+        "Each model at its own threshold for each point: a lens set's recall beside the simulated completeness, a "
+        "non-lens set's flag rate beside the simulated FPR, with the exact 95 % interval and (k/n).",
+        "",
+    ]
+    sets = [s for s in metrics[names[0]].real_sets if all(s in metrics[n].real_sets for n in names)]
+    if not sets:
+        return [*lines, "No real set is in both models' metrics."]
+    for name in sets:
+        results = {model: metrics[model].real_sets[name] for model in names}
+        first = results[names[0]]
+        points = [p for p in first.at_points if all(p in r.at_points for r in results.values())]
+        simulated = "completeness" if first.label == "lens" else "FPR"
+        header = ["operating point"]
+        for model in names:
+            header += [f"{model}: simulated {simulated}", f"{model}: real", f"{model}: visible"]
+        rows = []
+        for point in points:
+            row = [point]
+            for model, result in results.items():
+                rates = result.at_points[point]
+                sim = simulated_rate(result, metrics[model].resolved_points()[point])
+                row += [f"{sim:.4g}", real_cell(rates.all), real_cell(rates.visible)]
+            rows.append(row)
+        lines += [
+            f"### {name} ({first.label}, {first.n_scored} of {first.n_images} scored)",
+            "",
+            md_table(header, rows),
+            "",
+        ]
+    return lines
+
+
 def comparison_markdown(
     metrics: Mapping[str, EvaluationMetrics], findings: Mapping[str, Sequence[Finding]], test_set: str, n_stamps: int
 ) -> str:
-    """The side-by-side tables: operating points (resolved only as numbers), FPR per confuser class, strata,
-    probes, then the findings."""
+    """The side-by-side tables: operating points (resolved only as numbers), FPR per confuser class, the real sets,
+    strata, probes, then the findings."""
     names = list(metrics)
     first = metrics[names[0]]
     lines = [
@@ -166,6 +207,7 @@ def comparison_markdown(
         cells = [_rate(p) for p in points]
         lines.append(f"| {point.target_value:g} | " + " | ".join(cells) + " |")
     lines += _confuser_lines(metrics)
+    lines += _real_lines(metrics)
     lines += ["", "## Completeness by theta_E / PSF FWHM at each model's resolved operating points", ""]
     for name in names:
         for point_name, strata in metrics[name].stratified.items():

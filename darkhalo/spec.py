@@ -62,6 +62,8 @@ class Range(Section):
 
 
 Share = Annotated[float, Field(ge=0, le=1)]
+#: A name: lower case, digits and _ . - (a generation, a real set).
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
 class ConfuserRates(Section):
@@ -484,8 +486,32 @@ class TrainSpec(Section):
     )
 
 
+class RealVisibility(Section):
+    """The visible subset of a real set: the rows of ``index`` (a CSV, one row per image in the images' order)
+    whose ``column`` is at least ``min`` (a blank cell is not visible)."""
+
+    index: str = Field(min_length=1, description="CSV path (relative to the working directory), a row per image")
+    column: str = Field(min_length=1, description="the index column judged, e.g. image_sep_arcsec")
+    min: float = Field(description="an image is visible when its column is >= this, e.g. 2 (arcsec)")
+
+
+class RealSet(Section):
+    """Real cutouts every evaluation scores at the simulated operating thresholds (darkhalo.metrics.real_recall)."""
+
+    name: Slug = Field(description="the set's name in metrics.json, the report and compare.md")
+    input: str = Field(
+        min_length=1,
+        description="a darkhalo score input description (YAML: npz or FITS cubes, pixel scale, bands, flux unit), "
+        "its path relative to the working directory",
+    )
+    label: Literal["lens", "non_lens"] = Field(
+        description="lens: confirmed lenses, their flag rate is a recall; non_lens: real negatives, a flag rate"
+    )
+    visible: RealVisibility | None = Field(None, description="the subset visible from the ground, reported beside all")
+
+
 class EvaluateSpec(Section):
-    """Operating points, intervals, inspection budget and shortcut probes."""
+    """Operating points, intervals, inspection budget, shortcut probes and the real sets scored beside them."""
 
     min_expected_false_positives: float = Field(
         10.0,
@@ -500,6 +526,19 @@ class EvaluateSpec(Section):
     lens_prevalence: float = Field(1e-3, gt=0, lt=1, description="lenses per host, for the inspection budget")
     probes: bool = Field(True, description="run the shortcut probes (L9)")
     batch_size: int = Field(1024, ge=1, le=65536)
+    real_sets: list[RealSet] = Field(
+        default_factory=list,
+        description="real lens and non-lens sets scored at every resolved real operating point (L12 wants a lens set)",
+    )
+
+    @field_validator("real_sets")
+    @classmethod
+    def _unique_names(cls, v: list[RealSet]) -> list[RealSet]:
+        names = [s.name for s in v]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"real set name(s) {', '.join(repeated)} given more than once")
+        return v
 
 
 class EngineSpec(Section):
@@ -520,9 +559,6 @@ class ExpectSpec(Section):
     """What the audit of this spec must conclude; CI holds every spec in specs/ to it."""
 
     audit_failures: list[LessonId] = Field(default_factory=list)
-
-
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
 class GenerationSpec(Section):

@@ -1,4 +1,4 @@
-"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L11).
+"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L12).
 
 This table is the one place a lesson is written down; each invariant's check lives in
 ``data_contracts.invariants`` under the same id and cites this text.
@@ -91,6 +91,13 @@ LESSONS: dict[str, Lesson] = {
             "mergers and tidal features, blue companions, bright-star artifacts), each on enough distinct hosts to "
             "resolve its own FPR at 1e-2, with the confuser share at least the spec's minimum, and the training "
             "controls hold every class too: a low FPR cannot come from a sky of smooth ellipticals",
+        ),
+        Lesson(
+            "L12",
+            "real-data recall reported",
+            "every evaluation that prints simulated completeness also prints recall on at least one set of real "
+            "lenses at the same thresholds, with its interval; the real-negative flag rate beside the simulated FPR "
+            "where a non-lens set is given: the sim-to-real gap is always in view",
         ),
     )
 }

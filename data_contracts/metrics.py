@@ -13,6 +13,11 @@ exact only for the rate at the threshold chosen. At every resolved point, ``conf
 of each confuser class's controls (data_contracts.confusers) at that threshold, exact, and resolved by the
 same rule on the class's distinct hosts (``confuser_hosts_needed``). ``metrics_problems`` judges raw parsed
 JSON, so a tampered file yields problems that name the field, never a crash.
+
+``real_sets`` holds each real set's flag rate (k of n scored images, Clopper-Pearson) at each resolved point of
+``REAL_POINTS``, the thresholds the simulated test split fixed: a lens set's rate is its recall, beside the
+simulated completeness of that point; a non-lens set's is its flag rate, beside the simulated FPR.
+``real_set_problems`` judges it (L12), apart from L4's ``metrics_problems``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ from data_contracts.confusers import VALUES
 COMPLETENESS_TARGETS: tuple[float, ...] = (0.99, 0.95, 0.90, 0.85, 0.80, 0.70)
 #: ... and completeness at these FPR targets.
 FPR_TARGETS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def point_name(target: str, value: float) -> str:
+    """An operating point's name, e.g. ``fpr=0.001`` or ``completeness=0.85``: the key of every per-point table."""
+    return f"{target}={value:g}"
+
+
+#: The operating points real sets are reported at (where resolved): the thresholds a survey search would use.
+REAL_POINTS: tuple[str, ...] = (*(point_name("fpr", f) for f in FPR_TARGETS[:3]), point_name("completeness", 0.85))
 
 #: The fields of an operating point that hold numbers only when it is resolved.
 RESOLVED_NUMBERS = ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_flagged")
@@ -233,12 +247,48 @@ class OperatingPointSummary(_Record):
         """Every resolved L4 point by name, e.g. ``completeness=0.9`` or ``fpr=0.01``: the keys of the
         stratified, inspection-budget and probe tables."""
         points = (p for section in self.sections().values() for p in section if p.resolved)
-        return {f"{p.target}={p.target_value:g}": p for p in points}
+        return {point_name(p.target, p.target_value): p for p in points}
+
+
+class RealRate(_Record):
+    """``n_flagged`` of ``n`` real images flagged at a threshold (score >= it), with the exact interval of the rate."""
+
+    n: PositiveInt
+    n_flagged: NonNegativeInt
+    rate: Rate = Field(description="n_flagged / n")
+    interval: Interval = Field(description="Clopper-Pearson of n_flagged / n at this threshold")
+
+
+class RealRates(_Record):
+    """A real set's rate at one operating point: on every scored image and on the visible subset (when declared)."""
+
+    all: RealRate
+    visible: RealRate | None = Field(description="null when no visible subset is declared or none of it is scored")
+
+
+class RefusedReal(_Record):
+    """A real image that was not scored, and why."""
+
+    name: str
+    reason: str
+
+
+class RealSetResult(_Record):
+    """One real set scored at the simulated operating thresholds (evaluate.real_sets)."""
+
+    label: Literal["lens", "non_lens"] = Field(description="lens: the rate is a recall; non_lens: a flag rate")
+    input: str = Field(description="its input description file")
+    n_images: PositiveInt
+    n_scored: NonNegativeInt = Field(description="images scored: n_images less the refused")
+    refused: list[RefusedReal]
+    visible: str | None = Field(description="the visible subset's rule, e.g. 'image_sep_arcsec >= 2'; null: none")
+    n_visible: NonNegativeInt | None = Field(description="scored images in the visible subset")
+    at_points: dict[str, RealRates] = Field(description="resolved point of REAL_POINTS -> the set's rates there")
 
 
 class EvaluationMetrics(OperatingPointSummary):
     """The whole metrics.json: the operating points plus, at every resolved one (by name), the
-    completeness per stratum bin and the inspection budget; the shortcut probes when they ran."""
+    completeness per stratum bin and the inspection budget; the shortcut probes when they ran; the real sets."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -246,6 +296,13 @@ class EvaluationMetrics(OperatingPointSummary):
     stratified: dict[str, dict[str, list[StratumBin]]] = Field(description="point name -> stratum -> bins")
     inspection_budget: dict[str, InspectionBudget]
     probes: Probes | None = None
+    real_sets: dict[str, RealSetResult] = Field(default_factory=dict, description="real set name -> its rates")
+
+
+class RealSummary(OperatingPointSummary):
+    """What L12 judges: the operating points (for which are resolved) and the real sets."""
+
+    real_sets: dict[str, RealSetResult] = Field(default_factory=dict)
 
 
 def field_problems(error: ValidationError) -> list[str]:
@@ -395,3 +452,58 @@ def metrics_problems(metrics: Any) -> list[str]:
     if missing_points:
         problems.append(AUROC_ALONE)
     return problems
+
+
+def _real_rate_problems(where: str, rate: RealRate, n: int | None) -> list[str]:
+    """Problems of one real rate: k above n, n other than the images it counts (``n``), a rate that is not k / n,
+    an interval that does not hold it."""
+    problems = []
+    if rate.n_flagged > rate.n:
+        problems.append(f"{where}.n_flagged: {rate.n_flagged} flagged among {rate.n} images")
+    if n is not None and rate.n != n:
+        problems.append(f"{where}.n: {rate.n}, but {n} images are counted")
+    if not math.isclose(rate.rate, rate.n_flagged / rate.n, rel_tol=1e-9, abs_tol=1e-12):
+        problems.append(f"{where}.rate: {rate.rate} is not {rate.n_flagged}/{rate.n}")
+    return problems + _interval_problems(f"{where}.interval", rate.interval, rate.rate)
+
+
+def _real_set_problems(where: str, result: RealSetResult, expected: list[str]) -> list[str]:
+    """Problems of one real set: counts that do not add up, and rates missing at or reported off the ``expected``
+    points (the resolved ones of REAL_POINTS)."""
+    problems = []
+    if result.n_scored + len(result.refused) != result.n_images:
+        problems.append(
+            f"{where}: {result.n_scored} scored + {len(result.refused)} refused is not its {result.n_images} images"
+        )
+    if (result.visible is None) != (result.n_visible is None):
+        problems.append(f"{where}: visible and n_visible must be given together")
+    if result.n_visible is not None and result.n_visible > result.n_scored:
+        problems.append(f"{where}.n_visible: {result.n_visible} visible among {result.n_scored} scored")
+    for name in result.at_points:
+        if name not in expected:
+            problems.append(f"{where}.at_points.{name}: not a resolved point of {', '.join(REAL_POINTS)}")
+    if result.n_scored:
+        problems += [
+            f"{where}.at_points: resolved point {name} is missing" for name in expected if name not in result.at_points
+        ]
+    for name, rates in result.at_points.items():
+        problems += _real_rate_problems(f"{where}.at_points.{name}.all", rates.all, result.n_scored)
+        if rates.visible is not None:
+            problems += _real_rate_problems(f"{where}.at_points.{name}.visible", rates.visible, result.n_visible)
+        elif result.n_visible:
+            problems.append(f"{where}.at_points.{name}.visible: {result.n_visible} visible images but no rate")
+    return problems
+
+
+def real_set_problems(metrics: Any) -> tuple[RealSummary | None, list[str]]:
+    """``metrics`` (parsed metrics.json) read as ``RealSummary`` and every way its ``real_sets`` break the contract
+    (a value that does not fit is a problem naming its field; the summary is then None)."""
+    try:
+        summary = RealSummary.model_validate(metrics)
+    except ValidationError as error:
+        return None, field_problems(error)
+    expected = [name for name in REAL_POINTS if name in summary.resolved_points()]
+    problems = []
+    for name, result in summary.real_sets.items():
+        problems += _real_set_problems(f"real_sets.{name}", result, expected)
+    return summary, problems

@@ -120,6 +120,14 @@ class L11Thresholds(_Thresholds):
     min_share: float = Field(0.1, ge=0, le=1, description="minimum share of test control hosts with a confuser")
 
 
+class L12Thresholds(_Thresholds):
+    """Real-data recall reported: a real lens set counts once at least ``min_real_lenses`` of its images are scored."""
+
+    min_real_lenses: int = Field(
+        10, ge=1, description="scored real lens images a set needs for its recall to count (fewer: no evidence)"
+    )
+
+
 class InvariantThresholds(BaseModel):
     """The ``invariants`` section of a spec: one entry per lesson, all with defaults."""
 
@@ -136,6 +144,7 @@ class InvariantThresholds(BaseModel):
     L9: L9Thresholds = L9Thresholds()
     L10: L10Thresholds = L10Thresholds()
     L11: L11Thresholds = L11Thresholds()
+    L12: L12Thresholds = L12Thresholds()
 
     def waiver(self, lesson_id: str) -> str | None:
         """The waiver reason the spec gives for ``lesson_id`` (None for no waiver or no such lesson)."""

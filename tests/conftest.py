@@ -19,6 +19,30 @@ def spec_data(name: str = "embedded") -> dict[str, Any]:
     return copy.deepcopy(yaml.safe_load((SPECS / f"{name}.yaml").read_text()))
 
 
+#: The small real sets of tests/data/real (6 PS1 lenses, 3 of them visible; 4 DES LRGs), scored in seconds where
+#: data/real's 222 images take ~30 s of resampling.
+SMALL_REAL_SETS = [
+    {
+        "name": "ps1_sled_lensed_galaxies",
+        "input": str(REAL / "ps1_sled_lenses" / "galaxies_sub6.yaml"),
+        "label": "lens",
+        "visible": {
+            "index": str(REAL / "ps1_sled_lenses" / "galaxies_sub6_index.csv"),
+            "column": "image_sep_arcsec",
+            "min": 2.0,
+        },
+    },
+    {"name": "des_lrg_hosts", "input": str(REAL / "des_lrg_hosts" / "lrg_hosts_sub4.yaml"), "label": "non_lens"},
+]
+
+
+def with_small_real_sets(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a spec as plain data) scoring ``SMALL_REAL_SETS``, L12 counting their six lenses as enough."""
+    data.setdefault("evaluate", {})["real_sets"] = copy.deepcopy(SMALL_REAL_SETS)
+    data.setdefault("invariants", {}).setdefault("L12", {})["min_real_lenses"] = 6
+    return data
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The process's local Spark session (started once, ~5 s)."""

@@ -1,5 +1,5 @@
 """The audit: every spec in specs/ meets its declared verdicts (the CI gate), Gen 1 fails exactly
-L1, L2, L3 and L11 before anything runs, and a run folder is audited from its artifacts."""
+L1, L2, L3, L11 and L12 before anything runs, and a run folder is audited from its artifacts."""
 
 from __future__ import annotations
 
@@ -26,17 +26,19 @@ def test_every_spec_meets_its_expected_audit_verdicts(path: Path) -> None:
     assert result.as_expected, f"{path.name}: failed {result.failed}, expected {result.expected_failures}"
 
 
-def test_gen1_fails_l1_l2_l3_l11_and_its_resolvable_share_is_near_the_post_mortems() -> None:
+def test_gen1_fails_l1_l2_l3_l11_l12_and_its_resolvable_share_is_near_the_post_mortems() -> None:
     result = audit_spec(load_spec(SPECS / "gen1_resnet18_v3_color_relaxed.yaml"), "gen1")
-    assert result.failed == ["L1", "L2", "L3", "L11"]
+    assert result.failed == ["L1", "L2", "L3", "L11", "L12"]
     l2 = next(f for f in result.findings if f.id == "L2")
     assert 0.35 <= l2.measured <= 0.5
+    l12 = next(f for f in result.findings if f.id == "L12")
+    assert "no real lens set" in l12.detail and l12.measured == {"lens sets": 0, "non-lens sets": 0}
 
 
 def test_a_waived_failure_is_shown_with_its_reason_and_does_not_fail() -> None:
     data = spec_data("gen1_resnet18_v3_color_relaxed")
     data["invariants"] = {"L3": {"waiver": "reproducing Gen 1 exactly, Gaussian PSF on purpose"}}
-    data["expect"] = {"audit_failures": ["L1", "L2", "L11"]}
+    data["expect"] = {"audit_failures": ["L1", "L2", "L11", "L12"]}
     result = audit_spec(spec_from_dict(data), "gen1-waived")
     l3 = next(f for f in result.findings if f.id == "L3")
     assert l3.verdict == "waived" and "on purpose" in l3.waiver and result.as_expected
@@ -48,7 +50,7 @@ def test_cli_audit_of_a_spec_prints_the_table_and_exits_by_verdict(tmp_path: Pat
         app, ["audit", str(SPECS / "gen1_resnet18_v3_color_relaxed.yaml"), "--json", str(tmp_path / "a.json")]
     )
     assert failed.exit_code == 1 and "FAIL" in failed.output and "L2" in failed.output
-    assert json.loads((tmp_path / "a.json").read_text())["failed"] == ["L1", "L2", "L3", "L11"]
+    assert json.loads((tmp_path / "a.json").read_text())["failed"] == ["L1", "L2", "L3", "L11", "L12"]
     passed = runner.invoke(app, ["audit", str(SPECS / "gen2_resnet18_unpaired_survey_psf.yaml")])
     assert passed.exit_code == 0, passed.output
     bad = runner.invoke(app, ["audit", str(tmp_path / "missing.yaml")])

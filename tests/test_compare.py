@@ -14,10 +14,11 @@ from conftest import SPECS, spec_data
 
 from darkhalo.artifacts import write_json
 from darkhalo.compare import check_comparable, comparison_markdown, training_hosts_in_test, write_comparison
-from darkhalo.metrics.report import confuser_cell
+from darkhalo.metrics.real_recall import ScoredSet, set_result
+from darkhalo.metrics.report import confuser_cell, real_cell
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.runner import RunError
-from darkhalo.spec import load_spec, spec_from_dict
+from darkhalo.spec import RealSet, load_spec, spec_from_dict
 from data_contracts.findings import Finding
 from data_contracts.metrics import EvaluationMetrics, Probes, PsfSwap, SwappedCompleteness
 
@@ -116,6 +117,42 @@ def test_the_comparison_shows_each_models_probes_as_a_table() -> None:
     assert "### gen2: Shortcut probes (core-pixel AUC 0.600, ring AUC 0.900)" in text
     assert "| completeness=0.95 | 0.02 | 0.15 | 0.900 → 0.800 (-0.100) |" in text
     assert "{" not in text.split("## Shortcut probes")[1]  # no raw JSON
+
+
+def _with_real_lenses(metrics: EvaluationMetrics, scores: np.ndarray) -> EvaluationMetrics:
+    """``metrics`` with a real lens set of 20 images scored ``scores``, the first 8 visible, at its resolved points."""
+    scored = ScoredSet(
+        RealSet(name="ps1", input="ps1.yaml", label="lens"),
+        [f"lens{i}" for i in range(20)],
+        scores,
+        np.zeros((20, 3, 8, 8), np.float32),
+        np.arange(20) < 8,
+        [],
+        20,
+    )
+    return metrics.model_copy(update={"real_sets": {"ps1": set_result(scored, metrics.resolved_points(), 0.95)}})
+
+
+def test_the_comparison_shows_both_models_real_rates_beside_their_simulated_ones() -> None:
+    real = np.linspace(-2, 4, 20)
+    metrics = {"gen1": _with_real_lenses(_metrics(0.5), real), "gen2": _with_real_lenses(_metrics(3.0), real + 1)}
+    text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
+    section = text.split("## Real data beside the simulation")[1].split("## Completeness by theta_E")[0]
+    assert "### ps1 (lens, 20 of 20 scored)" in section
+    assert "| operating point | gen1: simulated completeness | gen1: real | gen1: visible | gen2: simulated" in section
+    point = "completeness=0.85"  # the one REAL_POINTS member 200 positives and 400 control hosts resolve
+    assert list(metrics["gen1"].real_sets["ps1"].at_points) == [point]
+    cells = []
+    for name in ("gen1", "gen2"):
+        rates = metrics[name].real_sets["ps1"].at_points[point]
+        cells += [
+            f"{metrics[name].resolved_points()[point].completeness:.4g}",
+            real_cell(rates.all),
+            real_cell(rates.visible),
+        ]
+        threshold = metrics[name].resolved_points()[point].threshold
+        assert rates.all.n_flagged == (real + (name == "gen2") >= threshold).sum()
+    assert f"| {point} | " + " | ".join(cells) + " |" in section
 
 
 def _write_generations(out: Path) -> dict[str, list[Finding]]:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import spec_data
+from conftest import spec_data, with_small_real_sets
 from hosts import synthetic_parent
 from rich.console import Console
 
@@ -95,8 +95,8 @@ def inject_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _spec():
-    data = spec_data()
-    data.setdefault("evaluate", {})["bootstrap_samples"] = 50
+    data = with_small_real_sets(spec_data())
+    data["evaluate"]["bootstrap_samples"] = 50
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": "moffat", "moffat_beta": 3.5, "kernel_size_pix": 31}
     return spec_from_dict(data)
@@ -119,7 +119,7 @@ def test_an_honest_scorer_passes_l4_and_l9_and_writes_every_artifact(inject_dir:
     assert 'href="../select/validation/data_docs/index.html"' in (tmp_path / "report.html").read_text()
     findings = judge_artifact("evaluate", tmp_path, inject_dir.parent, _spec())
     verdicts = {f.id: f.verdict for f in findings}
-    assert verdicts == {"schema:scores": "pass", "L4": "pass", "L9": "pass"}, findings
+    assert verdicts == {"schema:scores": "pass", "L4": "pass", "L9": "pass", "L12": "pass"}, findings
     for name in ("scores.parquet", "metrics.json", "report.html", "report.md", "plots/roc.png"):
         assert (tmp_path / name).is_file(), name
     scores = pd.read_parquet(tmp_path / "scores.parquet")
@@ -210,13 +210,13 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
         "L9": {"waiver": "a one-epoch toy model; the stage glue is under test, not the model"},
         "L11": {"waiver": "27 stamps: too few to resolve a confuser class; the glue is under test"},
     }
-    spec = spec_from_dict(data)
+    spec = spec_from_dict(with_small_real_sets(data))
     outcomes = run_generation(spec, tmp_path, stages=TRAIN_AND_EVALUATE, console=Console(quiet=True))
     assert [o.status for o in outcomes] == ["ran"] * 4
     folder = tmp_path / spec.generation / "evaluate"
     contract = json.loads((folder / "contract.json").read_text())
     verdicts = {f["id"]: f["verdict"] for f in contract["checks"]}
-    assert set(verdicts) == {"schema:scores", "L4", "L9"} and verdicts["L4"] == "pass"
+    assert set(verdicts) == {"schema:scores", "L4", "L9", "L12"} and verdicts["L4"] == verdicts["L12"] == "pass"
     metrics = OperatingPointSummary.model_validate_json((folder / "metrics.json").read_text())
     assert contract["measured"]["operating_points"] == resolved_operating_points(metrics)
     # the scores are the saved model's logits on the normalised test stamps, in stamp_id order
@@ -231,6 +231,9 @@ def test_the_runner_trains_then_evaluates_with_the_saved_model(tmp_path: Path) -
     assert swap["n_positives"] == 16 and swap["injection_psf"] == "survey"
     assert set(swap["completeness"]) == set(contract["measured"]["operating_points"])  # at each resolved point
     assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()
+    real = json.loads((folder / "metrics.json").read_text())["real_sets"]
+    assert {name: r["n_scored"] for name, r in real.items()} == {"ps1_sled_lensed_galaxies": 6, "des_lrg_hosts": 4}
+    assert "## Real data: recall beside the simulation" in (folder / "report.md").read_text()
 
 
 def _peak(batch: np.ndarray) -> np.ndarray:

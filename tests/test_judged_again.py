@@ -75,6 +75,7 @@ TIGHTENED = {
     "L7": {"max_plausible_snr": 8.0},  # arcs of S/N 11-72
     "L8": {"position_tolerance_pix": 1e-9},  # point sources land within ~1e-6 pix
     "L8 convergence": {"convergence_l1": 1e-9},  # arcs move by ~1e-4 of their flux at twice the resolution
+    "L12": {"min_real_lenses": 7},  # the small PS1 set's 6 lenses scored
 }
 # L9's bounds are AUCs above 0.5, and this run's 21 test stamps give an out-of-fold core AUC near or
 # below 0.5 (0.40 here), which no bound can fail: L9 is shown judged from the stored probes by
@@ -207,6 +208,7 @@ TAMPERED: dict[str, tuple[Callable[[Path], None], str]] = {
     "a removed operating point": (lambda r: _metrics(r, _drop_point), "L4"),
     "a number on an unresolved target": (lambda r: _metrics(r, _number_on_unresolved), "L4"),
     "a core probe that separates the classes": (lambda r: _metrics(r, _separating_core), "L9"),
+    "the real sets removed": (lambda r: _metrics(r, lambda m: m.pop("real_sets")), "L12"),
     "a label-derived model input": (_label_fed, "L10"),
 }
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from darkhalo.cli import app
 from darkhalo.real_inputs import RealInputError, read_input
-from darkhalo.scoring import resample
+from darkhalo.resampling import resample
 from darkhalo.spec import TrainSpec
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store

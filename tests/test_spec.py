@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SPECS, spec_data
+from conftest import REPO, SPECS, spec_data
 
 from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
 
@@ -50,7 +50,8 @@ def test_gen1_spec_is_gen1_exactly() -> None:
     assert (t.arch, t.optimizer, t.lr, t.weight_decay) == ("resnet18_64", "adamw", 3e-4, 1e-4)
     assert (t.batch_size, t.epochs, t.loss, t.precision) == (512, 10, "bce", "bf16")
     assert t.augment == ["flip", "rot90"]
-    assert spec.expect.audit_failures == ["L1", "L2", "L3", "L11"] and spec.survey.confusers is None
+    assert spec.expect.audit_failures == ["L1", "L2", "L3", "L11", "L12"] and spec.survey.confusers is None
+    assert spec.evaluate.real_sets == []
 
 
 def test_gen2_spec_answers_each_lesson() -> None:
@@ -61,7 +62,18 @@ def test_gen2_spec_answers_each_lesson() -> None:
     assert spec.source.brightness == "prior" and spec.source.mag_prior is not None
     assert spec.splits.nside == 32  # HEALPix pixels of ~3.4 deg^2, hashed to splits (L5)
     assert min(spec.grid.theta_e_arcsec) >= 0.5 * 1.3  # half the median r-band PSF FWHM
+    assert {s.label for s in spec.evaluate.real_sets} == {"lens", "non_lens"}  # real recall beside it (L12)
+    assert all((REPO / s.input).is_file() for s in spec.evaluate.real_sets)
     assert spec.expect.audit_failures == []
+
+
+def test_real_sets_need_unique_names_and_a_known_label() -> None:
+    data = spec_data()
+    first = data["evaluate"]["real_sets"][0]
+    data["evaluate"]["real_sets"].append(dict(first))
+    assert "ps1_sled_lensed_galaxies given more than once" in _error(data)
+    data["evaluate"]["real_sets"] = [{**first, "label": "lensed"}]
+    assert "evaluate.real_sets[0].label" in _error(data)
 
 
 def _error(data: dict) -> str:

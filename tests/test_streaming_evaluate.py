@@ -56,7 +56,7 @@ def _spec() -> GenerationSpec:
     data = spec_data()
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": "moffat", "moffat_beta": 3.5, "kernel_size_pix": 31}
-    data.setdefault("evaluate", {}).update(bootstrap_samples=50, batch_size=8)
+    data.setdefault("evaluate", {}).update(bootstrap_samples=50, batch_size=8, real_sets=[])  # the test split alone
     return spec_from_dict(data)
 
 

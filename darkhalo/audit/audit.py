@@ -1,10 +1,11 @@
 """The audit: every invariant that applies to what exists, judged against the spec as it is now.
 
-- A spec alone: the pre-flight (L1, L2, L3, L11) on a sample of its parent sample.
+- A spec alone: the pre-flight (L1, L2, L3, L11, L12) on a sample of its parent sample.
 - A run folder: each installed artifact judged again by its judge (darkhalo.audit.judges) with the
   spec's current thresholds and waivers; the lessons no installed artifact decides but the spec
-  can (L1, L2, L11, L3 before the manifest or inject stage ran) from the pre-flight. The select stage's
-  Great Expectations edge validation of the external catalog is shown as it recorded it.
+  can (L1, L2, L11, L3 and L12 before the manifest, inject or evaluate stage ran) from the
+  pre-flight. The select stage's Great Expectations edge validation of the external catalog is shown
+  as it recorded it.
 Lessons with no finding are listed as not evaluated. The verdicts are compared with the spec's
 ``expect.audit_failures`` (what CI asserts for every spec in specs/).
 """
@@ -21,7 +22,7 @@ import pandas as pd
 from darkhalo import layout
 from darkhalo.artifacts import write_json, write_text
 from darkhalo.audit.judges import AUDIT_STAMP_SAMPLE, JUDGES, judge_artifact, psf_finding
-from darkhalo.audit.preflight import SAMPLE_HOSTS, expansion_findings, preflight
+from darkhalo.audit.preflight import SAMPLE_HOSTS, expansion_findings, preflight, real_sets_finding, survey_sample
 from darkhalo.spec import GenerationSpec, load_spec
 from data_contracts.findings import TABLE_COLUMNS, Finding
 from data_contracts.lessons import LESSONS
@@ -125,11 +126,11 @@ def audit_run(run_dir: Path, spec: GenerationSpec | None = None, sample: int | N
             findings += [f for f in recorded_findings(run_dir / stage) if f.id not in judged and f.id not in LESSONS]
     if "L3" not in judged:
         findings.append(psf_finding(spec))
+    if "L12" not in judged:
+        findings.append(real_sets_finding(spec))
     if not {"L1", "L2", "L11"} <= judged:
-        if installed(run_dir / "select"):
-            findings += expansion_findings(spec, *_parent(run_dir))
-        else:
-            findings += [f for f in preflight(spec) if f.id != "L3"]
+        sample = _parent(run_dir) if installed(run_dir / "select") else survey_sample(spec)
+        findings += expansion_findings(spec, *sample)
     return Audit(str(run_dir), spec.generation, _ordered(findings, spec), tuple(spec.expect.audit_failures))
 
 

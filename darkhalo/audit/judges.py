@@ -3,7 +3,7 @@
 Each judge reads an artifact as written (a stage's output folder) and returns its contract
 findings against the spec's current thresholds: catalog (schema, key), parent sample (schema, row
 balance), manifest (schema, L1, L2, L5, L6, L11), stamps
-(schema, L3, L7, L8), model inputs (L10), metrics (scores schema, L4, L9). The runner calls a
+(schema, L3, L7, L8), model inputs (L10), metrics (scores schema, L4, L9, L12). The runner calls a
 stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the
 same judge on the installed folder. What is expensive to measure again (L9's probes need the
 model) is stored by the stage as a measurement (``metrics.json``'s probes) and judged here; no
@@ -50,6 +50,7 @@ from data_contracts.invariants import (
     l9_no_shortcut,
     l10_no_label_leakage,
     l11_hard_negatives,
+    l12_real_recall,
 )
 from data_contracts.manifest import Manifest
 from data_contracts.schema import column_names, schema_finding
@@ -366,17 +367,19 @@ def judge_model_inputs(folder: Path, run_dir: Path, spec: SpecView, sample: int 
     return [l10_no_label_leakage.check(record, spec.invariants.L10)]
 
 
-# --- metrics: scores schema, L4, L9 --------------------------------------------------------------
+# --- metrics: scores schema, L4, L9, L12 ---------------------------------------------------------
 
 
 def judge_metrics(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
-    """The scores' schema, L4 on metrics.json as written, L9 on the probe measurements it stores."""
+    """The scores' schema, L4 on metrics.json as written, L9 on the probe measurements it stores, L12 on its real
+    sets' rates."""
     scores = pd.read_parquet(layout.artifact(folder, layout.SCORES))
     metrics = json.loads(layout.artifact(folder, layout.METRICS).read_text())
     control_hosts = scores.loc[scores["label"] == 0, "host_id"].nunique() if "host_id" in scores else None
     findings = [
         schema_finding(Scores, scores, "scores"),
         l4_operational_reporting.check(metrics, control_hosts),
+        l12_real_recall.check(metrics, spec.invariants.L12),
     ]
     probes = metrics.get("probes") if isinstance(metrics, dict) else None
     if probes is not None:
@@ -413,7 +416,7 @@ JUDGES: dict[str, Judge] = {
             judge_stamps,
         ),
         Judge("train", ("L10",), ("invariants.L10",), judge_model_inputs),
-        Judge("evaluate", ("L4", "L9"), ("invariants.L9",), judge_metrics),
+        Judge("evaluate", ("L4", "L9", "L12"), ("invariants.L9", "invariants.L12"), judge_metrics),
     )
 }
 

@@ -5,7 +5,8 @@ block(s), or the real catalog files, cut with the selection's pandas mirror in d
 grid is expanded exactly as the manifest stage would expand it and L1 (unpaired controls), L2
 (resolvable injections, from each host's own PSFSIZE_R) and L11 (hard negatives: confuser classes in the
 test and training controls, counts scaled to the whole survey) are judged; L3 measures the spec's injection
-PSF against real DECam PSFs (the same judge as the inject stage's). Seconds, not hours. The same
+PSF against real DECam PSFs (the same judge as the inject stage's); L12 asks the spec for a real lens set to
+score beside the simulation. Seconds, not hours. The same
 sample, scaled to the whole catalog, forecasts the test split and the FPR targets it will resolve.
 """
 
@@ -20,14 +21,14 @@ from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.surveys import mock
 from data_contracts.findings import Finding
-from data_contracts.invariants import l1_unpaired_controls, l2_resolvable_injections
+from data_contracts.invariants import l1_unpaired_controls, l2_resolvable_injections, l12_real_recall
 from data_contracts.metrics import FPR_TARGETS, sample_needed
 from data_contracts.parent_sample import cuts_mask
 
 #: Parent hosts the pre-flight expands (enough for a share to +-1 %).
 SAMPLE_HOSTS = 5000
 #: The spec sections the pre-flight reads: the survey and cuts (its sample), the manifest's
-#: expansion, the injection PSF (L3) and L2's and L3's thresholds.
+#: expansion, the injection PSF (L3), L2's and L3's thresholds and the real sets (L12).
 SECTIONS = (
     "seed",
     "survey",
@@ -42,6 +43,7 @@ SECTIONS = (
     "invariants.L3",
     "invariants.L11",
     "evaluate.min_expected_false_positives",
+    "evaluate.real_sets",
 )
 
 
@@ -144,11 +146,19 @@ def expansion_findings(spec: GenerationSpec, parent: pd.DataFrame, scale: float 
     ]
 
 
+def real_sets_finding(spec: GenerationSpec) -> Finding:
+    """L12 from the spec alone: it declares a real lens set (evaluate.real_sets)."""
+    return l12_real_recall.check_spec({s.name: s.label for s in spec.evaluate.real_sets})
+
+
+def survey_sample(spec: GenerationSpec) -> tuple[pd.DataFrame, float]:
+    """The pre-flight's sample of the parent sample and the whole survey's size over the rows it scanned."""
+    parent, scanned = sampled_parent(spec, SAMPLE_HOSTS)
+    return parent, catalog_rows(spec) / max(scanned, 1)
+
+
 def preflight(spec: GenerationSpec, parent: pd.DataFrame | None = None) -> list[Finding]:
-    """L1, L2, L3 and L11 judged from the spec and its parent sample (default: a sample of it, with
+    """L1, L2, L3, L11 and L12 judged from the spec and its parent sample (default: ``survey_sample``, its
     counts scaled to the whole survey)."""
-    scale = 1.0
-    if parent is None:
-        parent, scanned = sampled_parent(spec, SAMPLE_HOSTS)
-        scale = catalog_rows(spec) / max(scanned, 1)
-    return [*expansion_findings(spec, parent, scale), psf_finding(spec)]
+    sample = survey_sample(spec) if parent is None else (parent, 1.0)
+    return [*expansion_findings(spec, *sample), psf_finding(spec), real_sets_finding(spec)]

@@ -1,8 +1,9 @@
 """Everything after the model: the test stamps streamed from their shards, the model as a scorer, the
-operating points (L4), the shortcut probes (L9: core and ring pixels, blobs, the PSF swap) and the report.
+operating points (L4), the shortcut probes (L9: core and ring pixels, blobs, the PSF swap), the real sets
+at the operating thresholds (L12, darkhalo.metrics.real_recall) and the report.
 
 Written into one folder: ``scores.parquet`` (stamp_id, label, split, score = the model's logit,
-metadata), ``metrics.json`` (with the probes' measurements), ``report.html``, ``report.md`` and
+metadata), ``metrics.json`` (with the probes' measurements and the real sets' rates), ``report.html``, ``report.md`` and
 ``plots/``. The evaluate stage and ``darkhalo compare`` both call ``evaluate``; the verdicts on what
 it writes come from darkhalo.audit.judges.judge_metrics.
 
@@ -34,6 +35,7 @@ from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
 from darkhalo.metrics.probes import blob_images, core_pixels, flag_rates, probe_auc, psf_swap_completeness, ring_pixels
+from darkhalo.metrics.real_recall import real_galleries, score_set, set_result
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.spec import EngineSpec, GenerationSpec, SurveySpec
@@ -390,9 +392,9 @@ def evaluate(
     on_scored: Callable[[int], object] = lambda k: None,
     memory_mb: int = EngineSpec().memory_mb,
 ) -> dict[str, Any]:
-    """Everything after the model: scores, metrics with the probes' measurements, and the report,
-    written into ``out`` (judged afterwards by darkhalo.audit.judges.judge_metrics). Returns the
-    metrics as written to metrics.json.
+    """Everything after the model: scores, metrics with the probes' measurements and the real sets' rates at the
+    operating thresholds, and the report, written into ``out`` (judged afterwards by
+    darkhalo.audit.judges.judge_metrics). Returns the metrics as written to metrics.json.
 
     The split is read ``chunk_rows`` stamps at a time (``memory_mb``: engine.memory_mb, ``evaluate.batch_size``);
     ``on_scored(k)`` is told each time k more test stamps are scored (a progress bar). ``run_dir`` holds the
@@ -419,8 +421,12 @@ def evaluate(
         prevalence=settings.lens_prevalence,
     )
     metrics = summary.model_dump(mode="json")
+    points = summary.resolved_points()
+    real = [score_set(s, score, spec.stamps.size, spec.stamps.pixel_scale) for s in settings.real_sets]
+    metrics["real_sets"] = {
+        r.spec.name: set_result(r, points, settings.confidence).model_dump(mode="json") for r in real
+    }
     if plan is not None:
-        points = summary.resolved_points()
         thresholds = {name: p.threshold for name, p in points.items()}
         labels = scores["label"].to_numpy()
         metrics["probes"] = {
@@ -439,5 +445,13 @@ def evaluate(
     write_json(out / layout.METRICS, metrics)
     galleries, class_galleries = _galleries(split, scores, plan, streamed.blob_scores, chunk)
     title = f"darkhalo evaluation: {spec.generation}"
-    write_report(out, scores, galleries, _report_links(run_dir), title=title, class_galleries=class_galleries)
+    write_report(
+        out,
+        scores,
+        galleries,
+        _report_links(run_dir),
+        title=title,
+        class_galleries=class_galleries,
+        real_galleries=[g for r in real for g in real_galleries(r)],
+    )
     return metrics

@@ -3,8 +3,9 @@
 
 Contents: the operating-point table, headlining each point's covering (bootstrap) interval beside the
 exact intervals at its threshold (unresolved targets shown as such), Bologna TPR0/TPR10, the
-inspection budget, the false positives by confuser class (table, plot, each class's top-scored controls),
-ROC on a log-FPR axis, completeness vs FPR at the operating points (the same labelling), completeness vs
+inspection budget, the false positives by confuser class (table, plot, each class's top-scored controls), the
+real sets at the operating thresholds beside the simulated rates (a table per set, refusals, top- and lowest-scored
+stamps), ROC on a log-FPR axis, completeness vs FPR at the operating points (the same labelling), completeness vs
 theta_E / PSF, score histograms per class, galleries of stamps (asinh-stretched grz -> RGB) and links
 (Great Expectations Data Docs, the audit). Verdicts are not shown here: the audit judges the written
 artifacts against the spec.
@@ -35,6 +36,8 @@ from data_contracts.metrics import (
     EvaluationMetrics,
     OperatingPointSummary,
     Probes,
+    RealRate,
+    RealSetResult,
     ReportedPoint,
     StratumBin,
     read_metrics,
@@ -335,6 +338,62 @@ def confuser_table(columns: Mapping[str, Mapping[str, ConfuserRate]]) -> tuple[l
     return ["confuser class", "controls", "distinct hosts", *columns], rows
 
 
+REAL_SECTION = "Real data: recall beside the simulation"
+
+
+def real_cell(rate: RealRate | None) -> str:
+    """A real set's flagged share with its exact interval and counts (k/n); a dash for none."""
+    return "—" if rate is None else f"{rate.rate:.3f} {_interval(rate.interval)} ({rate.n_flagged}/{rate.n})"
+
+
+def simulated_rate(result: RealSetResult, point: ReportedPoint) -> float:
+    """The simulated rate a real set's rate stands beside: completeness for a lens set, FPR for a non-lens set."""
+    return point.completeness if result.label == "lens" else point.fpr
+
+
+def real_table(result: RealSetResult, points: Mapping[str, ReportedPoint]) -> tuple[list[str], list[list[str]]]:
+    """Rows: the set's operating points; columns: threshold, the simulated rate, the real rate, the visible subset's."""
+    lens = result.label == "lens"
+    header = [
+        "operating point",
+        "threshold",
+        "simulated completeness" if lens else "simulated FPR",
+        f"real {'recall' if lens else 'flag rate'} [95 %] (k/n)",
+        f"visible ({result.visible})" if result.visible else "visible subset",
+    ]
+    rows = [
+        [
+            name,
+            _fmt(points[name].threshold),
+            f"{simulated_rate(result, points[name]):.4g}",
+            real_cell(rates.all),
+            real_cell(rates.visible),
+        ]
+        for name, rates in result.at_points.items()
+    ]
+    return header, rows
+
+
+def _real_section(metrics: EvaluationMetrics) -> tuple[str, dict[str, tuple[list[str], list[list[str]]]], list[str]]:
+    """The real sets: the section's text, a table per set and the refusals (a line per refused image)."""
+    text = (
+        "Real cutouts scored by this model at the thresholds the simulated test split fixed (flag = score ≥ "
+        "threshold): a lens set's flagged share is its recall, beside the simulated completeness at that threshold; "
+        "a non-lens set's is its flag rate, beside the simulated FPR. The gap between them is the sim-to-real gap. "
+        "Intervals are exact (Clopper-Pearson) 95 % at each threshold. These files measure; they never train or tune."
+    )
+    if not metrics.real_sets:
+        text += " No real set is declared (evaluate.real_sets): the simulated completeness stands alone (L12)."
+    points = metrics.resolved_points()
+    tables, refused = {}, []
+    for name, result in metrics.real_sets.items():
+        kind = "confirmed lenses" if result.label == "lens" else "non-lenses"
+        title = f"{name}: {result.n_scored} of {result.n_images} {kind} scored ({result.input})"
+        tables[title] = real_table(result, points)
+        refused += [f"{name}: {r.name}: {r.reason}" for r in result.refused]
+    return text, tables, refused
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -387,12 +446,14 @@ def write_report(
     links: Sequence[tuple[str, str]] = (),
     title: str = "darkhalo evaluation",
     class_galleries: Mapping[str, Gallery] | None = None,
+    real_galleries: Sequence[Gallery] = (),
 ) -> None:
     """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png`` from ``out/metrics.json``.
 
     metrics.json is read through ``EvaluationMetrics`` (a file that does not fit is refused naming the
     field); ``scores`` has columns label and score; ``links`` are (text, relative href) pairs, e.g. Data Docs;
-    ``class_galleries`` are each confuser class's top-scored controls, by class, shown in that section.
+    ``class_galleries`` are each confuser class's top-scored controls, by class, shown in that section;
+    ``real_galleries`` the real sets' stamps, shown in theirs.
     """
     metrics = read_metrics(out / layout.METRICS)
     plots = {
@@ -404,7 +465,9 @@ def write_report(
     for i, gallery in enumerate(galleries):
         plots[f"gallery_{i}"] = gallery_plot(gallery)
     confuser_text, confuser_rows, confuser_plots = _confuser_section(metrics, class_galleries or {})
-    for name, png in {**plots, **confuser_plots}.items():
+    real_text, real_tables, refused = _real_section(metrics)
+    real_plots = {f"gallery_real_{i}": gallery_plot(g) for i, g in enumerate(real_galleries)}
+    for name, png in {**plots, **confuser_plots, **real_plots}.items():
         with atomic_file(out / "plots" / f"{name}.png", "wb") as handle:
             handle.write(png)
 
@@ -434,6 +497,14 @@ def write_report(
         + f"<h2>{CONFUSER_SECTION}</h2><p>{html.escape(confuser_text)}</p>"
         + (_html_table(*confuser_rows) if confuser_rows else "")
         + _figures_html(confuser_plots)
+        + f"<h2>{REAL_SECTION}</h2><p>{html.escape(real_text)}</p>"
+        + "".join(f"<h3>{html.escape(name)}</h3>{_html_table(*table)}" for name, table in real_tables.items())
+        + (
+            "<p>Refused (not scored):</p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in refused) + "</ul>"
+            if refused
+            else ""
+        )
+        + _figures_html(real_plots)
         + f"<h2>Plots</h2>{_figures_html(plots)}"
         + (f"<h2>Links</h2><ul>{links_html}</ul>" if links else "")
         + "</body></html>\n"
@@ -444,6 +515,10 @@ def write_report(
         + f"## {CONFUSER_SECTION}\n\n{confuser_text}\n\n"
         + (f"{md_table(*confuser_rows)}\n\n" if confuser_rows else "")
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in confuser_plots)
+        + f"## {REAL_SECTION}\n\n{real_text}\n\n"
+        + "".join(f"### {name}\n\n{md_table(*table)}\n\n" for name, table in real_tables.items())
+        + ("Refused (not scored):\n\n" + "".join(f"- {r}\n" for r in refused) + "\n" if refused else "")
+        + "".join(f"![{name}](plots/{name}.png)\n\n" for name in real_plots)
         + "## Plots\n\n"
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in plots)
         + ("## Links\n\n" + "".join(f"- [{text}]({href})\n" for text, href in links) if links else "")

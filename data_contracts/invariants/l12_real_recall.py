@@ -1,0 +1,57 @@
+"""L12 real-data recall reported: a spec declares a real lens set, and its metrics.json reports recall on one at
+every resolved real operating point, with its interval (data_contracts.lessons)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from data_contracts.findings import Finding, evidence_rows
+from data_contracts.lessons import LESSONS
+from data_contracts.metrics import REAL_POINTS, real_set_problems
+from data_contracts.thresholds import L12Thresholds
+
+LESSON = LESSONS["L12"]
+
+
+def check_spec(labels: Mapping[str, str]) -> Finding:
+    """Pre-flight: ``labels`` (each declared real set's name -> ``lens`` or ``non_lens``) hold a lens set."""
+    lenses = [name for name, label in labels.items() if label == "lens"]
+    detail = (
+        f"real lens set(s) declared: {', '.join(lenses)}"
+        if lenses
+        else "the spec declares no real lens set (evaluate.real_sets): its simulated completeness would stand alone"
+    )
+    return Finding(
+        id=LESSON.id,
+        title=LESSON.title,
+        passed=bool(lenses),
+        measured={"lens sets": len(lenses), "non-lens sets": len(labels) - len(lenses)},
+        threshold={"lens sets": 1},
+        detail=detail,
+        n_offending=not lenses,
+    )
+
+
+def check(metrics: Any, thresholds: L12Thresholds) -> Finding:
+    """Parsed metrics.json: its real sets fit the contract (``real_set_problems``: every set with a scored image
+    reports its rate at every resolved point of REAL_POINTS, with its interval), and a lens set among them has at
+    least ``thresholds.min_real_lenses`` scored images."""
+    summary, problems = real_set_problems(metrics)
+    results = summary.real_sets.items() if summary is not None else ()
+    lenses = {name: r.n_scored for name, r in results if r.label == "lens" and r.n_scored >= thresholds.min_real_lenses}
+    if summary is not None and not lenses:
+        problems.append(f"no real lens set with >= {thresholds.min_real_lenses} scored images is reported")
+    evidence, count = evidence_rows([{"problem": p} for p in problems])
+    return Finding(
+        id=LESSON.id,
+        title=LESSON.title,
+        passed=not problems,
+        measured=lenses,
+        threshold={"scored lens images": thresholds.min_real_lenses},
+        detail="; ".join(problems[:3])
+        if problems
+        else f"real recall at each resolved point of {', '.join(REAL_POINTS)}",
+        evidence=evidence,
+        n_offending=count,
+    )
