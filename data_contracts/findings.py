@@ -74,6 +74,24 @@ def evidence_rows(rows: list[dict[str, Any]]) -> tuple[tuple[dict[str, Any], ...
     return tuple(rows[:MAX_EVIDENCE_ROWS]), len(rows)
 
 
+def problems_finding(
+    lesson_id: str, title: str, problems: list[str], measured: Any, threshold: Any, passed_detail: str
+) -> Finding:
+    """A contract check's finding from its list of problems: it passes when there are none (``passed_detail``),
+    else its detail shows the first three and its evidence holds them all (capped)."""
+    evidence, count = evidence_rows([{"problem": p} for p in problems])
+    return Finding(
+        id=lesson_id,
+        title=title,
+        passed=not problems,
+        measured=measured,
+        threshold=threshold,
+        detail="; ".join(problems[:3]) if problems else passed_detail,
+        evidence=evidence,
+        n_offending=count,
+    )
+
+
 def jsonable(value: Any) -> Any:
     """A value made strict-JSON-ready: numpy scalars unwrapped, NaN and inf as strings."""
     if isinstance(value, dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, problems_finding
 from data_contracts.lessons import LESSONS
 from data_contracts.metrics import REAL_POINTS, real_set_problems
 from data_contracts.thresholds import L12Thresholds
@@ -42,16 +42,6 @@ def check(metrics: Any, thresholds: L12Thresholds) -> Finding:
     lenses = {name: r.n_scored for name, r in results if r.label == "lens" and r.n_scored >= thresholds.min_real_lenses}
     if summary is not None and not lenses:
         problems.append(f"no real lens set with >= {thresholds.min_real_lenses} scored images is reported")
-    evidence, count = evidence_rows([{"problem": p} for p in problems])
-    return Finding(
-        id=LESSON.id,
-        title=LESSON.title,
-        passed=not problems,
-        measured=lenses,
-        threshold={"scored lens images": thresholds.min_real_lenses},
-        detail="; ".join(problems[:3])
-        if problems
-        else f"real recall at each resolved point of {', '.join(REAL_POINTS)}",
-        evidence=evidence,
-        n_offending=count,
-    )
+    threshold = {"scored lens images": thresholds.min_real_lenses}
+    passed = f"real recall at each resolved point of {', '.join(REAL_POINTS)}"
+    return problems_finding(LESSON.id, LESSON.title, problems, lenses, threshold, passed)

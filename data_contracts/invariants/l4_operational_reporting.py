@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, problems_finding
 from data_contracts.lessons import LESSONS
 from data_contracts.metrics import metrics_problems
 
@@ -21,14 +21,5 @@ def check(metrics: Any, control_hosts: int | None = None) -> Finding:
     claimed = metrics.get("n_neg_hosts") if isinstance(metrics, dict) else None
     if control_hosts is not None and claimed != control_hosts:
         problems.append(f"n_neg_hosts: {claimed} but the scored controls sit on {control_hosts} distinct hosts")
-    evidence, count = evidence_rows([{"problem": p} for p in problems])
-    return Finding(
-        id=LESSON.id,
-        title=LESSON.title,
-        passed=not problems,
-        measured=len(problems),
-        threshold=0,
-        detail="; ".join(problems[:3]) if problems else "every operating point reported with counts and intervals",
-        evidence=evidence,
-        n_offending=count,
-    )
+    passed = "every operating point reported with counts and intervals"
+    return problems_finding(LESSON.id, LESSON.title, problems, len(problems), 0, passed)
