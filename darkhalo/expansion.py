@@ -25,7 +25,7 @@ import pandas as pd
 from darkhalo.hashing import hash64, host_ids, uniform
 from darkhalo.sky import SPLITS, healpix_of, split_of_pixels
 from darkhalo.sources import draw_source_parameters
-from darkhalo.spec import ControlsSpec, GenerationSpec, GridSpec, SourceSpec, SplitsSpec
+from darkhalo.spec import ControlsSpec, GenerationSpec, GridSpec, SourceSpec, SplitsSpec, confuser_rates
 from darkhalo.spec_view import SpecView
 from darkhalo.surveys.confusers import draw_classes
 from data_contracts import confusers
@@ -65,15 +65,13 @@ class Expansion:
     @classmethod
     def of(cls, spec: GenerationSpec | SpecView) -> Expansion:
         """The expansion settings of ``spec`` (a GenerationSpec or a SpecView declaring these sections)."""
-        survey = spec.survey
-        rates = None if survey.kind == "legacy" else survey.confusers.rates() if survey.confusers else {}
         return cls(
             grid=spec.grid,
             controls=spec.controls,
             splits=spec.splits,
             source=spec.source,
             seed=spec.seed,
-            confuser_rates=rates,
+            confuser_rates=confuser_rates(spec.survey),
         )
 
 

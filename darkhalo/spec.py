@@ -116,10 +116,6 @@ class ConfuserRates(Section):
         """Class name -> share of hosts, in data_contracts.confusers.CLASSES order."""
         return {name: getattr(self, name) for name in CONFUSER_CLASSES}
 
-    def enabled(self) -> tuple[str, ...]:
-        """The classes with a share above zero."""
-        return tuple(name for name, rate in self.rates().items() if rate > 0)
-
 
 class MockSurvey(Section):
     """The embedded, seeded Legacy-Surveys-like sky."""
@@ -148,10 +144,17 @@ class MockSurvey(Section):
         return v
 
 
+def confuser_rates(survey: MockSurvey | LegacySurvey) -> dict[str, float] | None:
+    """Class -> share of a survey's hosts with that confuser: a mock sky's (empty for smooth hosts), None for a
+    real sky, whose hosts carry no labels."""
+    if isinstance(survey, LegacySurvey):
+        return None
+    return survey.confusers.rates() if survey.confusers else {}
+
+
 def confuser_classes(survey: MockSurvey | LegacySurvey) -> tuple[str, ...]:
-    """The confuser classes a survey's hosts are labelled with: a mock sky's enabled ones, none for a real sky."""
-    confusers = getattr(survey, "confusers", None)
-    return confusers.enabled() if confusers else ()
+    """The confuser classes a survey's hosts are labelled with: a mock sky's with a share above zero."""
+    return tuple(name for name, rate in (confuser_rates(survey) or {}).items() if rate > 0)
 
 
 class CutoutSource(Section):

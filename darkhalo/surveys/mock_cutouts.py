@@ -58,7 +58,7 @@ from darkhalo.lensing.imaging import PLAIN, bin_pixels, fft_convolve_moments, pi
 from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
 from darkhalo.lensing.render import convolve_bands
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
-from darkhalo.spec import MockSurvey
+from darkhalo.spec import MockSurvey, confuser_rates
 from darkhalo.surveys.confusers import HostLight, draw_classes, render
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.orientation import pixel_ellipticity
@@ -124,7 +124,7 @@ class MockCutoutProvider:
         self.seed = seed
         self.supersample = supersample
         self.density = survey.n_objects / area_arcsec2  # objects per arcsec^2
-        self.confuser_rates = survey.confusers.rates() if survey.confusers else {}
+        self.confuser_rates = confuser_rates(survey)
 
     def cutouts(self, hosts: pd.DataFrame, size: int) -> Cutouts:
         """Stamps (N, 3, size, size) for ``hosts``, in their order."""
@@ -181,19 +181,25 @@ class MockCutoutProvider:
 
     def _confuser_light(self, hosts: pd.DataFrame, transmission: np.ndarray, canvas: int) -> dict[int, np.ndarray]:
         """Row -> its confuser's pre-PSF light (3, canvas, canvas) for the hosts of a confuser class
-        (darkhalo.surveys.confusers), each from its own generator seeded by (seed, key)."""
+        (darkhalo.surveys.confusers), each from its own generator seeded by (seed, key): rendered once per
+        distinct host, so a chunk's padding rows (copies of its last host) share their host's light."""
         if not self.confuser_rates:
             return {}
-        keys = hosts[list(KEY)].to_numpy(np.int64)
+        keys, first = np.unique(hosts[list(KEY)].to_numpy(np.int64), axis=0, return_index=True)
+        rows = hosts.iloc[first]
         classes = draw_classes(self.seed, keys, self.confuser_rates)
-        e1, e2 = pixel_ellipticity(hosts["SHAPE_E1"].to_numpy(np.float64), hosts["SHAPE_E2"].to_numpy(np.float64))
-        shape_r, sersic = hosts["SHAPE_R"].to_numpy(np.float64), hosts["SERSIC"].to_numpy(np.float64)
-        flux = np.clip(_per_band(hosts, "FLUX"), 0, None)
-        extra = {}
+        e1, e2 = pixel_ellipticity(rows["SHAPE_E1"].to_numpy(np.float64), rows["SHAPE_E2"].to_numpy(np.float64))
+        shape_r, sersic, flux = (
+            rows["SHAPE_R"].to_numpy(np.float64),
+            rows["SERSIC"].to_numpy(np.float64),
+            _per_band(rows, "FLUX"),
+        )
+        light = {}
         for i in np.flatnonzero(classes != confusers.PLAIN):
-            host = HostLight(shape_r[i], sersic[i], e1[i], e2[i], flux[i], transmission[i])
-            extra[int(i)] = render(self.seed, keys[i].tolist(), classes[i], host, canvas).light
-        return extra
+            host = HostLight(shape_r[i], sersic[i], e1[i], e2[i], flux[i], transmission[first[i]])
+            light[tuple(keys[i])] = render(self.seed, keys[i].tolist(), classes[i], host, canvas).light
+        key_of_row = map(tuple, hosts[list(KEY)].to_numpy(np.int64))
+        return {row: light[key] for row, key in enumerate(key_of_row) if key in light}
 
     def _draws(self, key: list[int], size: int) -> _Draws:
         """A host's draws from its generator, seeded by (seed, key): so it does not depend on its batch.
