@@ -89,8 +89,9 @@ def test_real_psfex_kernels_cut_to_25_pixels_pass_l8_and_are_stopped_by_l3(spark
 
 
 def test_the_gate_names_a_stamp_with_a_nan_pixel_or_another_hosts_record(spark, small, tmp_path: Path) -> None:
-    """L8 checks every stamp's pixels and record, not only its seeded sample: a NaN pixel and a record
-    naming another host, each in one stamp of the last shard, are both found with their stamp_id."""
+    """L8 checks every stamp's pixels and record, not only its seeded sample: a NaN pixel, a record naming
+    another host and one naming another confuser class, each in one stamp of the last shard, are all found
+    with their stamp_id."""
     spec = _spec()
     run_generation(spec, tmp_path, stages=UNDER_TEST)
     run_dir = tmp_path / spec.generation
@@ -100,8 +101,11 @@ def test_the_gate_names_a_stamp_with_a_nan_pixel_or_another_hosts_record(spark, 
     images[0, 1, 5, 5] = np.nan
     host_id = table["host_id"].to_numpy().copy()
     host_id[-1] += 1
+    confuser = table["confuser"].to_pylist()
+    confuser[1] = "ring" if confuser[1] != "ring" else "spiral"
     table = table.set_column(table.schema.get_field_index("image"), "image", encode_images(images))
     table = table.set_column(table.schema.get_field_index("host_id"), "host_id", pa.array(host_id))
+    table = table.set_column(table.schema.get_field_index("confuser"), "confuser", pa.array(confuser))
     pq.write_table(table, shard)
 
     findings = judge_artifact("inject", run_dir / "inject", run_dir, spec, sample=0)
@@ -109,7 +113,5 @@ def test_the_gate_names_a_stamp_with_a_nan_pixel_or_another_hosts_record(spark, 
     assert not l8.passed
     problems = {row["stamp_id"]: row["problem"] for row in l8.evidence}
     stamp_ids = table["stamp_id"].to_numpy()
-    assert problems == {
-        stamp_ids[0]: "non-finite pixels",
-        stamp_ids[-1]: "record differs from its manifest row (host, config, label, split or confuser)",
-    }
+    differs = "record differs from its manifest row (host, config, label, split or confuser)"
+    assert problems == {stamp_ids[0]: "non-finite pixels", stamp_ids[1]: differs, stamp_ids[-1]: differs}

@@ -1,4 +1,5 @@
-"""The manifest stage in Spark through the runner: rows, contracts, byte-identical reruns, Gen 1."""
+"""The manifest stage in Spark through the runner: rows, contracts (L11 on the written manifest), byte-identical
+reruns, Gen 1."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from hosts import synthetic_parent
 from toy_stages import PARENT_STAGE
 
 from darkhalo.artifacts import artifact_files
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.runner import StageFailed, run_generation
 from darkhalo.spec import spec_from_dict
 from darkhalo.stages import STAGES
+from data_contracts.confusers import CLASSES, PLAIN
 
 pytestmark = pytest.mark.spark
 
@@ -65,3 +68,25 @@ def test_gen1_is_stopped_by_l1_and_l2(spark, tmp_path: Path, monkeypatch: pytest
         run_generation(spec, tmp_path, stages=STAGES_UNDER_TEST)
     assert "L1" in str(failure.value) and "L2" in str(failure.value)
     assert not (tmp_path / spec.generation / "manifest").exists()
+
+
+def test_l11_judges_the_written_manifest(spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sky with every confuser class and a test split big enough for a lenient L11 passes the stage's gate;
+    the written manifest with one class's test controls relabelled plain fails the same judge, on L11 alone."""
+    monkeypatch.setenv("TOY_PARENT_ROWS", "2000")
+    data = spec_data("embedded")
+    data["survey"]["confusers"] = dict.fromkeys(CLASSES, 0.15)
+    data["splits"] = {"nside": 128, "fractions": {"train": 0.4, "val": 0.1, "test": 0.5}}
+    data["grid"]["theta_e_arcsec"] = [1.0, 1.5, 2.0]
+    data["invariants"]["L11"] = {"resolve_fpr": 0.5}  # 20 test control hosts per class
+    spec = spec_from_dict(data)
+    run_generation(spec, tmp_path, stages=STAGES_UNDER_TEST)
+    run_dir = tmp_path / spec.generation
+    assert {f.id for f in judge_artifact("manifest", run_dir / "manifest", run_dir, spec) if not f.passed} == set()
+    part = sorted((run_dir / "manifest" / "manifest").glob("part-*.parquet"))[0]
+    written = pd.read_parquet(part)
+    rings = (written["split"] == "test") & (written["label"] == 0) & (written["confuser"] == "ring")
+    assert rings.sum() >= 20
+    written.assign(confuser=written["confuser"].mask(rings, PLAIN)).to_parquet(part, index=False)
+    failed = [f for f in judge_artifact("manifest", run_dir / "manifest", run_dir, spec) if not f.passed]
+    assert [f.id for f in failed] == ["L11"] and "ring 0" in failed[0].detail
