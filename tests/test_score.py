@@ -18,6 +18,7 @@ from darkhalo.cli import app
 from darkhalo.real_inputs import RealInputError, read_input
 from darkhalo.resampling import resample
 from darkhalo.spec import TrainSpec
+from darkhalo.surveys.noise import sky_correlation
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
 from data_contracts.real_scores import RealScores, RefusedImages
@@ -60,9 +61,18 @@ def test_a_resampled_point_source_keeps_its_flux_and_its_place() -> None:
     assert abs(done.stamps[0].sum(axis=(1, 2)) / 7.0 - 1).max() < FLUX_TOLERANCE
     yy, xx = np.mgrid[:64, :64]
     stamp = done.stamps[0, 1]
-    centroid = np.array([(stamp * xx).sum(), (stamp * yy).sum()]) / stamp.sum() - 31.5
+    centroid = np.array([(stamp * xx).sum(), (stamp * yy).sum()]) / stamp.sum() - 32
     assert np.allclose(centroid, np.array([3.3, -2.1]) * 0.25 / PIXEL_SCALE, atol=0.02)
     assert done.filled_fraction[0] == 0
+
+
+def test_at_equal_pixel_scales_the_pixels_are_copied_onto_the_host_pixel() -> None:
+    # an odd cutout's centre pixel is the stamp's pixel 32: the noise is neither smoothed nor shifted
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(2, 3, 91, 91))
+    done = resample(images, PIXEL_SCALE, PIXEL_SCALE, 64)
+    assert np.allclose(done.stamps, images[:, :, 45 - 32 : 45 + 32, 45 - 32 : 45 + 32], atol=1e-5)
+    assert np.abs(sky_correlation(done.stamps)["x"]).max() < 0.05
 
 
 def test_resampled_real_cutouts_keep_their_flux() -> None:
