@@ -29,9 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from darkhalo.surveys.noise import kernel_taps
 from data_contracts.confusers import CLASSES as CONFUSER_CLASSES
 from data_contracts.lessons import LESSONS
-from data_contracts.survey import PIXEL_SCALE
+from data_contracts.survey import BANDS, PIXEL_SCALE
 from data_contracts.thresholds import InvariantThresholds
 
 
@@ -117,6 +118,33 @@ class ConfuserRates(Section):
         return {name: getattr(self, name) for name in CONFUSER_CLASSES}
 
 
+class NoiseCorrelation(Section):
+    """Lag-1 correlation of neighbouring sky pixels' noise per band (g, r, z), as in resampled coadds: the mock's unit
+    noise goes through a 3x3 kernel of unit sum of squares (darkhalo.surveys.noise), so sigma, invvar and depth stay.
+    Defaults: per band and axis, the mean of two medians from darkhalo.surveys.noise.sky_correlation: the six real
+    DR10 cutouts (tests/data/real/cutouts) and the 46 DES coadds (data/real/des_lrg_hosts) resampled onto the stamps.
+    The diagonal follows as x * y: 0.07-0.09, below the real 0.09-0.14."""
+
+    x: tuple[float, float, float] = Field(
+        (0.24, 0.27, 0.25),
+        description="along x (columns), g, r, z; DR10 cutouts 0.24, 0.27, 0.24; DES resampled 0.24, 0.27, 0.27",
+    )
+    y: tuple[float, float, float] = Field(
+        (0.28, 0.31, 0.30),
+        description="along y (rows), g, r, z; DR10 cutouts 0.32, 0.34, 0.34; DES resampled 0.24, 0.28, 0.26",
+    )
+
+    @field_validator("x", "y")
+    @classmethod
+    def _reachable(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        for band, rho in zip(BANDS, v, strict=True):
+            try:
+                kernel_taps(rho)
+            except ValueError as error:
+                raise ValueError(f"{band} band: {error}") from None
+        return v
+
+
 class MockSurvey(Section):
     """The embedded, seeded Legacy-Surveys-like sky."""
 
@@ -127,6 +155,9 @@ class MockSurvey(Section):
     release: int = Field(10000, ge=0, le=32767, description="RELEASE written to every row (DR10 south: 10000)")
     confusers: ConfuserRates | None = Field(
         None, description="confuser populations among the hosts ({} for the cited defaults; absent: smooth hosts only)"
+    )
+    noise_correlation: NoiseCorrelation | None = Field(
+        None, description="correlated sky noise ({} for the measured defaults; absent: white pixel noise)"
     )
 
     @field_validator("ra_range")

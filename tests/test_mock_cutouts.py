@@ -72,11 +72,15 @@ def test_a_stamp_does_not_depend_on_its_batch_and_reruns_bit_identically(stamps,
     assert not np.array_equal(other.images[0], stamps.images[7])
 
 
-@pytest.mark.parametrize("confusers", [None, dict.fromkeys(CLASSES, 0.12)], ids=["smooth", "confusers"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"confusers": dict.fromkeys(CLASSES, 0.12)}, {"noise_correlation": {}}],
+    ids=["smooth", "confusers", "correlated_noise"],
+)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int, confusers) -> None:
+def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int, extra: dict) -> None:
     """The audit (L8) fetches cutouts again in other batches and wants controls bit-identical to them."""
-    sky = {"ra_range": (150.0, 150.1), "dec_range": (0.0, 0.1), "confusers": confusers}
+    sky = {"ra_range": (150.0, 150.1), "dec_range": (0.0, 0.1), **extra}
     dense = MockSurvey(kind="mock", n_objects=2000, **sky)
     rows = mock_catalog(dense, SEED, 0).head(80).reset_index(drop=True)  # stars too, and ~16 neighbours each
     provider = MockCutoutProvider(dense, SEED)

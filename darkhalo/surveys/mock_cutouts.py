@@ -32,7 +32,10 @@ per-object parameters float64):
   of the cutout service, the sky alone). The sources' own photon noise is added too: with a sky of
   f_sky nanomaggies per pixel (SKY_MAG, dark DECam sky), sigma^2 = f_sky / g for g electrons per
   nanomaggy, so light m (nanomaggies) in a pixel adds variance m / g = m sigma^2 / f_sky. A pixel's
-  noise is Gaussian with sigma^2 (1 + m / f_sky).
+  noise is Gaussian with sigma^2 (1 + m / f_sky): unit noise times that sigma. The unit noise is white,
+  or, when the spec's ``survey.noise_correlation`` asks, correlated between neighbours as a resampled
+  coadd's: drawn on the stamp plus one pixel each side and convolved ('valid') with the band's 3x3
+  kernel of unit sum of squares (darkhalo.surveys.noise), so its variance, and the invvar, stay 1.
 
 Every random draw of a host comes from its own generators seeded by (seed, RELEASE, BRICKID,
 OBJID): a numpy Generator draws its beta, its neighbours and the seed of a torch Generator that
@@ -42,7 +45,7 @@ and batches are padded to ``BATCH_MULTIPLE`` so that their float32 arithmetic is
 
 Speed (benchmarks/bench_mock.py, one thread): about 13x lenstronomy's host-only rendering per CPU
 second in batches of 256; about half of it is building the kernels (``psf_kernels``) and the FFT
-convolution.
+convolution. Correlated noise costs about 15 % more.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_at_scaled_r2, s
 from darkhalo.spec import MockSurvey, confuser_rates
 from darkhalo.surveys.confusers import HostLight, draw_classes, render
 from darkhalo.surveys.mock import draw_population
+from darkhalo.surveys.noise import correlation_kernels
 from darkhalo.surveys.orientation import pixel_ellipticity
 from darkhalo.surveys.provider import Cutouts
 from data_contracts import confusers
@@ -125,6 +129,8 @@ class MockCutoutProvider:
         self.supersample = supersample
         self.density = survey.n_objects / area_arcsec2  # objects per arcsec^2
         self.confuser_rates = confuser_rates(survey)
+        correlation = survey.noise_correlation
+        self.noise_kernels = None if correlation is None else _tensor(correlation_kernels(correlation.x, correlation.y))
 
     def cutouts(self, hosts: pd.DataFrame, size: int) -> Cutouts:
         """Stamps (N, 3, size, size) for ``hosts``, in their order."""
@@ -167,10 +173,13 @@ class MockCutoutProvider:
 
         nea = 1 / kernels.square().sum(dim=(-2, -1)).double()  # (N, 3) pixels
         sigma = 1 / torch.sqrt(torch.from_numpy(depth) * nea)
-        noise = torch.empty(n, 3, size, size, dtype=DTYPE)
+        pad = 0 if self.noise_kernels is None else 1
+        noise = torch.empty(n, 3, size + 2 * pad, size + 2 * pad, dtype=DTYPE)
         generator = torch.Generator()
         for i, d in enumerate(draws):
             noise[i].normal_(generator=generator.manual_seed(d.noise_seed))
+        if self.noise_kernels is not None:
+            noise = _correlate(noise, self.noise_kernels)
         sky = _tensor(np.array([mag_to_flux(SKY_MAG[b]) for b in BANDS]) * PIXEL_SCALE**2)  # nanomaggies per pixel
         spread = light.clamp(min=0).div_(sky[:, None, None]).add_(1).sqrt_().mul_(sigma.to(DTYPE)[:, :, None, None])
         images = light.add_(spread.mul_(noise))[:wanted]
@@ -250,6 +259,17 @@ def _add_neighbours(
                 lit[:, j].index_add_(0, owner[part], profiles * flux[part, j, None, None])
     rows = _padded_rows(len(owners), NEIGHBOUR_MULTIPLE)
     light[owners] += fft_convolve_moments(lit[rows, :, None], kernels[owners][rows], MARGIN, PLAIN)[: len(owners)]
+
+
+def _correlate(unit: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Unit noise (N, 3, S + 2, S + 2) convolved 'valid' with each band's 3x3 kernel (3, 3, 3): (N, 3, S, S).
+    Nine shifted products summed in a fixed order (no FMA, no size-dependent algorithm): bit-identical per stamp."""
+    size = unit.shape[-1] - 2
+    out = torch.zeros(*unit.shape[:2], size, size, dtype=unit.dtype)
+    for dy in range(3):
+        for dx in range(3):
+            out += kernels[:, dy, dx, None, None] * unit[:, :, dy : dy + size, dx : dx + size]
+    return out
 
 
 def _host_profiles(shapes: torch.Tensor, size: int, s: int) -> torch.Tensor:

@@ -1,11 +1,18 @@
 """The spatial correlation of a cutout's sky noise: coadds are resampled, so neighbouring pixels share noise.
 
+Made (``correlation_kernels``): white unit noise convolved with a separable 3x3 kernel outer(k_y, k_x), k = [a, 1, a]
+normalised to a unit sum of squares, keeps unit variance and correlates neighbours at rho = 2a / (1 + 2a^2) along
+each axis, rho_x rho_y diagonally.
+
 Measured on sky pixels only: per band, pixels more than ``SOURCE_SIGMA`` robust sigmas above the band's median,
 and every pixel within ``MASK_GROW`` pixels of one, are masked as sources. The correlation at a lag (dy, dx) is
 the mean product of the median-subtracted sky pixels over the unmasked pairs at that lag, over their mean square.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -16,6 +23,24 @@ SOURCE_SIGMA = 3.0
 MASK_GROW = 2
 #: Lags (dy, dx) in pixels at which the correlation is measured: the neighbours along x, along y, diagonal.
 LAGS: dict[str, tuple[int, int]] = {"x": (0, 1), "y": (1, 0), "diagonal": (1, 1)}
+#: The lag-1 correlation of a kernel [a, 1, a] is below this (its bound as a -> 1/sqrt(2)).
+MAX_CORRELATION = 1 / math.sqrt(2)
+
+
+def kernel_taps(rho: float) -> np.ndarray:
+    """The taps [a, 1, a] / norm (unit sum of squares) whose output from white noise has lag-1 correlation ``rho``:
+    a = (1 - sqrt(1 - 2 rho^2)) / (2 rho), the root of rho = 2a / (1 + 2a^2) with |a| < 1/sqrt(2)."""
+    if not abs(rho) < MAX_CORRELATION:
+        raise ValueError(f"a lag-1 correlation of {rho:g} is out of reach of a kernel [a, 1, a] (|rho| < 1/sqrt(2))")
+    a = (1 - math.sqrt(1 - 2 * rho**2)) / (2 * rho) if rho else 0.0
+    taps = np.array([a, 1.0, a])
+    return taps / np.linalg.norm(taps)
+
+
+def correlation_kernels(rho_x: Sequence[float], rho_y: Sequence[float]) -> np.ndarray:
+    """Per band, the 3x3 kernel (bands, 3, 3) outer(k_y, k_x) that turns white unit noise into unit-variance noise
+    correlated at ``rho_x`` between neighbours along x (columns), ``rho_y`` along y (rows)."""
+    return np.stack([np.outer(kernel_taps(y), kernel_taps(x)) for x, y in zip(rho_x, rho_y, strict=True)])
 
 
 def sky_mask(plane: np.ndarray) -> np.ndarray:
