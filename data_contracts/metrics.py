@@ -16,14 +16,15 @@ JSON, so a tampered file yields problems that name the field, never a crash.
 
 ``real_sets`` holds each real set's flag rate (k of n scored images, Clopper-Pearson) at each resolved point of
 ``REAL_POINTS``, the thresholds the simulated test split fixed: a lens set's rate is its recall, beside the
-simulated completeness of that point; a non-lens set's is its flag rate, beside the simulated FPR.
-``real_set_problems`` judges it (L12), apart from L4's ``metrics_problems``.
+simulated completeness of that point and the simulated positives' completeness at the set's depth (``at_depth``,
+counting n_pos); a non-lens set's is its flag rate, beside the simulated FPR, with its scores tested against the test
+controls' (``versus_controls``). ``real_set_problems`` judges it (L12), apart from L4's ``metrics_problems``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +45,15 @@ def point_name(target: str, value: float) -> str:
 
 #: The operating points real sets are reported at (where resolved): the thresholds a survey search would use.
 REAL_POINTS: tuple[str, ...] = (*(point_name("fpr", f) for f in FPR_TARGETS[:3]), point_name("completeness", 0.85))
+
+
+def headline_real_point(resolved: Iterable[str]) -> str | None:
+    """The point a one-line real summary quotes among the ``resolved`` names: completeness=0.85, else the first
+    resolved point of REAL_POINTS; None when none is."""
+    resolved = set(resolved)
+    shown = [name for name in REAL_POINTS if name in resolved]
+    return REAL_POINTS[-1] if REAL_POINTS[-1] in shown else next(iter(shown), None)
+
 
 #: The fields of an operating point that hold numbers only when it is resolved.
 RESOLVED_NUMBERS = ("threshold", "completeness", "fpr", "n_pos_flagged", "n_neg_flagged")
@@ -273,6 +283,34 @@ class RefusedReal(_Record):
     reason: str
 
 
+#: Per band g, r, z: a sky noise sigma (nanomaggies per pixel).
+BandSigmas = Annotated[list[NonNegativeFloat], Field(min_length=3, max_length=3)]
+
+
+class RealAtDepth(_Record):
+    """The simulated test positives at a lens set's depth: each given Gaussian pixel noise that brings its sky sigma
+    to the set's (none where it is noisier already), scored at the same thresholds. Simulated completeness minus
+    this is what depth costs; this minus the real recall, what the sim-to-real shift costs."""
+
+    sky_sigma_real: BandSigmas = Field(description="median over the set's scored stamps of their sky sigma")
+    sky_sigma_simulated: BandSigmas = Field(description="median over the test positives of their sky sigma")
+    added_sigma: BandSigmas = Field(description="median over the test positives of the noise sigma added")
+    at_points: dict[str, RealRate] = Field(description="resolved point of REAL_POINTS -> the noised positives' rate")
+
+
+class RealVersusControls(_Record):
+    """A non-lens set's scores (logits) against the simulated test controls': the two-sample Kolmogorov-Smirnov
+    test (two-sided), so a shift between mock and real negatives shows beyond the flag rates."""
+
+    test: Literal["ks_2samp"]
+    statistic: Rate = Field(description="the largest gap between the two empirical CDFs")
+    p_value: Rate
+    n_real: PositiveInt
+    n_controls: PositiveInt
+    median_real: float
+    median_controls: float
+
+
 class RealSetResult(_Record):
     """One real set scored at the simulated operating thresholds (evaluate.real_sets)."""
 
@@ -284,6 +322,12 @@ class RealSetResult(_Record):
     visible: str | None = Field(description="the visible subset's rule, e.g. 'image_sep_arcsec >= 2'; null: none")
     n_visible: NonNegativeInt | None = Field(description="scored images in the visible subset")
     at_points: dict[str, RealRates] = Field(description="resolved point of REAL_POINTS -> the set's rates there")
+    at_depth: RealAtDepth | None = Field(
+        None, description="lens sets with a scored image: the simulated positives at the set's depth; else null"
+    )
+    versus_controls: RealVersusControls | None = Field(
+        None, description="non-lens sets with a scored image: its scores against the test controls'; else null"
+    )
 
 
 class EvaluationMetrics(OperatingPointSummary):
@@ -467,9 +511,42 @@ def _real_rate_problems(where: str, rate: RealRate, n: int | None) -> list[str]:
     return problems + _interval_problems(f"{where}.interval", rate.interval, rate.rate)
 
 
-def _real_set_problems(where: str, result: RealSetResult, expected: list[str]) -> list[str]:
-    """Problems of one real set: counts that do not add up, and rates missing at or reported off the ``expected``
-    points (the resolved ones of REAL_POINTS)."""
+def _points_problems(where: str, at_points: Mapping[str, object], expected: list[str], required: bool) -> list[str]:
+    """Rates reported off the ``expected`` points (the resolved ones of REAL_POINTS) or, when ``required``, missing
+    at one of them."""
+    resolved = ", ".join(REAL_POINTS)
+    off = [f"{where}.{name}: not a resolved point of {resolved}" for name in at_points if name not in expected]
+    missing = [name for name in expected if name not in at_points] if required else []
+    return off + [f"{where}: resolved point {name} is missing" for name in missing]
+
+
+def _comparison_problems(where: str, result: RealSetResult, summary: RealSummary, expected: list[str]) -> list[str]:
+    """Problems of a set's comparison with the simulation: a lens set with scored images needs ``at_depth`` (its
+    rates counting the summary's n_pos positives), a non-lens one ``versus_controls`` (counting its scored images and
+    the n_neg controls); neither belongs to the other kind or to a set with nothing scored."""
+    lens, scored = result.label == "lens", result.n_scored > 0
+    problems = []
+    fields = {"at_depth": (result.at_depth, lens), "versus_controls": (result.versus_controls, not lens)}
+    for field, (value, wanted) in fields.items():
+        if (value is None) == (wanted and scored):
+            problems.append(f"{where}.{field}: " + ("missing" if value is None else "reported for a set it is not for"))
+    if result.at_depth is not None:
+        depth = f"{where}.at_depth.at_points"
+        problems += _points_problems(depth, result.at_depth.at_points, expected, required=True)
+        for name, rate in result.at_depth.at_points.items():
+            problems += _real_rate_problems(f"{depth}.{name}", rate, summary.n_pos)
+    shift = result.versus_controls
+    if shift is not None and (shift.n_real, shift.n_controls) != (result.n_scored, summary.n_neg):
+        problems.append(
+            f"{where}.versus_controls: {shift.n_real} real and {shift.n_controls} controls, but {result.n_scored} "
+            f"images are scored and {summary.n_neg} controls tested"
+        )
+    return problems
+
+
+def _real_set_problems(where: str, result: RealSetResult, summary: RealSummary, expected: list[str]) -> list[str]:
+    """Problems of one real set: counts that do not add up, rates missing at or reported off the ``expected``
+    points (the resolved ones of REAL_POINTS), and its comparison with the simulation (``_comparison_problems``)."""
     problems = []
     if result.n_scored + len(result.refused) != result.n_images:
         problems.append(
@@ -479,20 +556,14 @@ def _real_set_problems(where: str, result: RealSetResult, expected: list[str]) -
         problems.append(f"{where}: visible and n_visible must be given together")
     if result.n_visible is not None and result.n_visible > result.n_scored:
         problems.append(f"{where}.n_visible: {result.n_visible} visible among {result.n_scored} scored")
-    for name in result.at_points:
-        if name not in expected:
-            problems.append(f"{where}.at_points.{name}: not a resolved point of {', '.join(REAL_POINTS)}")
-    if result.n_scored:
-        problems += [
-            f"{where}.at_points: resolved point {name} is missing" for name in expected if name not in result.at_points
-        ]
+    problems += _points_problems(f"{where}.at_points", result.at_points, expected, required=result.n_scored > 0)
     for name, rates in result.at_points.items():
         problems += _real_rate_problems(f"{where}.at_points.{name}.all", rates.all, result.n_scored)
         if rates.visible is not None:
             problems += _real_rate_problems(f"{where}.at_points.{name}.visible", rates.visible, result.n_visible)
         elif result.n_visible:
             problems.append(f"{where}.at_points.{name}.visible: {result.n_visible} visible images but no rate")
-    return problems
+    return problems + _comparison_problems(where, result, summary, expected)
 
 
 def real_set_problems(metrics: Any) -> tuple[RealSummary | None, list[str]]:
@@ -505,5 +576,5 @@ def real_set_problems(metrics: Any) -> tuple[RealSummary | None, list[str]]:
     expected = [name for name in REAL_POINTS if name in summary.resolved_points()]
     problems = []
     for name, result in summary.real_sets.items():
-        problems += _real_set_problems(f"real_sets.{name}", result, expected)
+        problems += _real_set_problems(f"real_sets.{name}", result, summary, expected)
     return summary, problems

@@ -14,7 +14,7 @@ from conftest import SPECS, spec_data
 
 from darkhalo.artifacts import write_json
 from darkhalo.compare import check_comparable, comparison_markdown, training_hosts_in_test, write_comparison
-from darkhalo.metrics.real_recall import ScoredSet, set_result
+from darkhalo.metrics.real_recall import AtDepth, DepthNoise, ScoredSet, set_result
 from darkhalo.metrics.report import confuser_cell, real_cell
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.runner import RunError
@@ -32,6 +32,15 @@ def test_a_pair_on_different_skies_is_refused() -> None:
     other["splits"] = {"nside": 128}
     with pytest.raises(RunError, match="splits"):
         check_comparable(load_spec(SPECS / "compare_gen1_recipe.yaml"), spec_from_dict(other))
+
+
+def test_a_pair_may_differ_in_noise_texture_but_not_in_hosts() -> None:
+    # white vs correlated pixel noise: the same hosts in the same regions, so one test sky
+    check_comparable(load_spec(SPECS / "embedded_white_noise.yaml"), load_spec(SPECS / "embedded.yaml"))
+    other = spec_data("embedded_white_noise")
+    other["survey"]["n_objects"] += 1
+    with pytest.raises(RunError, match="survey"):
+        check_comparable(spec_from_dict(other), load_spec(SPECS / "embedded.yaml"))
 
 
 def test_training_hosts_in_the_test_set_are_counted(tmp_path) -> None:
@@ -119,8 +128,13 @@ def test_the_comparison_shows_each_models_probes_as_a_table() -> None:
     assert "{" not in text.split("## Shortcut probes")[1]  # no raw JSON
 
 
+#: The 200 simulated positives' scores at the real set's depth (logits), own sky sigma 0.002/0.003/0.008 nanomaggies.
+AT_DEPTH = np.linspace(-3, 3, 200)
+
+
 def _with_real_lenses(metrics: EvaluationMetrics, scores: np.ndarray) -> EvaluationMetrics:
-    """``metrics`` with a real lens set of 20 images scored ``scores``, the first 8 visible, at its resolved points."""
+    """``metrics`` with a real lens set of 20 images scored ``scores``, the first 8 visible, at its resolved points,
+    and the 200 positives at its depth (sky sigma 0.008/0.012/0.032) scored ``AT_DEPTH``."""
     scored = ScoredSet(
         RealSet(name="ps1", input="ps1.yaml", label="lens"),
         [f"lens{i}" for i in range(20)],
@@ -130,7 +144,10 @@ def _with_real_lenses(metrics: EvaluationMetrics, scores: np.ndarray) -> Evaluat
         [],
         20,
     )
-    return metrics.model_copy(update={"real_sets": {"ps1": set_result(scored, metrics.resolved_points(), 0.95)}})
+    noise = DepthNoise("ps1", np.array([0.008, 0.012, 0.032]), 0)
+    depth = AtDepth(noise, np.tile([0.002, 0.003, 0.008], (200, 1)), AT_DEPTH)
+    result = set_result(scored, metrics.resolved_points(), 0.95, np.zeros(400), depth)
+    return metrics.model_copy(update={"real_sets": {"ps1": result}})
 
 
 def test_the_comparison_shows_both_models_real_rates_beside_their_simulated_ones() -> None:
@@ -139,19 +156,23 @@ def test_the_comparison_shows_both_models_real_rates_beside_their_simulated_ones
     text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
     section = text.split("## Real data beside the simulation")[1].split("## Completeness by theta_E")[0]
     assert "### ps1 (lens, 20 of 20 scored)" in section
-    assert "| operating point | gen1: simulated completeness | gen1: real | gen1: visible | gen2: simulated" in section
+    assert (
+        "| operating point | gen1: simulated completeness | gen1: at the set's depth | gen1: real | gen1: visible | "
+        "gen2: simulated"
+    ) in section
     point = "completeness=0.85"  # the one REAL_POINTS member 200 positives and 400 control hosts resolve
     assert list(metrics["gen1"].real_sets["ps1"].at_points) == [point]
     cells = []
     for name in ("gen1", "gen2"):
         rates = metrics[name].real_sets["ps1"].at_points[point]
-        cells += [
-            f"{metrics[name].resolved_points()[point].completeness:.4g}",
-            real_cell(rates.all),
-            real_cell(rates.visible),
-        ]
+        simulated = metrics[name].resolved_points()[point].completeness
         threshold = metrics[name].resolved_points()[point].threshold
+        deep = metrics[name].real_sets["ps1"].at_depth.at_points[point]
+        cells += [f"{simulated:.4g}", real_cell(deep), real_cell(rates.all), real_cell(rates.visible)]
         assert rates.all.n_flagged == (real + (name == "gen2") >= threshold).sum()
+        assert deep.n == 200 and deep.n_flagged == np.count_nonzero(np.greater_equal(AT_DEPTH, threshold))
+        cost = f"depth costs {simulated - deep.rate:+.3f}, the sim-to-real shift {deep.rate - rates.all.rate:+.3f}"
+        assert f"- {name} at {point}: simulated completeness {simulated:.3f}" in section and cost in section
     assert f"| {point} | " + " | ".join(cells) + " |" in section
 
 

@@ -15,17 +15,18 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REAL, SMALL_REAL_SETS, spec_data
-from scipy.stats import binomtest
-from stamps_factory import toy_stamps, write_shards
+from scipy.stats import binomtest, ks_2samp
+from stamps_factory import SKY_SIGMA, toy_stamps, write_shards
 
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.audit.preflight import real_sets_finding
-from darkhalo.metrics.evaluation import ShardedSplit, evaluate, model_scorer
-from darkhalo.metrics.real_recall import score_set, set_result, visible_rows
-from darkhalo.metrics.report import REAL_SECTION, real_cell
+from darkhalo.metrics.evaluation import ShardedSplit, evaluate, load_test_stamps, model_scorer
+from darkhalo.metrics.real_recall import DepthNoise, score_set, set_result, visible_rows
+from darkhalo.metrics.report import AT_DEPTH, REAL_SECTION, gap_line, real_cell
 from darkhalo.real_inputs import RealInputError, read_input
 from darkhalo.resampling import resample
 from darkhalo.spec import GenerationSpec, RealVisibility, TrainSpec, spec_from_dict
+from darkhalo.surveys.noise import sky_noise_sigma
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
 from data_contracts.invariants import l4_operational_reporting, l12_real_recall
@@ -152,7 +153,7 @@ def test_a_threshold_among_the_real_scores_flags_those_at_or_above_it(evaluated:
     assert scored.names == [n for n in read_input(REAL / "ps1_sled_lenses" / "galaxies_sub6.yaml").names if n != GAPPY]
     threshold = float(np.median(scored.scores))
     point = EvaluationMetrics.model_validate(_metrics(evaluated)).resolved_points()["fpr=0.01"]
-    result = set_result(scored, {"fpr=0.01": point.model_copy(update={"threshold": threshold})}, 0.95)
+    result = set_result(scored, {"fpr=0.01": point.model_copy(update={"threshold": threshold})}, 0.95, np.zeros(9))
     rates = result.at_points["fpr=0.01"]
     flagged = scored.scores >= threshold
     assert 0 < rates.all.n_flagged == flagged.sum() < rates.all.n == 5
@@ -161,19 +162,112 @@ def test_a_threshold_among_the_real_scores_flags_those_at_or_above_it(evaluated:
     np.testing.assert_allclose(rates.all.interval, [exact.low, exact.high], rtol=1e-9)
 
 
+def _test_positives(evaluated: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The evaluated split's positives: their metadata and stamps (N, 3, S, S)."""
+    meta, images = load_test_stamps(evaluated.parent / "inject", SIZE)
+    positive = meta["label"].to_numpy() == 1
+    return meta[positive], images[positive]
+
+
+def test_the_positives_at_the_lens_sets_depth_are_counted_from_the_noised_scores(evaluated: Path, model: Path) -> None:
+    """at_depth: the PS1 stamps' median sky sigma (sky pixels' MAD), each toy positive's own, the noise that tops it
+    up, and the noised positives' completeness at each threshold, recomputed here from the noised stamps' scores."""
+    metrics = EvaluationMetrics.model_validate(_metrics(evaluated))
+    depth = metrics.real_sets["ps1_sled_lensed_galaxies"].at_depth
+    real = read_input(evaluated.parent / "galaxies_sub6_strict.yaml")
+    done = resample(real.images, real.pixel_scale, 0.262, SIZE)
+    sigma_real = np.median(sky_noise_sigma(done.stamps[done.filled_fraction <= 0.02]), axis=0)
+    np.testing.assert_allclose(depth.sky_sigma_real, sigma_real, rtol=1e-12)
+    meta, images = _test_positives(evaluated)
+    own = sky_noise_sigma(images)
+    np.testing.assert_allclose(depth.sky_sigma_simulated, np.median(own, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(depth.sky_sigma_simulated, SKY_SIGMA, rtol=0.03)  # the toy sky's own noise
+    np.testing.assert_allclose(depth.added_sigma, np.median(np.sqrt(sigma_real**2 - own**2), axis=0), rtol=1e-12)
+    noise = DepthNoise("ps1_sled_lensed_galaxies", sigma_real, _spec(evaluated.parent).seed)
+    scores = model_scorer(model, CPU, 64)(noise.apply(images, meta["stamp_id"].to_numpy(), own))
+    points = metrics.resolved_points()
+    assert set(depth.at_points) == {"fpr=0.01", "completeness=0.85"}
+    for name, rate in depth.at_points.items():
+        flagged = scores >= points[name].threshold
+        exact = binomtest(int(flagged.sum()), len(flagged)).proportion_ci(0.95, method="exact")
+        assert (rate.n, rate.n_flagged, rate.rate) == (metrics.n_pos, flagged.sum(), flagged.mean())
+        np.testing.assert_allclose(rate.interval, [exact.low, exact.high], rtol=1e-9)
+    assert metrics.real_sets["des_lrg_hosts"].at_depth is None
+
+
+def test_the_depth_noise_brings_each_positive_to_the_real_sky_sigma_the_same_in_any_split(evaluated: Path) -> None:
+    """Measured again on the noised stamps by the same rule, the sky sigma is the real set's within 3 %, each band;
+    a stamp's noise depends on its stamp_id alone, not on which stamps it is noised with."""
+    meta, images = _test_positives(evaluated)
+    ids, own, sigma = meta["stamp_id"].to_numpy(), sky_noise_sigma(images), np.array([0.008, 0.01, 0.03])
+    noise = DepthNoise("ps1", sigma, seed=7)
+    noised = noise.apply(images, ids, own)
+    np.testing.assert_allclose(np.median(sky_noise_sigma(noised), axis=0), sigma, rtol=0.03)
+    halves = np.concatenate([noise.apply(images[i::2], ids[i::2], own[i::2]) for i in (0, 1)])
+    assert np.array_equal(halves, np.concatenate([noised[0::2], noised[1::2]]))
+    assert not np.array_equal(DepthNoise("other", sigma, seed=7).apply(images[:2], ids[:2], own[:2]), noised[:2])
+    deeper = DepthNoise("ps1", SKY_SIGMA / 2, seed=7)  # a set deeper than the stamps: nothing is added
+    assert np.array_equal(deeper.apply(images[:3], ids[:3], own[:3]), images[:3])
+
+
+def test_the_non_lens_sets_scores_are_tested_against_the_test_controls(evaluated: Path, model: Path) -> None:
+    metrics = EvaluationMetrics.model_validate(_metrics(evaluated))
+    shift = metrics.real_sets["des_lrg_hosts"].versus_controls
+    real = read_input(REAL / "des_lrg_hosts" / "lrg_hosts_sub4.yaml")
+    des = model_scorer(model, CPU, 64)(resample(real.images, real.pixel_scale, 0.262, SIZE).stamps)
+    scores = pd.read_parquet(evaluated / "scores.parquet")
+    controls = scores.loc[scores["label"] == 0, "score"].to_numpy()
+    test = ks_2samp(des, controls)
+    assert shift.test == "ks_2samp" and (shift.n_real, shift.n_controls) == (4, metrics.n_neg)
+    np.testing.assert_allclose([shift.statistic, shift.p_value], [test.statistic, test.pvalue], rtol=1e-9)
+    np.testing.assert_allclose([shift.median_real, shift.median_controls], [np.median(des), np.median(controls)])
+    assert metrics.real_sets["ps1_sled_lensed_galaxies"].versus_controls is None
+
+
+def test_l12_shows_the_real_recall_and_the_real_flag_rate_beside_the_simulated_rates(evaluated: Path) -> None:
+    metrics = EvaluationMetrics.model_validate(_metrics(evaluated))
+    point = metrics.resolved_points()["completeness=0.85"]
+    finding = l12_real_recall.check(_metrics(evaluated), L12Thresholds(min_real_lenses=5))
+    lens = metrics.real_sets["ps1_sled_lensed_galaxies"].at_points["completeness=0.85"].all
+    lrg = metrics.real_sets["des_lrg_hosts"].at_points["completeness=0.85"].all
+    assert finding.passed and "\n" not in finding.detail
+    assert "at completeness=0.85: " in finding.detail
+    assert (
+        f"ps1_sled_lensed_galaxies recall {lens.rate:.3g} [{lens.interval[0]:.3g}, {lens.interval[1]:.3g}] beside "
+        f"the simulated completeness {point.completeness:.3g}"
+    ) in finding.detail
+    assert (
+        f"des_lrg_hosts flag rate {lrg.rate:.3g} [{lrg.interval[0]:.3g}, {lrg.interval[1]:.3g}] beside the "
+        f"simulated FPR {point.fpr:.3g}"
+    ) in finding.detail
+
+
 def test_the_report_shows_each_set_beside_the_simulated_rate_with_its_refusals_and_stamps(evaluated: Path) -> None:
     metrics = EvaluationMetrics.model_validate(_metrics(evaluated))
     report = (evaluated / "report.md").read_text()
     section = report.split(f"## {REAL_SECTION}")[1].split("## Plots")[0]
     assert "### ps1_sled_lensed_galaxies: 5 of 6 confirmed lenses scored" in section
     assert "### des_lrg_hosts: 4 of 4 non-lenses scored" in section
-    assert "| simulated completeness | real recall [95 %] (k/n) | visible (image_sep_arcsec >= 2) |" in section
+    assert (
+        f"| simulated completeness | {AT_DEPTH} | real recall [95 %] (k/n) | visible (image_sep_arcsec >= 2) |"
+    ) in section
+    assert "| simulated FPR | real flag rate [95 %] (k/n) | visible subset |" in section
     points = metrics.resolved_points()
     for name, result in metrics.real_sets.items():
         lens = result.label == "lens"
         for point, rates in result.at_points.items():
             simulated = points[point].completeness if lens else points[point].fpr
-            assert f"| {simulated:.4g} | {real_cell(rates.all)} | {real_cell(rates.visible)} |" in section, name
+            depth = [real_cell(result.at_depth.at_points[point])] if lens else []
+            cells = " | ".join([f"{simulated:.4g}", *depth, real_cell(rates.all), real_cell(rates.visible)])
+            assert f"| {cells} |" in section, name
+        assert f"{gap_line(name, result, points)}\n" in section
+        assert (evaluated / "plots" / f"real_scores_{name}.png").stat().st_size > 1000
+    ps1 = metrics.real_sets["ps1_sled_lensed_galaxies"]
+    deep, real = ps1.at_depth.at_points["completeness=0.85"].rate, ps1.at_points["completeness=0.85"].all.rate
+    simulated = points["completeness=0.85"].completeness
+    assert f"depth costs {simulated - deep:+.3f}, the sim-to-real shift {deep - real:+.3f}" in section
+    shift = metrics.real_sets["des_lrg_hosts"].versus_controls
+    assert f"(two-sample KS): D = {shift.statistic:.3f}, p = {shift.p_value:.2g}" in section
     (refusal,) = metrics.real_sets["ps1_sled_lensed_galaxies"].refused
     assert refusal.name == GAPPY and f"- ps1_sled_lensed_galaxies: {GAPPY}: {refusal.reason}" in section
     for i in range(4):  # each set's top- and lowest-scored stamps
@@ -230,6 +324,32 @@ def _count_as_text(m: dict) -> None:
     m["real_sets"]["des_lrg_hosts"]["at_points"]["fpr=0.01"]["all"]["n"] = "4"
 
 
+def _depth_rate_is_not_its_count(m: dict) -> None:
+    rate = m["real_sets"]["ps1_sled_lensed_galaxies"]["at_depth"]["at_points"]["fpr=0.01"]
+    rate.update(n_flagged=rate["n_flagged"] - 1)
+
+
+def _depth_counts_other_positives(m: dict) -> None:
+    rate = m["real_sets"]["ps1_sled_lensed_galaxies"]["at_depth"]["at_points"]["completeness=0.85"]
+    rate.update(n=rate["n"] + 1, rate=rate["n_flagged"] / (rate["n"] + 1))
+
+
+def _depth_point_missing(m: dict) -> None:
+    del m["real_sets"]["ps1_sled_lensed_galaxies"]["at_depth"]["at_points"]["fpr=0.01"]
+
+
+def _depth_missing(m: dict) -> None:
+    m["real_sets"]["ps1_sled_lensed_galaxies"]["at_depth"] = None
+
+
+def _versus_controls_on_a_lens_set(m: dict) -> None:
+    m["real_sets"]["ps1_sled_lensed_galaxies"]["versus_controls"] = m["real_sets"]["des_lrg_hosts"]["versus_controls"]
+
+
+def _versus_other_controls(m: dict) -> None:
+    m["real_sets"]["des_lrg_hosts"]["versus_controls"]["n_controls"] += 1
+
+
 CORRUPTIONS: list[Callable[[dict], None]] = [
     _without_real_sets,
     _only_non_lenses,
@@ -240,6 +360,12 @@ CORRUPTIONS: list[Callable[[dict], None]] = [
     _resolved_point_missing,
     _refusal_uncounted,
     _count_as_text,
+    _depth_rate_is_not_its_count,
+    _depth_counts_other_positives,
+    _depth_point_missing,
+    _depth_missing,
+    _versus_controls_on_a_lens_set,
+    _versus_other_controls,
 ]
 
 

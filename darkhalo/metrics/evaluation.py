@@ -1,6 +1,7 @@
 """Everything after the model: the test stamps streamed from their shards, the model as a scorer, the
 operating points (L4), the shortcut probes (L9: core and ring pixels, blobs, the PSF swap), the real sets
-at the operating thresholds (L12, darkhalo.metrics.real_recall) and the report.
+at the operating thresholds (L12, darkhalo.metrics.real_recall) with the test positives at each real lens set's
+depth, and the report.
 
 Written into one folder: ``scores.parquet`` (stamp_id, label, split, score = the model's logit,
 metadata), ``metrics.json`` (with the probes' measurements and the real sets' rates), ``report.html``, ``report.md`` and
@@ -9,10 +10,11 @@ it writes come from darkhalo.audit.judges.judge_metrics.
 
 The test split is never held whole: ``ShardedSplit`` keeps its metadata and reads its stamps a chunk
 at a time (``chunk_rows``, from the engine's ``memory_mb``); a pass over the chunks keeps only
-scores, the probes' core and ring pixels and the blob probe's scores, and the galleries read back just
-their few stamps. Stamps reach the scorer in fixed blocks, so every number is the one a one-chunk run
-gives. The PSF-swap probe re-injects a sample of the test positives from their manifest rows with a
-Gaussian PSF and reports the completeness change at each operating threshold.
+scores, the probes' core and ring pixels, the blob probe's scores and the positives' scores at each real lens
+set's depth (``DepthPass``), and the galleries read back just their few stamps. Stamps reach the scorer in fixed
+blocks, so every number is the one a one-chunk run gives. The PSF-swap probe re-injects a sample of the test
+positives from their manifest rows with a Gaussian PSF and reports the completeness change at each operating
+threshold.
 """
 
 from __future__ import annotations
@@ -35,11 +37,20 @@ from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
 from darkhalo.metrics.probes import blob_images, core_pixels, flag_rates, probe_auc, psf_swap_completeness, ring_pixels
-from darkhalo.metrics.real_recall import real_galleries, score_set, set_result
+from darkhalo.metrics.real_recall import (
+    AtDepth,
+    DepthNoise,
+    ScoredSet,
+    depth_noise,
+    real_galleries,
+    score_set,
+    set_result,
+)
 from darkhalo.metrics.report import Gallery, write_report
 from darkhalo.metrics.summary import evaluation_metrics
 from darkhalo.spec import EngineSpec, GenerationSpec, SurveySpec
 from darkhalo.stamps import N_BANDS, decode_checked, decode_images
+from darkhalo.surveys.noise import sky_noise_sigma
 from darkhalo.surveys.provider import provider_for
 from darkhalo.training.checkpoint import load_model
 from darkhalo.training.loop import predict_logits
@@ -256,6 +267,34 @@ class Streamed:
     blob_scores: np.ndarray | None
 
 
+class DepthPass:
+    """The test positives scored again at each real lens set's depth (``noises``) within the pass over the split:
+    each positive's own sky sigma measured once, then per set its noised copy scored in blocks of ``block`` (whole
+    batches, so every number is a one-chunk run's); one block held per set."""
+
+    def __init__(self, noises: list[DepthNoise], meta: pd.DataFrame, score: Scorer, block: int, size: int) -> None:
+        self._noises = noises
+        self._positive = np.flatnonzero(meta["label"].to_numpy() == 1)
+        self._ids = meta["stamp_id"].to_numpy()
+        self._own = np.full((len(self._positive), N_BANDS), np.nan)
+        n = len(self._positive)
+        self._scorers = [BlockScorer(score, block, n, size, lambda k: None) for _ in noises]
+
+    def add(self, found: np.ndarray, images: np.ndarray) -> None:
+        """Noise and queue the positives among ``images`` (k, 3, S, S), the stamps of rows ``found`` of the meta."""
+        chosen = np.isin(found, self._positive) if self._noises else np.zeros(0, dtype=bool)
+        if not chosen.any():
+            return
+        rows, positives = np.searchsorted(self._positive, found[chosen]), images[chosen]
+        own = self._own[rows] = sky_noise_sigma(positives)
+        for noise, scorer in zip(self._noises, self._scorers, strict=True):
+            scorer.add(rows, noise.apply(positives, self._ids[found[chosen]], own))
+
+    def result(self) -> dict[str, AtDepth]:
+        """Each lens set's name -> its positives' own sky sigma and scores at its depth, once the pass is done."""
+        return {n.name: AtDepth(n, self._own, s.result()) for n, s in zip(self._noises, self._scorers, strict=True)}
+
+
 def _by_row(rows: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
     """Per-row values gathered in pieces, put back in row order (the rows cover 0..n-1 once)."""
     gathered = np.concatenate(values)
@@ -272,9 +311,11 @@ def stream_split(
     core: int | None,
     plan: BlobPlan | None,
     on_scored: Callable[[int], object],
+    depth: DepthPass | None = None,
 ) -> Streamed:
     """Score every test stamp, ``chunk`` at a time; with ``core`` keep the ``core`` and ring pixels, with ``plan``
-    score its controls with their blobs. ``on_scored(k)`` after each block of test stamps is scored."""
+    score its controls with their blobs, with ``depth`` its positives at the real lens sets' depths.
+    ``on_scored(k)`` after each block of test stamps is scored."""
     stamps = BlockScorer(score, chunk, len(split), split.size, on_scored)
     blobs = None if plan is None else BlockScorer(score, chunk, len(plan.rows), split.size, lambda k: None)
     rows, cores, rings = [], [], []
@@ -288,6 +329,8 @@ def stream_split(
             chosen = np.isin(found, plan.rows)
             which = np.searchsorted(plan.rows, found[chosen])
             blobs.add(which, plan.blobs(images[chosen], which))
+        if depth is not None:
+            depth.add(found, images)
     return Streamed(
         stamps.result(),
         None if core is None else _by_row(rows, cores),
@@ -372,6 +415,12 @@ def _galleries(
     return galleries, classes_shown
 
 
+def _real_curves(scored: ScoredSet, depth: AtDepth | None) -> dict[str, np.ndarray]:
+    """A real set's scores for the report's histogram, with the test positives' at its depth for a lens set."""
+    curves = {f"real {'lenses' if scored.spec.label == 'lens' else 'non-lenses'}": scored.scores}
+    return curves if depth is None else {**curves, "test positives at the set's depth": depth.scores}
+
+
 def _report_links(run_dir: Path) -> list[tuple[str, str]]:
     """Links from the report (relative to evaluate/): the select stage's Great Expectations Data
     Docs (its top index.html) and the generation's audit (every invariant, written after evaluate)."""
@@ -405,9 +454,11 @@ def evaluate(
     rendering = Rendering.of(spec)
     core_size = spec.invariants.L9.core_size_pix
     plan = BlobPlan.of(split.meta, rendering) if settings.probes else None
-    streamed = stream_split(
-        split, score, chunk, core=core_size if settings.probes else None, plan=plan, on_scored=on_scored
-    )
+    real = [score_set(s, score, spec.stamps.size, spec.stamps.pixel_scale) for s in settings.real_sets]
+    noises = [noise for r in real if (noise := depth_noise(r, spec.seed)) is not None]
+    depth = DepthPass(noises, split.meta, score, settings.batch_size, split.size)
+    core = core_size if settings.probes else None
+    streamed = stream_split(split, score, chunk, core=core, plan=plan, on_scored=on_scored, depth=depth)
     scores = split.meta.assign(score=streamed.scores)
     with atomic_file(out / layout.SCORES, "wb") as handle:
         scores.to_parquet(handle, index=False)
@@ -422,9 +473,11 @@ def evaluate(
     )
     metrics = summary.model_dump(mode="json")
     points = summary.resolved_points()
-    real = [score_set(s, score, spec.stamps.size, spec.stamps.pixel_scale) for s in settings.real_sets]
+    at_depth, controls = depth.result(), streamed.scores[scores["label"].to_numpy() == 0]
+    confidence = settings.confidence
     metrics["real_sets"] = {
-        r.spec.name: set_result(r, points, settings.confidence).model_dump(mode="json") for r in real
+        r.spec.name: set_result(r, points, confidence, controls, at_depth.get(r.spec.name)).model_dump(mode="json")
+        for r in real
     }
     if plan is not None:
         thresholds = {name: p.threshold for name, p in points.items()}
@@ -453,5 +506,6 @@ def evaluate(
         title=title,
         class_galleries=class_galleries,
         real_galleries=[g for r in real for g in real_galleries(r)],
+        real_scores={r.spec.name: _real_curves(r, at_depth.get(r.spec.name)) for r in real},
     )
     return metrics

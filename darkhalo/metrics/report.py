@@ -4,11 +4,12 @@
 Contents: the operating-point table, headlining each point's covering (bootstrap) interval beside the
 exact intervals at its threshold (unresolved targets shown as such), Bologna TPR0/TPR10, the
 inspection budget, the false positives by confuser class (table, plot, each class's top-scored controls), the
-real sets at the operating thresholds beside the simulated rates (a table per set, refusals, top- and lowest-scored
-stamps), ROC on a log-FPR axis, completeness vs FPR at the operating points (the same labelling), completeness vs
-theta_E / PSF, score histograms per class, galleries of stamps (asinh-stretched grz -> RGB) and links
-(Great Expectations Data Docs, the audit). Verdicts are not shown here: the audit judges the written
-artifacts against the spec.
+real sets at the operating thresholds beside the simulated rates (a table per set with the simulated positives at a
+lens set's depth, a line on what depth and the sim-to-real shift cost, a non-lens set's two-sample test against the
+controls, refusals, score histograms, top- and lowest-scored stamps), ROC on a log-FPR axis, completeness vs FPR at
+the operating points (the same labelling), completeness vs theta_E / PSF, score histograms per class, galleries of
+stamps (asinh-stretched grz -> RGB) and links (Great Expectations Data Docs, the audit). Verdicts are not shown here:
+the audit judges the written artifacts against the spec.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from data_contracts.metrics import (
     RealSetResult,
     ReportedPoint,
     StratumBin,
+    headline_real_point,
     read_metrics,
 )
 
@@ -351,13 +353,28 @@ def simulated_rate(result: RealSetResult, point: ReportedPoint) -> float:
     return point.completeness if result.label == "lens" else point.fpr
 
 
+#: The column of the simulated positives at a lens set's depth.
+AT_DEPTH = "simulated at the set's depth [95 %] (k/n)"
+
+
+def depth_cell(result: RealSetResult, point: str) -> list[str]:
+    """A lens set's cell of the simulated positives at its depth at ``point`` (a dash where not reported); none for a
+    non-lens set."""
+    if result.label != "lens":
+        return []
+    depth = result.at_depth
+    return [real_cell(depth.at_points.get(point) if depth is not None else None)]
+
+
 def real_table(result: RealSetResult, points: Mapping[str, ReportedPoint]) -> tuple[list[str], list[list[str]]]:
-    """Rows: the set's operating points; columns: threshold, the simulated rate, the real rate, the visible subset's."""
+    """Rows: the set's operating points; columns: threshold, the simulated rate (completeness, then at the set's
+    depth, for a lens set; FPR for a non-lens set), the real rate, the visible subset's."""
     lens = result.label == "lens"
     header = [
         "operating point",
         "threshold",
         "simulated completeness" if lens else "simulated FPR",
+        *([AT_DEPTH] if lens else []),
         f"real {'recall' if lens else 'flag rate'} [95 %] (k/n)",
         f"visible ({result.visible})" if result.visible else "visible subset",
     ]
@@ -366,6 +383,7 @@ def real_table(result: RealSetResult, points: Mapping[str, ReportedPoint]) -> tu
             name,
             _fmt(points[name].threshold),
             f"{simulated_rate(result, points[name]):.4g}",
+            *depth_cell(result, name),
             real_cell(rates.all),
             real_cell(rates.visible),
         ]
@@ -374,24 +392,96 @@ def real_table(result: RealSetResult, points: Mapping[str, ReportedPoint]) -> tu
     return header, rows
 
 
-def _real_section(metrics: EvaluationMetrics) -> tuple[str, dict[str, tuple[list[str], list[list[str]]]], list[str]]:
-    """The real sets: the section's text, a table per set and the refusals (a line per refused image)."""
+def gap_line(name: str, result: RealSetResult, points: Mapping[str, ReportedPoint]) -> str | None:
+    """One line on a real set at its headline point: a lens set's simulated completeness, at its depth and its real
+    recall, split into what depth costs and what the sim-to-real shift costs; a non-lens set's flag rate beside the
+    simulated FPR and its two-sample test against the test controls' scores. None with nothing scored."""
+    point = headline_real_point(result.at_points)
+    if point is None:
+        return None
+    real = result.at_points[point].all.rate
+    depth, shift = result.at_depth, result.versus_controls
+    if depth is not None and point in depth.at_points:
+        simulated, deep = points[point].completeness, depth.at_points[point].rate
+        sigmas = "/".join(f"{v:.3g}" for v in depth.sky_sigma_real)
+        return (
+            f"{name} at {point}: simulated completeness {simulated:.3f}, {deep:.3f} at the set's depth (sky sigma "
+            f"g/r/z {sigmas} nanomaggies), real recall {real:.3f}: depth costs {simulated - deep:+.3f}, the "
+            f"sim-to-real shift {deep - real:+.3f}."
+        )
+    line = f"{name} at {point}: flag rate {real:.3f} beside the simulated FPR {points[point].fpr:.4g}."
+    if shift is not None:
+        line += (
+            f" Scores against the test controls' (two-sample KS): D = {shift.statistic:.3f}, p = {shift.p_value:.2g}; "
+            f"median {shift.median_real:.3g} ({shift.n_real} real) vs {shift.median_controls:.3g} "
+            f"({shift.n_controls} controls)."
+        )
+    return line
+
+
+def real_score_plot(
+    name: str, curves: Mapping[str, np.ndarray], points: Mapping[str, ReportedPoint], at_points: Sequence[str]
+) -> bytes:
+    """Score (logit) histograms of a real set beside its simulated reference (``curves``: label -> scores), each
+    normalised to unit area, with the thresholds of ``at_points`` marked."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in curves.values()])
+    bins = np.linspace(values.min(), values.max(), 40) if values.size and np.ptp(values) > 0 else 10
+    for label, scores in curves.items():
+        if len(scores):
+            ax.hist(scores, bins=bins, density=True, histtype="step", lw=1.5, label=f"{label} ({len(scores)})")
+    for i, point in enumerate(at_points):
+        ax.axvline(points[point].threshold, color=f"C{i + 3}", ls="--", lw=1, label=f"threshold at {point}")
+    ax.set(xlabel="score (logit)", ylabel="density", title=f"{name}: scores beside the simulation")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class RealSection:
+    """The real sets in the report: the section's text, a table and a summary line per set, the refusals (a line per
+    refused image) and the score plots."""
+
+    text: str
+    tables: dict[str, tuple[list[str], list[list[str]]]]
+    lines: list[str]
+    refused: list[str]
+    plots: dict[str, bytes]
+
+
+def _real_section(
+    metrics: EvaluationMetrics, scores: pd.DataFrame, real_scores: Mapping[str, Mapping[str, np.ndarray]]
+) -> RealSection:
+    """The real sets of ``metrics``; ``real_scores`` (set name -> curve label -> scores) are plotted beside the test
+    split's ``scores`` of the other class's reference: positives for a lens set, controls for a non-lens set."""
     text = (
         "Real cutouts scored by this model at the thresholds the simulated test split fixed (flag = score ≥ "
-        "threshold): a lens set's flagged share is its recall, beside the simulated completeness at that threshold; "
-        "a non-lens set's is its flag rate, beside the simulated FPR. The gap between them is the sim-to-real gap. "
+        "threshold): a lens set's flagged share is its recall, beside the simulated completeness at that threshold "
+        "and the simulated positives' completeness at the set's depth (each given Gaussian pixel noise up to the "
+        "set's sky sigma, 1.4826 × the MAD of sky pixels on both sides): simulated minus at-depth is what depth "
+        "costs, at-depth minus real what the sim-to-real shift costs. A non-lens set's share is its flag rate, beside "
+        "the simulated FPR, and its scores are tested against the test controls' (two-sample Kolmogorov-Smirnov). "
         "Intervals are exact (Clopper-Pearson) 95 % at each threshold. These files measure; they never train or tune."
     )
     if not metrics.real_sets:
         text += " No real set is declared (evaluate.real_sets): the simulated completeness stands alone (L12)."
     points = metrics.resolved_points()
-    tables, refused = {}, []
+    section = RealSection(text, {}, [], [], {})
     for name, result in metrics.real_sets.items():
-        kind = "confirmed lenses" if result.label == "lens" else "non-lenses"
-        title = f"{name}: {result.n_scored} of {result.n_images} {kind} scored ({result.input})"
-        tables[title] = real_table(result, points)
-        refused += [f"{name}: {r.name}: {r.reason}" for r in result.refused]
-    return text, tables, refused
+        lens = result.label == "lens"
+        kind = "confirmed lenses" if lens else "non-lenses"
+        section.tables[f"{name}: {result.n_scored} of {result.n_images} {kind} scored ({result.input})"] = real_table(
+            result, points
+        )
+        line = gap_line(name, result, points)
+        section.lines.extend([line] if line is not None else [])
+        section.refused.extend(f"{name}: {r.name}: {r.reason}" for r in result.refused)
+        if name in real_scores:
+            reference = scores.loc[scores["label"] == int(lens), "score"].to_numpy()
+            curves = {f"test {'positives' if lens else 'controls'}": reference, **real_scores[name]}
+            section.plots[f"real_scores_{name}"] = real_score_plot(name, curves, points, list(result.at_points))
+    return section
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -447,13 +537,15 @@ def write_report(
     title: str = "darkhalo evaluation",
     class_galleries: Mapping[str, Gallery] | None = None,
     real_galleries: Sequence[Gallery] = (),
+    real_scores: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> None:
     """Write ``out/report.html``, ``out/report.md`` and ``out/plots/*.png`` from ``out/metrics.json``.
 
     metrics.json is read through ``EvaluationMetrics`` (a file that does not fit is refused naming the
     field); ``scores`` has columns label and score; ``links`` are (text, relative href) pairs, e.g. Data Docs;
     ``class_galleries`` are each confuser class's top-scored controls, by class, shown in that section;
-    ``real_galleries`` the real sets' stamps, shown in theirs.
+    ``real_galleries`` the real sets' stamps, shown in theirs, and ``real_scores`` (set name -> curve label -> scores)
+    their score histograms beside the test split's.
     """
     metrics = read_metrics(out / layout.METRICS)
     plots = {
@@ -465,8 +557,8 @@ def write_report(
     for i, gallery in enumerate(galleries):
         plots[f"gallery_{i}"] = gallery_plot(gallery)
     confuser_text, confuser_rows, confuser_plots = _confuser_section(metrics, class_galleries or {})
-    real_text, real_tables, refused = _real_section(metrics)
-    real_plots = {f"gallery_real_{i}": gallery_plot(g) for i, g in enumerate(real_galleries)}
+    real = _real_section(metrics, scores, real_scores or {})
+    real_plots = {**real.plots, **{f"gallery_real_{i}": gallery_plot(g) for i, g in enumerate(real_galleries)}}
     for name, png in {**plots, **confuser_plots, **real_plots}.items():
         with atomic_file(out / "plots" / f"{name}.png", "wb") as handle:
             handle.write(png)
@@ -497,11 +589,12 @@ def write_report(
         + f"<h2>{CONFUSER_SECTION}</h2><p>{html.escape(confuser_text)}</p>"
         + (_html_table(*confuser_rows) if confuser_rows else "")
         + _figures_html(confuser_plots)
-        + f"<h2>{REAL_SECTION}</h2><p>{html.escape(real_text)}</p>"
-        + "".join(f"<h3>{html.escape(name)}</h3>{_html_table(*table)}" for name, table in real_tables.items())
+        + f"<h2>{REAL_SECTION}</h2><p>{html.escape(real.text)}</p>"
+        + "".join(f"<p>{html.escape(line)}</p>" for line in real.lines)
+        + "".join(f"<h3>{html.escape(name)}</h3>{_html_table(*table)}" for name, table in real.tables.items())
         + (
-            "<p>Refused (not scored):</p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in refused) + "</ul>"
-            if refused
+            "<p>Refused (not scored):</p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in real.refused) + "</ul>"
+            if real.refused
             else ""
         )
         + _figures_html(real_plots)
@@ -515,9 +608,10 @@ def write_report(
         + f"## {CONFUSER_SECTION}\n\n{confuser_text}\n\n"
         + (f"{md_table(*confuser_rows)}\n\n" if confuser_rows else "")
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in confuser_plots)
-        + f"## {REAL_SECTION}\n\n{real_text}\n\n"
-        + "".join(f"### {name}\n\n{md_table(*table)}\n\n" for name, table in real_tables.items())
-        + ("Refused (not scored):\n\n" + "".join(f"- {r}\n" for r in refused) + "\n" if refused else "")
+        + f"## {REAL_SECTION}\n\n{real.text}\n\n"
+        + "".join(f"{line}\n\n" for line in real.lines)
+        + "".join(f"### {name}\n\n{md_table(*table)}\n\n" for name, table in real.tables.items())
+        + ("Refused (not scored):\n\n" + "".join(f"- {r}\n" for r in real.refused) + "\n" if real.refused else "")
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in real_plots)
         + "## Plots\n\n"
         + "".join(f"![{name}](plots/{name}.png)\n\n" for name in plots)

@@ -77,3 +77,13 @@ def sky_correlation(images: np.ndarray) -> dict[str, np.ndarray]:
             for name, lag in LAGS.items():
                 out[name][i, j] = lag_correlation(plane, mask, lag)
     return out
+
+
+def sky_noise_sigma(images: np.ndarray) -> np.ndarray:
+    """Each image's sky noise sigma per band (N, bands), nanomaggies: 1.4826 x the MAD of its sky pixels (sky_mask)."""
+    out = np.empty(images.shape[:2])
+    for index in np.ndindex(*out.shape):
+        plane = np.asarray(images[index], dtype=np.float64)
+        sky = plane[sky_mask(plane)]
+        out[index] = 1.4826 * np.median(np.abs(sky - np.median(sky)))
+    return out

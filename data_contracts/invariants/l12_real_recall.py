@@ -1,5 +1,7 @@
 """L12 real-data recall reported: a spec declares a real lens set, and its metrics.json reports recall on one at
-every resolved real operating point, with its interval (data_contracts.lessons)."""
+every resolved real operating point, with its interval (data_contracts.lessons). Its detail shows each real set's
+rate beside the simulated one: a lens set's recall beside the simulated completeness, a non-lens set's flag rate
+beside the simulated FPR."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from data_contracts.findings import Finding, problems_finding
 from data_contracts.lessons import LESSONS
-from data_contracts.metrics import REAL_POINTS, real_set_problems
+from data_contracts.metrics import REAL_POINTS, RealSummary, headline_real_point, real_set_problems
 from data_contracts.thresholds import L12Thresholds
 
 LESSON = LESSONS["L12"]
@@ -33,6 +35,24 @@ def check_spec(labels: Mapping[str, str]) -> Finding:
     )
 
 
+def beside_simulation(summary: RealSummary) -> str:
+    """One line: at the headline point (completeness=0.85, else the first resolved of REAL_POINTS), each scored real
+    set's rate with its interval beside the simulated rate: a lens set's recall beside the simulated completeness,
+    a non-lens set's flag rate beside the simulated FPR."""
+    points = summary.resolved_points()
+    point = headline_real_point(points)
+    shown = []
+    for name, result in summary.real_sets.items():
+        if point is None or point not in result.at_points:
+            continue
+        rate, lens = result.at_points[point].all, result.label == "lens"
+        low, high = rate.interval
+        simulated = f"completeness {points[point].completeness:.3g}" if lens else f"FPR {points[point].fpr:.3g}"
+        kind = "recall" if lens else "flag rate"
+        shown.append(f"{name} {kind} {rate.rate:.3g} [{low:.3g}, {high:.3g}] beside the simulated {simulated}")
+    return f"at {point}: " + "; ".join(shown) if shown else "no real set scored at a resolved point"
+
+
 def check(metrics: Any, thresholds: L12Thresholds) -> Finding:
     """Parsed metrics.json: its real sets fit the contract (``real_set_problems``: every set with a scored image
     reports its rate at every resolved point of REAL_POINTS, with its interval), and a lens set among them has at
@@ -44,4 +64,5 @@ def check(metrics: Any, thresholds: L12Thresholds) -> Finding:
         problems.append(f"no real lens set with >= {thresholds.min_real_lenses} scored images is reported")
     threshold = {"scored lens images": thresholds.min_real_lenses}
     passed = f"real recall at each resolved point of {', '.join(REAL_POINTS)}"
+    passed += f"; {beside_simulation(summary)}" if summary is not None else ""
     return problems_finding(LESSON.id, LESSON.title, problems, lenses, threshold, passed)
