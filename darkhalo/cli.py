@@ -254,25 +254,87 @@ def survey_cutouts_from_npz(
     out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
 
 
+@survey_app.command("cutouts-from-real")
+def survey_cutouts_from_real(
+    source: Annotated[Path, typer.Argument(help="a `darkhalo score` input (YAML description or cutout folder)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for cutouts/*.fits and hosts.parquet")],
+    psfex_dir: Annotated[
+        Path | None, typer.Option("--psfex-dir", help="PSFEx files giving each band's PSFSIZE; default the survey's")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="central stamp kept (pixels)", min=8)] = 64,
+) -> None:
+    """Resample real images onto 0.262"/pix and write them as cutout-service FITS with placeholder catalog rows."""
+    from darkhalo.real_inputs import RealInputError
+    from darkhalo.surveys.npz_cutouts import SURVEY_PSFSIZE, NpzCutoutError, convert_real_input, psfex_psfsize
+
+    try:
+        psf_fwhm = psfex_psfsize(psfex_dir) if psfex_dir else SURVEY_PSFSIZE
+        _, written, refused = convert_real_input(source, out_dir, psf_fwhm, size)
+    except (RealInputError, NpzCutoutError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for reason in refused:
+        err.print(f"refused: {reason}", highlight=False)
+    out.print(f"cutouts: {len(written)} FITS files in {out_dir / 'cutouts'}; catalog rows: {out_dir / 'hosts.parquet'}")
+
+
 @survey_app.command("compare-real")
 def survey_compare_real(
     real_dir: Annotated[Path, typer.Argument(help="real files: cutouts/*.npz and psf/psfex/*.fits")],
     seed: Annotated[int, typer.Option("--seed", help="mock seed", min=0)] = 5,
-    n_hosts: Annotated[int, typer.Option("--hosts", help="mock galaxies compared", min=1)] = 16,
+    n_hosts: Annotated[int, typer.Option("--hosts", help="mock galaxies in the background and PSF table", min=1)] = 16,
+    n_lrg_hosts: Annotated[
+        int, typer.Option("--lrg-hosts", help="mock LRG-like hosts beside the real hosts (1000 resolve FPR 1 %)", min=1)
+    ] = 1000,
+    spec_path: Annotated[
+        Path | None, typer.Option("--spec", help="use this spec's mock survey and selection; default the plain mock")
+    ] = None,
+    hosts_inputs: Annotated[
+        list[Path] | None, typer.Option("--hosts-input", help="real host cutouts (YAML, as `darkhalo score` reads)")
+    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="a model.pt or run folder: score both hosts")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for compare_real.md, .json and .png")] = None,
 ) -> None:
-    """Print the mock survey beside the real files (background sigma, PSF encircled energy) as Markdown."""
-    from darkhalo.spec import MockSurvey
-    from darkhalo.surveys.realism import comparison, markdown, mock_hosts
+    """Print the mock survey beside the real files as Markdown: background sigma, PSF encircled energy, and
+    what the gap is made of (sky correlation, host profiles, colour gradients, neighbours, model scores)."""
+    from darkhalo.real_inputs import RealInputError, read_input
+    from darkhalo.scoring import target_of
+    from darkhalo.spec import MockSurvey, V3ColorRelaxed
+    from darkhalo.surveys.npz_cutouts import NpzCutoutError
+    from darkhalo.surveys.realism_report import compare_real, report_markdown, write_report
+    from darkhalo.training.checkpoint import CheckpointError
 
-    survey = MockSurvey(kind="mock", n_objects=20_000)
-    typer.echo(markdown(comparison(real_dir, survey, seed, mock_hosts(survey, seed, n_hosts))), nl=False)
+    survey, selection = MockSurvey(kind="mock", n_objects=20_000), V3ColorRelaxed(variant="v3_color_relaxed")
+    if spec_path is not None:
+        spec = _load(spec_path)
+        if not isinstance(spec.survey, MockSurvey):
+            err.print(f"[red]error:[/] {spec_path}: survey.kind is {spec.survey.kind!r}, compare-real needs a mock")
+            raise typer.Exit(2)
+        survey, selection = spec.survey, spec.selection
+    try:
+        host_sets = {path.parent.name: read_input(path) for path in hosts_inputs or []}
+        if len(host_sets) < len(hosts_inputs or []):
+            raise RealInputError("--hosts-input: two inputs in one folder (a set is named by its folder)")
+        target = None if model is None else target_of(model, None, None)
+        result = compare_real(real_dir, survey, seed, n_hosts, n_lrg_hosts, selection.model_dump(), host_sets, target)
+    except (RealInputError, NpzCutoutError, CheckpointError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    text = report_markdown(result)
+    if out_dir is not None:
+        write_report(out_dir, result)
+    typer.echo(text, nl=False)
 
 
 @app.command()
 def score(
     model_or_run: Annotated[Path, typer.Argument(help="a model.pt file or a run folder", show_default=False)],
     inputs: Annotated[
-        list[Path], typer.Argument(help="input descriptions (YAML: npz or fits_cubes)", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="input descriptions (YAML: npz, fits_cubes or cutout_folder) or folders of cutout FITS",
+            show_default=False,
+        ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for scores.parquet, refused.csv, gallery.html")],
     size: Annotated[int | None, typer.Option("--size", help="stamp side (pixels); default the run's", min=8)] = None,

@@ -1,6 +1,7 @@
 """Real cutouts for ``darkhalo score``, read through a small YAML description of what the files lack.
 
-Two kinds, each described by one YAML file (data paths relative to it)::
+Three kinds, each described by one YAML file (data paths relative to it); a bare folder stands for a
+``cutout_folder`` with the defaults::
 
     kind: npz                 # one .npz: images (N, bands, H, W)
     path: lenses.npz
@@ -16,6 +17,15 @@ Two kinds, each described by one YAML file (data paths relative to it)::
     pixel_scale: 0.263
     flux_to_nanomaggies: 1.0e-3
 
+    kind: cutout_folder       # every *.fits of a folder in the cutout service's layout (nanomaggies)
+    dir: cutouts
+    pixel_scale: 0.262        # optional: default each file's CD matrix or CDELT, else the survey's 0.262
+
+A cutout folder's images are named by their file stems; a pixel whose INVVAR is 0 has no data (NaN, so
+resampling fills and counts it). The host is where CRPIX puts it: a cutout whose CRPIX is not its centre
+(e.g. 33 of a 64-pixel side, where darkhalo writes it) is padded with no-data pixels until it is; a CRPIX
+off the grid of whole and half pixels is refused, as is a folder mixing shapes, host pixels or pixel scales.
+
 Every error is a ``RealInputError`` naming the file and the field.
 """
 
@@ -28,10 +38,12 @@ from typing import Annotated, Literal
 import numpy as np
 import yaml
 from astropy.io import fits
+from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from darkhalo.surveys.cutout_fits import CutoutFileError, read_cutout_fits
 from data_contracts.real_scores import FILLED_FRACTION_CEILING, MAX_FILLED_FRACTION
-from data_contracts.survey import BANDS
+from data_contracts.survey import BANDS, PIXEL_SCALE
 
 
 class RealInputError(ValueError):
@@ -41,8 +53,6 @@ class RealInputError(ValueError):
 class _Description(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pixel_scale: float = Field(gt=0, description="arcsec per pixel")
-    flux_to_nanomaggies: float = Field(gt=0, description="factor from the file's unit to nanomaggies")
     max_filled_fraction: float = Field(
         MAX_FILLED_FRACTION,
         ge=0,
@@ -51,7 +61,12 @@ class _Description(BaseModel):
     )
 
 
-class NpzInput(_Description):
+class _Arrays(_Description):
+    pixel_scale: float = Field(gt=0, description="arcsec per pixel")
+    flux_to_nanomaggies: float = Field(gt=0, description="factor from the file's unit to nanomaggies")
+
+
+class NpzInput(_Arrays):
     """One .npz holding ``images`` (N, bands, H, W) in the channel order ``bands``."""
 
     kind: Literal["npz"]
@@ -61,14 +76,22 @@ class NpzInput(_Description):
     names_key: str | None = None
 
 
-class FitsCubesInput(_Description):
+class FitsCubesInput(_Arrays):
     """One FITS file per band, each primary HDU a cube (N, H, W) of the same N images."""
 
     kind: Literal["fits_cubes"]
     files: dict[str, str]
 
 
-Description = Annotated[NpzInput | FitsCubesInput, Field(discriminator="kind")]
+class CutoutFolderInput(_Description):
+    """A folder of cutout-service FITS files (darkhalo.surveys.cutout_fits), one image each, in nanomaggies."""
+
+    kind: Literal["cutout_folder"]
+    dir: str = "."
+    pixel_scale: float | None = Field(None, gt=0, description="arcsec per pixel; default each file's WCS")
+
+
+Description = Annotated[NpzInput | FitsCubesInput | CutoutFolderInput, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
@@ -134,18 +157,86 @@ def _read_cubes(source: Path, spec: FitsCubesInput) -> np.ndarray:
     return np.stack(cubes, axis=1)
 
 
-def read_input(source: Path) -> RealImages:
-    """The images that the description file ``source`` names, in nanomaggies and BANDS order."""
+#: WCS cards that give a file's pixel scale; without them a file is taken at the survey's.
+_SCALE_CARDS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2", "CDELT1", "CDELT2")
+
+
+def _file_pixel_scale(path: Path) -> float | None:
+    """Arcsec per pixel from a cutout file's CD matrix or CDELT (None when it has neither); non-square pixels
+    are refused."""
+    header = fits.getheader(path)
+    if not any(card in header for card in _SCALE_CARDS):
+        return None
+    scales = [float(np.asarray(s)) * 3600 for s in WCS(header, naxis=2).proj_plane_pixel_scales()]
+    if not np.isclose(scales[0], scales[1], rtol=1e-4):
+        raise RealInputError(f'{path}: pixels are not square ({scales[0]:.4f}" x {scales[1]:.4f}")')
+    return scales[0]
+
+
+def _centred(path: Path, image: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """``image`` (3, H, W) padded with NaN (no data) until the host at 0-based ``centre`` (x, y) is its centre."""
+    pads = []
+    for axis, c in ((1, centre[1]), (2, centre[0])):
+        n = image.shape[axis]
+        if not float(2 * c).is_integer() or not 0 <= c <= n - 1:
+            raise RealInputError(
+                f"{path}: CRPIX puts the host at 0-based pixel {c:g} of {n}, not on a whole or half pixel inside "
+                "the cutout; it cannot be centred without interpolating"
+            )
+        half = max(c, n - 1 - c)
+        pads.append((int(half - c), int(half - (n - 1 - c))))
+    return np.pad(image, [(0, 0), *pads], constant_values=np.nan)
+
+
+def _read_folder(source: Path, folder: Path, spec: CutoutFolderInput) -> tuple[np.ndarray, list[str], float]:
+    """The folder's images (N, 3, H, W) (NaN where INVVAR is 0), their file stems and their common pixel scale."""
+    if not folder.is_dir():
+        raise RealInputError(f"{folder}: no such folder (named in {source})")
+    paths = sorted(folder.glob("*.fits"))
+    if not paths:
+        raise RealInputError(f"{folder}: no *.fits cutouts")
+    images, layout = [], None
+    for path in paths:
+        try:
+            cut = read_cutout_fits(path)
+        except CutoutFileError as exc:
+            raise RealInputError(str(exc)) from None
+        image = cut.image.astype(np.float64)
+        if cut.invvar is not None:
+            image[cut.invvar == 0] = np.nan
+        images.append(_centred(path, image, cut.centre))
+        scale = spec.pixel_scale or _file_pixel_scale(path) or PIXEL_SCALE
+        (h, w), (x, y) = cut.image.shape[1:], cut.centre
+        this = f'{w}x{h} pixels, the host at 0-based ({x:g}, {y:g}), {scale:.4g}"/pix'
+        if layout is not None and this != layout:
+            raise RealInputError(f"{path}: {this}, unlike {paths[0].name}'s {layout} (one folder holds one layout)")
+        layout = this
+    return np.stack(images), [p.stem for p in paths], scale
+
+
+def _description(source: Path) -> Description:
+    """The validated description in ``source``; a folder is a ``cutout_folder`` with the defaults."""
+    if source.is_dir():
+        return CutoutFolderInput(kind="cutout_folder")
     if not source.is_file():
         raise RealInputError(f"{source}: no such file")
     try:
-        spec = TypeAdapter(Description).validate_python(yaml.safe_load(source.read_text()))
+        return TypeAdapter(Description).validate_python(yaml.safe_load(source.read_text()))
     except yaml.YAMLError as exc:
         raise RealInputError(f"{source}: not YAML ({exc})".replace("\n", " ")) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise RealInputError(f"{source}: {field}: {first['msg']}") from None
+
+
+def read_input(source: Path) -> RealImages:
+    """The images that the description file (or cutout folder) ``source`` names, in nanomaggies and BANDS order."""
+    spec = _description(source)
+    if isinstance(spec, CutoutFolderInput):
+        folder = source if source.is_dir() else source.parent / spec.dir
+        images, names, pixel_scale = _read_folder(source, folder, spec)
+        return RealImages(source, images, names, pixel_scale, spec.max_filled_fraction)
     if isinstance(spec, NpzInput):
         images, names = _read_npz(source, spec)
     else:

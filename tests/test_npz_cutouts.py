@@ -1,4 +1,5 @@
-"""Real DR10 .npz cutouts to cutout-service FITS and catalog rows; the brick grid against real catalogs."""
+"""Real DR10 .npz cutouts and `darkhalo score` inputs to cutout-service FITS and catalog rows; the brick grid
+against real catalogs."""
 
 from __future__ import annotations
 
@@ -6,15 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 from typer.testing import CliRunner
 
 from darkhalo.cli import app
+from darkhalo.real_inputs import read_input
+from darkhalo.resampling import resample
 from darkhalo.surveys.bricks import brick_id, brick_name
 from darkhalo.surveys.columns import SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import FolderCutoutProvider, read_cutout_fits
 from darkhalo.surveys.legacy import read_catalog
-from darkhalo.surveys.npz_cutouts import NpzCutoutError, convert_npz_folder, psfex_psfsize, read_npz
+from darkhalo.surveys.npz_cutouts import (
+    PLACEHOLDER_RADEC,
+    NpzCutoutError,
+    convert_npz_folder,
+    convert_real_input,
+    psfex_psfsize,
+    read_npz,
+)
 
 
 @pytest.mark.parametrize("name", ["sweep-310m005-320p000.fits", "sweep-330m005-340p000.fits", "tractor-1054p567.fits"])
@@ -85,3 +96,35 @@ def test_the_cli_converts_a_folder_and_exits_2_on_an_empty_one(real_dir: Path, t
     args = ["survey", "cutouts-from-npz", str(tmp_path / "cutouts"), "--out", str(tmp_path / "x")]
     empty = CliRunner().invoke(app, [*args, "--psfex-dir", psfex])
     assert empty.exit_code == 2 and "no .npz cutouts" in empty.output
+
+
+def test_a_real_input_becomes_resampled_cutouts_with_placeholder_rows(real_dir: Path, tmp_path: Path) -> None:
+    source = real_dir / "des_lrg_hosts" / "lrg_hosts_sub4.yaml"  # 91 x 91 at 0.263"/pix, no coordinates
+    hosts, written, refused = convert_real_input(source, tmp_path, psfex_psfsize(real_dir / "psf" / "psfex"))
+    assert len(hosts) == len(written) == 4 and not refused
+    assert hosts["OBJID"].tolist() == [0, 1, 2, 3] and (hosts[["RA", "DEC"]] == PLACEHOLDER_RADEC).all().all()
+    assert [p.name for p in written] == [f"0_{hosts['BRICKID'][0]}_{i}.fits" for i in range(4)]
+    real = read_input(source)
+    whole = resample(real.images, real.pixel_scale, 0.262, 91).stamps  # the whole field, host on pixel 45
+    for i, path in enumerate(written):
+        assert np.array_equal(read_cutout_fits(path).image, whole[i, :, 13:77, 13:77])
+        header = fits.getheader(path)
+        assert header["OBJNAME"] == str(i) and header["POSITION"].startswith("placeholder") and "RA" not in header
+    again = read_catalog(tmp_path / "hosts.parquet")
+    assert list(again.columns) == list(SWEEP_COLUMNS) and (again["FLUX_Z"] > again["FLUX_R"]).all()
+    stamps = FolderCutoutProvider(tmp_path / "cutouts").cutouts(hosts, 64)
+    assert (stamps.invvar > 0).all() and np.array_equal(stamps.images[0], read_cutout_fits(written[0]).image)
+
+
+def test_a_real_image_without_enough_data_is_left_out_by_name(real_dir: Path, tmp_path: Path) -> None:
+    ps1 = real_dir / "ps1_sled_lenses"
+    with np.load(ps1 / "ps1_sled_lensed_galaxies_sub6.npz") as data:
+        arrays = dict(data)
+    arrays["images"][4, :, :30] = np.nan
+    np.savez(tmp_path / "holes.npz", **arrays)
+    (tmp_path / "holes.yaml").write_text(
+        (ps1 / "galaxies_sub6.yaml").read_text().replace("ps1_sled_lensed_galaxies_sub6", "holes")
+    )
+    hosts, _, refused = convert_real_input(tmp_path / "holes.yaml", tmp_path / "out", {"g": 1.4, "r": 1.3, "z": 1.2})
+    assert hosts["OBJID"].tolist() == [0, 1, 2, 3, 5]
+    assert len(refused) == 1 and refused[0].startswith(f"{tmp_path / 'holes.yaml'} [4] {arrays['names'][4]}: ")

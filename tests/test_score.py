@@ -18,6 +18,7 @@ from darkhalo.cli import app
 from darkhalo.real_inputs import RealInputError, read_input
 from darkhalo.resampling import resample
 from darkhalo.spec import TrainSpec
+from darkhalo.surveys.cutout_fits import read_cutout_fits, write_cutout_fits
 from darkhalo.surveys.noise import sky_correlation
 from darkhalo.training.loop import fit
 from darkhalo.training.store import load_store
@@ -177,3 +178,92 @@ def test_a_missing_description_or_a_flat_cube_is_named(tmp_path: Path) -> None:
         RealInputError, match=r"z_sub4\.fits: primary HDU: expected a cube \(N, H, W\), got shape \(4, 91\)"
     ):
         read_input(tmp_path / DES.name)
+
+
+@pytest.fixture(scope="module")
+def mock_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four 64 x 64 cutout FITS of mock galaxies as ``darkhalo survey mock --cutouts`` writes them (host on 32)."""
+    out = tmp_path_factory.mktemp("mock")
+    done = CliRunner().invoke(app, ["survey", "mock", "--n", "600", "--seed", "4", "--out", str(out), "--cutouts", "4"])
+    assert done.exit_code == 0, done.output
+    return out / "cutouts"
+
+
+def _copy(folder: Path, target: Path) -> list[Path]:
+    target.mkdir()
+    return [Path(shutil.copy(path, target)) for path in sorted(folder.glob("*.fits"))]
+
+
+def test_a_cutout_folder_is_read_with_its_hosts_on_the_stamps_host_pixel(mock_folder: Path) -> None:
+    real = read_input(mock_folder)
+    files = sorted(mock_folder.glob("*.fits"))
+    assert real.names == [p.stem for p in files] and real.pixel_scale == pytest.approx(PIXEL_SCALE)
+    assert real.images.shape == (4, 3, 65, 65)  # padded until the host (CRPIX 33 of 64) is the centre
+    done = resample(real.images, real.pixel_scale, PIXEL_SCALE, 64)
+    assert np.array_equal(done.stamps, np.stack([read_cutout_fits(p).image for p in files]))
+    assert (done.filled_fraction == 0).all()
+
+
+def test_the_cli_scores_a_bare_cutout_folder_and_a_described_one(
+    run_dir: Path, mock_folder: Path, tmp_path: Path
+) -> None:
+    described = tmp_path / "folder.yaml"
+    described.write_text(f"kind: cutout_folder\ndir: {mock_folder}\n")
+    inputs = [str(mock_folder), str(described)]
+    result = CliRunner().invoke(
+        app, ["score", str(run_dir), *inputs, "--out", str(tmp_path / "out"), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    scores = RealScores.validate(pd.read_parquet(tmp_path / "out" / "scores.parquet"))
+    stems = sorted(p.stem for p in mock_folder.glob("*.fits"))
+    for source in inputs:
+        assert sorted(scores.loc[scores["input"] == source, "name"]) == stems
+    by_name = scores.groupby("name")["score"].agg(["min", "max"])
+    assert (by_name["min"] == by_name["max"]).all()  # both inputs read the same pixels
+    assert (scores["filled_fraction"] == 0).all()
+
+
+def test_a_file_with_too_much_zero_invvar_is_refused_by_name(run_dir: Path, mock_folder: Path, tmp_path: Path) -> None:
+    files = _copy(mock_folder, tmp_path / "cutouts")
+    cut = read_cutout_fits(files[1])
+    invvar = cut.invvar.copy()
+    invvar[:, :8] = 0  # 12.5 % of the stamp without data
+    write_cutout_fits(files[1], cut.image, invvar)
+    result = CliRunner().invoke(app, ["score", str(run_dir), str(tmp_path / "cutouts"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    refused = pd.read_csv(tmp_path / "out" / "refused.csv")
+    assert refused["name"].tolist() == [files[1].stem] and "12.5% of its stamp has no data" in refused["reason"][0]
+    assert f"refused: {tmp_path / 'cutouts'} [1] {files[1].stem}" in result.output
+    assert len(pd.read_parquet(tmp_path / "out" / "scores.parquet")) == 3
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_a_bad_file_in_a_cutout_folder_exits_2_naming_it(run_dir: Path, mock_folder: Path, tmp_path: Path) -> None:
+    files = _copy(mock_folder, tmp_path / "cutouts")
+    files[2].write_bytes(files[2].read_bytes()[:3000])
+    result = CliRunner().invoke(app, ["score", str(run_dir), str(tmp_path / "cutouts"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"{files[2]}: not a readable FITS file" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cutout_folder_of_mixed_layouts_or_an_off_grid_host_is_refused_naming_the_file(
+    mock_folder: Path, tmp_path: Path
+) -> None:
+    files = _copy(mock_folder, tmp_path / "cutouts")
+    first = read_cutout_fits(files[0])
+    write_cutout_fits(files[3], first.image[:, 1:, 1:], first.invvar[:, 1:, 1:])
+    with pytest.raises(
+        RealInputError,
+        match=rf"{files[3].name}: 63x63 pixels, the host at 0-based \(31, 31\), .* unlike {files[0].name}'s 64x64",
+    ):
+        read_input(tmp_path / "cutouts")
+    write_cutout_fits(files[3], first.image, first.invvar, centre=(31.25, 32))
+    with pytest.raises(RealInputError, match=rf"{files[3].name}: CRPIX puts the host at 0-based pixel 31.25 of 64"):
+        read_input(tmp_path / "cutouts")
+    files[3].unlink()
+    with fits.open(files[2], mode="update") as hdus:  # another survey's pixels: 0.25"
+        hdus[0].header["CD1_1"], hdus[0].header["CD2_2"] = -0.25 / 3600, 0.25 / 3600
+    with pytest.raises(RealInputError, match=rf'{files[2].name}: .* 0.25"/pix, unlike {files[0].name}'):
+        read_input(tmp_path / "cutouts")
+    (tmp_path / "declared.yaml").write_text("kind: cutout_folder\ndir: cutouts\npixel_scale: 0.262\n")
+    assert read_input(tmp_path / "declared.yaml").pixel_scale == 0.262  # a declared scale holds for every file

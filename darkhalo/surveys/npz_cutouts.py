@@ -1,22 +1,32 @@
-"""Real DR10 cutouts saved as .npz (101 x 101 x 3 (y, x, band) grz nanomaggies + ``meta_*`` fields)
-turned into the cutout service's FITS layout and into catalog rows for their objects.
+"""Real cutouts turned into the folder provider's layout: cutout-service FITS and a catalog row for each object.
+
+Two sources, one writer (``write_hosts``): real DR10 cutouts saved as .npz (101 x 101 x 3 (y, x, band) grz
+nanomaggies + ``meta_*`` fields; ``convert_npz_folder``), and any input ``darkhalo.real_inputs.read_input``
+reads (``convert_real_input``), each image resampled onto 0.262"/pix with ``darkhalo.resampling.resample`` over
+its whole field, the host on pixel size // 2.
 
 The FITS is the central ``size`` x ``size`` as a (band, y, x) cube with BANDS = 'grz' and an INVVAR
-HDU (the npz files carry none: each band's sky 1 / sigma^2, measured on the whole 101 x 101),
+HDU (the files carry none: each band's sky 1 / sigma^2, measured on the whole cube),
 named ``<RELEASE>_<BRICKID>_<OBJID>.fits`` as FolderCutoutProvider expects.
 
-The npz files carry no catalog row, so one is built (sweep columns) from what they hold:
-measured on the pixels - FLUX_G/R/Z in a 3" radius aperture and FIBERFLUX in 0.75" (sky = median
-beyond 10"), their inverse variances, PSFDEPTH/GALDEPTH from the sky sigma; from the metadata -
-RA, DEC, TYPE, BRICKNAME (BRICKID from the brick grid), OBJID, NOBS_Z; PSFSIZE from the given
-per-band FWHM (``psfex_psfsize``: the median of a folder of real PSFEx models). What is not
-measured keeps the sweeps' "no data" values: W1/W2 flux and ivar 0, MW_TRANSMISSION 1, EBV 0,
+The files carry no catalog row, so one is built (sweep columns, ``host_row``): measured on the pixels -
+FLUX_G/R/Z in a 3" radius aperture and FIBERFLUX in 0.75" (sky = median beyond 10"), their inverse
+variances, PSFDEPTH/GALDEPTH from the sky sigma; PSFSIZE from the given per-band FWHM (``psfex_psfsize``: the
+median of a folder of real PSFEx models). The identity columns come from an npz file's metadata (RA, DEC, TYPE,
+BRICKNAME (BRICKID from the brick grid), OBJID, NOBS_Z). A ``read_input`` image has no coordinates darkhalo
+reads (the DES cutouts have none at all), so each gets a PLACEHOLDER, not a sky position: RELEASE 0 (no survey
+release), RA, Dec (180, 0) (the resampling frame's reference) and its brick, OBJID its index in the input, TYPE
+REX, NOBS 1; its FITS carries OBJNAME (the input's name for it) and POSITION = 'placeholder' instead of RA, DEC.
+What is not measured keeps the sweeps' "no data" values: W1/W2 flux and ivar 0, MW_TRANSMISSION 1, EBV 0,
 round shape (SHAPE_E1/E2 0).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +34,41 @@ import pandas as pd
 
 from darkhalo.artifacts import atomic_file
 from darkhalo.lensing.pixelized import model_psfsize, psfex_by_band
-from darkhalo.surveys.bricks import brick_id
+from darkhalo.real_inputs import read_input
+from darkhalo.resampling import refusal_reasons, resample
+from darkhalo.surveys.bricks import brick_id, brick_name
 from darkhalo.surveys.columns import BANDS, SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import cutout_name, sky_invvar, sky_sigma, write_cutout_fits
+from darkhalo.surveys.mock import PSF_MEDIAN
+from data_contracts.survey import PIXEL_SCALE
 
-PIXEL_SCALE = 0.262  # arcsec
 RELEASE_DR10_SOUTH = 10000
 APERTURE_ARCSEC = 3.0
 FIBER_ARCSEC = 0.75  # radius of a 1.5" DESI fibre
 SKY_ARCSEC = 10.0  # pixels beyond this radius set the sky level
 GALAXY_REFF_ARCSEC = 0.45  # the REX size GALDEPTH is quoted for
 SERSIC_OF_TYPE = {"PSF": 0.0, "REX": 1.0, "EXP": 1.0, "DEV": 4.0, "SER": 4.0}
+#: Per-band PSFSIZE (arcsec) for files that come without a PSF: the mock survey's median seeing.
+SURVEY_PSFSIZE = {band.lower(): fwhm for band, fwhm in PSF_MEDIAN.items()}
+#: The placeholder identity of a ``read_input`` image (see the module docstring); OBJID is its index.
+PLACEHOLDER_RELEASE = 0
+PLACEHOLDER_RADEC = (180.0, 0.0)
+
+
+@dataclass(frozen=True)
+class RealHost:
+    """One real cutout to write: ``cube`` (3, S, S) grz nanomaggies at 0.262"/pix, the host on pixel S // 2;
+    ``identity`` its RELEASE, BRICKID, BRICKNAME, OBJID, TYPE, RA, DEC and NOBS_G/R/Z; ``header`` extra FITS
+    cards; ``origin`` names it in errors."""
+
+    origin: str
+    cube: np.ndarray
+    identity: dict[str, object]
+    header: dict[str, object]
 
 
 class NpzCutoutError(ValueError):
-    """An npz cutout that cannot be used; the message names the file and the problem."""
+    """A real cutout that cannot be converted; the message names the file (or image) and the problem."""
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, dict[str, object]]:
@@ -88,9 +118,9 @@ def _depth(sigma: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
     return 1 / (sigma**2 * nea)
 
 
-def host_row(path: Path, cube: np.ndarray, meta: dict[str, object], psf_fwhm: dict[str, float]) -> dict[str, object]:
-    """The sweep-column row of an npz cutout's object (see the module docstring for each column)."""
-    ra, dec = float(meta["ra"]), float(meta["dec"])
+def host_row(cube: np.ndarray, identity: dict[str, object], psf_fwhm: dict[str, float]) -> dict[str, object]:
+    """The sweep-column row of a host (see the module docstring for each column): ``identity`` and what the
+    (3, S, S) ``cube`` (0.262"/pix, host on pixel S // 2) and the per-band FWHM ``psf_fwhm`` give."""
     size = cube.shape[-1]
     yy, xx = np.mgrid[:size, :size] - size // 2
     outer = np.hypot(xx, yy) * PIXEL_SCALE > SKY_ARCSEC
@@ -99,15 +129,9 @@ def host_row(path: Path, cube: np.ndarray, meta: dict[str, object], psf_fwhm: di
     flux, n_pix = _aperture_flux(cube, APERTURE_ARCSEC, sky)
     fiber, _ = _aperture_flux(cube, FIBER_ARCSEC, sky)
     fwhm = np.array([psf_fwhm[b] for b in BANDS])
-    kind = str(meta["match_type"])
+    kind = str(identity["TYPE"])
     row: dict[str, object] = {
-        "RELEASE": RELEASE_DR10_SOUTH,
-        "BRICKID": int(brick_id(np.array([ra]), np.array([dec]))[0]),
-        "BRICKNAME": str(meta.get("brickname", "")),
-        "OBJID": _objid(path, str(meta["galaxy_id"])),
-        "TYPE": kind,
-        "RA": ra,
-        "DEC": dec,
+        **identity,
         "EBV": 0.0,
         "SHAPE_R": 0.0 if kind == "PSF" else GALAXY_REFF_ARCSEC,
         "SHAPE_E1": 0.0,
@@ -125,7 +149,6 @@ def host_row(path: Path, cube: np.ndarray, meta: dict[str, object], psf_fwhm: di
         row[f"PSFSIZE_{band}"] = fwhm[i]
         row[f"PSFDEPTH_{band}"] = _depth(sigma[i], fwhm[i])
         row[f"GALDEPTH_{band}"] = _depth(sigma[i], np.hypot(fwhm[i], 2 * GALAXY_REFF_ARCSEC))
-        row[f"NOBS_{band}"] = int(meta.get(f"nobs_{band.lower()}", int(bool(meta.get(f"has_{band.lower()}", True)))))
     for band in ("W1", "W2"):
         row[f"FLUX_{band}"] = row[f"FLUX_IVAR_{band}"] = 0.0
     for band in ("G", "R", "Z", "W1", "W2"):
@@ -133,30 +156,95 @@ def host_row(path: Path, cube: np.ndarray, meta: dict[str, object], psf_fwhm: di
     return row
 
 
+def write_hosts(
+    hosts: Iterable[RealHost], out: Path, psf_fwhm: dict[str, float], size: int
+) -> tuple[pd.DataFrame, list[Path]]:
+    """Each host's central size x size as ``out/cutouts/<key>.fits`` and its ``host_row``; the rows are also
+    written as ``out/hosts.parquet`` (sweep columns) for the survey stage."""
+    rows, written = [], []
+    for host in hosts:
+        side = host.cube.shape[-1]
+        if side < size:
+            raise NpzCutoutError(f"{host.origin}: cutout {side}x{side} is smaller than {size}x{size}")
+        row = host_row(host.cube, host.identity, psf_fwhm)
+        y0 = side // 2 - size // 2
+        centre = (slice(None), slice(y0, y0 + size), slice(y0, y0 + size))
+        target = out / "cutouts" / cutout_name(pd.Series(row))
+        write_cutout_fits(target, host.cube[centre], sky_invvar(host.cube)[centre], **host.header)
+        rows.append(row)
+        written.append(target)
+    if not rows:
+        raise NpzCutoutError(f"{out}: no host to write")
+    frame = pd.DataFrame(rows)
+    frame = frame.astype({c: (object if d == "str" else d) for c, d in SWEEP_COLUMNS.items()})[list(SWEEP_COLUMNS)]
+    with atomic_file(out / "hosts.parquet", "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    return frame, written
+
+
+def npz_host(path: Path) -> RealHost:
+    """An npz cutout (101 x 101, host at the centre) with the identity its metadata gives."""
+    cube, meta = read_npz(path)
+    ra, dec = float(meta["ra"]), float(meta["dec"])
+    identity: dict[str, object] = {
+        "RELEASE": RELEASE_DR10_SOUTH,
+        "BRICKID": int(brick_id(np.array([ra]), np.array([dec]))[0]),
+        "BRICKNAME": str(meta.get("brickname", "")),
+        "OBJID": _objid(path, str(meta["galaxy_id"])),
+        "TYPE": str(meta["match_type"]),
+        "RA": ra,
+        "DEC": dec,
+    }
+    for band in BANDS:
+        identity[f"NOBS_{band.upper()}"] = int(meta.get(f"nobs_{band}", int(bool(meta.get(f"has_{band}", True)))))
+    return RealHost(str(path), cube, identity, {"ra": ra, "dec": dec, "layer": meta.get("layer")})
+
+
 def convert_npz_folder(
     folder: Path, out: Path, psf_fwhm: dict[str, float], size: int = 64
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """Every ``*.npz`` in ``folder`` as ``out/cutouts/<key>.fits`` (central size x size) and one catalog
-    row each; the rows are also written as ``out/hosts.parquet`` (sweep columns) for the survey stage."""
+    """Every ``*.npz`` in ``folder`` written by ``write_hosts`` into ``out``."""
     paths = sorted(Path(folder).glob("*.npz"))
     if not paths:
         raise NpzCutoutError(f"{folder}: no .npz cutouts")
-    rows, written = [], []
-    for path in paths:
-        cube, meta = read_npz(path)
-        side = cube.shape[-1]
-        if side < size:
-            raise NpzCutoutError(f"{path}: cutout {side}x{side} is smaller than {size}x{size}")
-        row = host_row(path, cube, meta, psf_fwhm)
-        y0 = side // 2 - size // 2
-        centre = (slice(None), slice(y0, y0 + size), slice(y0, y0 + size))
-        invvar = sky_invvar(cube)
-        target = out / "cutouts" / cutout_name(pd.Series(row))
-        write_cutout_fits(target, cube[centre], invvar[centre], ra=row["RA"], dec=row["DEC"], layer=meta.get("layer"))
-        rows.append(row)
-        written.append(target)
-    hosts = pd.DataFrame(rows)
-    hosts = hosts.astype({c: (object if d == "str" else d) for c, d in SWEEP_COLUMNS.items()})[list(SWEEP_COLUMNS)]
-    with atomic_file(out / "hosts.parquet", "wb") as handle:
-        hosts.to_parquet(handle, index=False)
-    return hosts, written
+    return write_hosts(map(npz_host, paths), out, psf_fwhm, size)
+
+
+def _placeholder(index: int) -> dict[str, object]:
+    """The placeholder identity of image ``index`` of a ``read_input`` input (see the module docstring)."""
+    ra, dec = (np.array([c]) for c in PLACEHOLDER_RADEC)
+    identity: dict[str, object] = {
+        "RELEASE": PLACEHOLDER_RELEASE,
+        "BRICKID": int(brick_id(ra, dec)[0]),
+        "BRICKNAME": str(brick_name(ra, dec)[0]),
+        "OBJID": index,
+        "TYPE": "REX",
+        "RA": PLACEHOLDER_RADEC[0],
+        "DEC": PLACEHOLDER_RADEC[1],
+    }
+    return identity | {f"NOBS_{band.upper()}": 1 for band in BANDS}
+
+
+def convert_real_input(
+    source: Path, out: Path, psf_fwhm: dict[str, float], size: int = 64
+) -> tuple[pd.DataFrame, list[Path], list[str]]:
+    """Every image of the ``read_input`` input ``source`` resampled over its whole field onto 0.262"/pix and
+    written by ``write_hosts`` into ``out`` with a placeholder identity; an image with more of its field
+    without data than the input allows is left out. Returns the rows, the files and each refusal's reason."""
+    real = read_input(source)
+    field = min(real.images.shape[2:]) * real.pixel_scale / PIXEL_SCALE
+    done = resample(real.images, real.pixel_scale, PIXEL_SCALE, max(size, math.floor(field)))
+    reasons = refusal_reasons(done.filled_fraction, real.max_filled_fraction)
+    hosts = (
+        RealHost(
+            f"{source} [{i}] {name}",
+            done.stamps[i],
+            _placeholder(i),
+            {"objname": name, "position": "placeholder: the input has no coordinates"},
+        )
+        for i, name in enumerate(real.names)
+        if reasons[i] == ""
+    )
+    frame, written = write_hosts(hosts, out, psf_fwhm, size)
+    refused = [f"{source} [{i}] {name}: {reasons[i]}" for i, name in enumerate(real.names) if reasons[i] != ""]
+    return frame, written, refused
