@@ -10,8 +10,9 @@ peer's one per host and band.
 Ratio: one CPU thread, CPU seconds of this process (per core; the machine is shared, and wall time
 would count other users' work), in short pieces (the mock's batch of ``N_HOSTS``, one host of the
 peer's), each warmed up and its best of ``REPEATS`` kept, in ``ROUNDS`` alternating rounds. The
-mock's wall-clock rate on ``WALL_THREADS`` threads (the stage's machine) is reported too, and the cost of
-correlated sky noise (``survey.noise_correlation``): the same hosts' cutouts with it, timed in the same rounds.
+mock's wall-clock rate on ``WALL_THREADS`` threads (the stage's machine) is reported too, and the costs of
+correlated sky noise (``survey.noise_correlation``) and of faint field galaxies (``survey.field_galaxies``): the
+same hosts' cutouts with each, timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lenstronomy.LightModel.light_model import LightModel
 from timing import best_seconds, interleaved
 
 from darkhalo.lensing.psf import psf_kernels
-from darkhalo.spec import MockSurvey, NoiseCorrelation
+from darkhalo.spec import FieldGalaxies, MockSurvey, NoiseCorrelation
 from darkhalo.surveys.mock import mock_catalog
 from darkhalo.surveys.mock_cutouts import KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
 
@@ -76,12 +77,13 @@ def main() -> dict:
     hosts = catalog[catalog["TYPE"].isin(["DEV", "SER"])].head(N_HOSTS)
     provider = MockCutoutProvider(survey, 1)
     correlated = MockCutoutProvider(survey.model_copy(update={"noise_correlation": NoiseCorrelation()}), 1)
+    field = MockCutoutProvider(survey.model_copy(update={"field_galaxies": FieldGalaxies()}), 1)
     beta = provider.cutouts(hosts, SIZE).psf_beta
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        sides = [[lambda: provider.cutouts(hosts, SIZE)], [lambda: correlated.cutouts(hosts, SIZE)]]
-        mock_s, correlated_s, peer_s = interleaved([*sides, _peer_calls(hosts, beta)], ROUNDS, REPEATS)
+        sides = [[lambda p=p: p.cutouts(hosts, SIZE)] for p in (provider, correlated, field)]
+        mock_s, correlated_s, field_s, peer_s = interleaved([*sides, _peer_calls(hosts, beta)], ROUNDS, REPEATS)
         torch.set_num_threads(WALL_THREADS)
         wall_s = best_seconds(lambda: provider.cutouts(hosts, SIZE), REPEATS, warmup=True)
     finally:
@@ -98,6 +100,8 @@ def main() -> dict:
         "target_ratio": TARGET_RATIO,
         "darkhalo_cutouts_per_cpu_s_correlated_noise": round(N_HOSTS / correlated_s, 1),
         "correlated_noise_cost_ratio": round(correlated_s / mock_s, 3),
+        "darkhalo_cutouts_per_cpu_s_field_galaxies": round(N_HOSTS / field_s, 1),
+        "field_galaxies_cost_ratio": round(field_s / mock_s, 3),
         f"darkhalo_cutouts_per_s_{WALL_THREADS}_threads_wall": round(N_HOSTS / wall_s, 1),
     }
 

@@ -9,7 +9,7 @@ beside the simulated ones, the stratified completeness and the shortcut probes a
 
 The specs must share seed, survey and sky splits, so that the test sky is the same HEALPix
 regions for both and none of the baseline's training hosts is in it (checked); they may differ in the mock's
-pixel-noise texture (``TEXTURE_FIELDS``), which changes stamps, not hosts.
+texture (``TEXTURE_FIELDS``: pixel noise, faint field galaxies), which changes stamps, not hosts.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from data_contracts.metrics import EvaluationMetrics, ReportedPoint, read_metric
 
 SHARED_SECTIONS = ("seed", "survey", "splits")
 #: Survey fields the pair may differ in: they change the stamps' pixels, not which host is where.
-TEXTURE_FIELDS = ("noise_correlation",)
+TEXTURE_FIELDS = ("noise_correlation", "field_galaxies")
 
 
 def shared_sky(spec: GenerationSpec) -> dict[str, object]:

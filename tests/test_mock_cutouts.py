@@ -74,8 +74,13 @@ def test_a_stamp_does_not_depend_on_its_batch_and_reruns_bit_identically(stamps,
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"confusers": dict.fromkeys(CLASSES, 0.12)}, {"noise_correlation": {}}],
-    ids=["smooth", "confusers", "correlated_noise"],
+    [
+        {},
+        {"confusers": dict.fromkeys(CLASSES, 0.12)},
+        {"noise_correlation": {}},
+        {"confusers": dict.fromkeys(CLASSES, 0.12), "field_galaxies": {}},
+    ],
+    ids=["smooth", "confusers", "correlated_noise", "confusers_and_field_galaxies"],
 )
 @pytest.mark.parametrize("threads", [1, 2])
 def test_stamps_are_bit_identical_in_batches_of_any_size_order_and_thread_count(threads: int, extra: dict) -> None:

@@ -34,7 +34,7 @@ from darkhalo.surveys.mock import magnitudes_from_counts
 from data_contracts.confusers import CLASSES, PLAIN
 from data_contracts.survey import PIXEL_SCALE, mag_to_flux
 
-#: The mock sky's random streams (spawn keys): 0 catalog blocks, 1 sky fields, 2 cutouts, 3 confusers.
+#: The mock sky's random streams (spawn keys): 0 catalog blocks, 1 sky fields, 2 cutouts, 3 confusers, 4 field galaxies.
 STREAM = 3
 MAX_SUBSAMPLING = 11  # sub-pixels per pixel side at most (0.024")
 GAUSSIAN_REACH = 4.0  # sigmas of a compact Gaussian rendered (its weights renormalised to keep the flux)
@@ -193,7 +193,7 @@ def _add_cropped(light: np.ndarray, unit: np.ndarray, y0: int, x0: int, flux: np
         light[:, ys, xs] += flux[:, None, None] * unit[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
-def _add_gaussians(light: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: np.ndarray, flux: np.ndarray) -> None:
+def add_gaussians(light: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: np.ndarray, flux: np.ndarray) -> None:
     """Add round Gaussians at (x, y) (K,) arcsec from the host, of ``sigma`` (K,) arcsec and ``flux`` (K, 3),
     each integrated exactly over the pixels within GAUSSIAN_REACH sigma (renormalised there), then cropped."""
     n = light.shape[-1]
@@ -331,7 +331,7 @@ def _spiral(rng: np.random.Generator, host: HostLight, light: np.ndarray) -> np.
     x, y = _sky(rho * np.cos(theta), rho * np.sin(theta), q, phi)
     weights = rng.lognormal(0, 0.5, k)
     knot = _fluxes(total * share, rng.uniform(0.0, 0.3), rng.uniform(0.0, 0.3))  # young: bluer than the arms
-    _add_gaussians(light, x, y, rng.uniform(0.1, 0.3, k), np.outer(weights / weights.sum(), knot))
+    add_gaussians(light, x, y, rng.uniform(0.1, 0.3, k), np.outer(weights / weights.sum(), knot))
     return disk + knot
 
 
@@ -381,7 +381,7 @@ def _ring(rng: np.random.Generator, host: HostLight, light: np.ndarray) -> np.nd
     x, y = _sky(radius * np.cos(theta), radius * np.sin(theta), q, phi)
     weights = rng.lognormal(0, 0.5, k)
     knot = _fluxes(total * knots, *colour)
-    _add_gaussians(
+    add_gaussians(
         light, x + centre[0], y + centre[1], rng.uniform(0.15, 0.3, k), np.outer(weights / weights.sum(), knot)
     )
     return ring + knot
@@ -472,7 +472,7 @@ def _tails(rng: np.random.Generator, host: HostLight, light: np.ndarray) -> np.n
     sigma, weight = sigma0 * (1 + t), np.exp(-2 * t)
     if rng.random() < 0.5:
         x, y, sigma, weight = (np.concatenate([a, sign * a]) for a, sign in ((x, -1), (y, -1), (sigma, 1), (weight, 1)))
-    _add_gaussians(light, x, y, sigma, np.outer(weight / weight.sum(), flux))
+    add_gaussians(light, x, y, sigma, np.outer(weight / weight.sum(), flux))
     return flux
 
 
@@ -560,7 +560,7 @@ def _star_artifact(rng: np.random.Generator, host: HostLight, light: np.ndarray)
     angle = SPIKE_ANGLE + np.pi / 2 * np.arange(4)[:, None]
     weight = np.broadcast_to(1 / (1 + s) ** 2, angle.shape[:1] + s.shape).ravel()
     x, y = (x0 + s * np.cos(angle)).ravel(), (y0 + s * np.sin(angle)).ravel()
-    _add_gaussians(light, x, y, np.full(x.shape, SPIKE_SIGMA), np.outer(weight / weight.sum(), flux * spikes))
+    add_gaussians(light, x, y, np.full(x.shape, SPIKE_SIGMA), np.outer(weight / weight.sum(), flux * spikes))
     return flux
 
 

@@ -20,6 +20,9 @@ per-object parameters float64):
 - Confusers: a host of a confuser class (the spec's ``survey.confusers`` shares; darkhalo.surveys.confusers:
   spiral arms, rings, edge-on dusty discs, tidal features, blue companions, bright-star halos and spikes)
   gets that light on the neighbours' canvas, through the same kernels and noise.
+- Field galaxies: when the spec's ``survey.field_galaxies`` asks, every host's canvas also gets the sky's faint
+  galaxies that no catalog row holds (darkhalo.surveys.field_galaxies: small round Gaussians at the spec's density,
+  r from number counts), summed with its confuser's light.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + aureole) whose kernel has the
   host's PSFSIZE (legacypipe's noise-equivalent FWHM), with a Moffat core beta drawn per host
   and band in that band's range (``darkhalo.lensing.psf.CORE_BETA_RANGE``). Like a PSFEx model,
@@ -39,13 +42,15 @@ per-object parameters float64):
 
 Every random draw of a host comes from its own generators seeded by (seed, RELEASE, BRICKID,
 OBJID): a numpy Generator draws its beta, its neighbours and the seed of a torch Generator that
-draws its unit pixel noise; another, its confuser. So a stamp does not depend on which other hosts share
-its batch, nor on the batch's order or the number of torch threads (1 or 2 tested): the pixel operations are per stamp,
-and batches are padded to ``BATCH_MULTIPLE`` so that their float32 arithmetic is too, bit for bit.
+draws its unit pixel noise; others, its confuser and its field galaxies. So a stamp does not depend on
+which other hosts share its batch, nor on the batch's order or the number of torch threads (1 or 2
+tested): the pixel operations are per stamp, and batches are padded to ``BATCH_MULTIPLE`` so that their
+float32 arithmetic is too, bit for bit.
 
 Speed (benchmarks/bench_mock.py, one thread): about 13x lenstronomy's host-only rendering per CPU
 second in batches of 256; about half of it is building the kernels (``psf_kernels``) and the FFT
-convolution. Correlated noise costs about 15 % more.
+convolution. Correlated noise costs about 20 % more; field galaxies about 2.5x (their Gaussians are
+rendered, and every host's canvas is then convolved, not the ~7 % with catalog neighbours).
 """
 
 from __future__ import annotations
@@ -59,9 +64,10 @@ import torch
 
 from darkhalo.lensing.imaging import PLAIN, bin_pixels, fft_convolve_moments, pixel_offsets
 from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
-from darkhalo.lensing.render import convolve_bands
+from darkhalo.lensing.render import CONVOLVE_STAMPS, convolve_bands
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.spec import MockSurvey, confuser_rates
+from darkhalo.surveys import field_galaxies
 from darkhalo.surveys.confusers import HostLight, draw_classes, render
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.noise import correlation_kernels
@@ -86,8 +92,8 @@ NEIGHBOUR_CHUNK = 256  # neighbour profiles evaluated together (4 bytes x canvas
 #: torch's vectorised float32 kernels then run no scalar remainder loops, whose last-bit differences
 #: would make a stamp depend on its batch (and MKL's FFT of a lone image differs from a batch's).
 BATCH_MULTIPLE = 64
-#: The same for the neighbours' canvases and their owners, which are few (~7 % of hosts at the survey's
-#: density): at 8 their stamps are bit-identical in batches of any size at 1 and 2 threads
+#: The same for the neighbours' canvases and their owners, which are few without field galaxies (~7 % of hosts at
+#: the survey's density; with them, all): at 8 their stamps are bit-identical in batches of any size at 1 and 2 threads
 #: (tests/test_mock_cutouts.py; a stress run at 48, 64 and 101 pixels found no difference even
 #: unpadded), and 64 would convolve ~4x the owners there are.
 NEIGHBOUR_MULTIPLE = 8
@@ -129,6 +135,7 @@ class MockCutoutProvider:
         self.supersample = supersample
         self.density = survey.n_objects / area_arcsec2  # objects per arcsec^2
         self.confuser_rates = confuser_rates(survey)
+        self.field = survey.field_galaxies
         correlation = survey.noise_correlation
         self.noise_kernels = None if correlation is None else _tensor(correlation_kernels(correlation.x, correlation.y))
 
@@ -168,7 +175,7 @@ class MockCutoutProvider:
             ],
             axis=1,
         )
-        extra = self._confuser_light(hosts, transmission, size + 2 * MARGIN)
+        extra = self._extra_light(hosts, transmission, size + 2 * MARGIN)
         _add_neighbours(light, draws, transmission, kernels, extra)
 
         nea = 1 / kernels.square().sum(dim=(-2, -1)).double()  # (N, 3) pixels
@@ -188,14 +195,26 @@ class MockCutoutProvider:
             images.numpy(), invvar.numpy(), fwhm[:wanted].astype(np.float32), beta[:wanted].astype(np.float32)
         )
 
-    def _confuser_light(self, hosts: pd.DataFrame, transmission: np.ndarray, canvas: int) -> dict[int, np.ndarray]:
-        """Row -> its confuser's pre-PSF light (3, canvas, canvas) for the hosts of a confuser class
-        (darkhalo.surveys.confusers), each from its own generator seeded by (seed, key): rendered once per
-        distinct host, so a chunk's padding rows (copies of its last host) share their host's light."""
+    def _extra_light(self, hosts: pd.DataFrame, transmission: np.ndarray, canvas: int) -> dict[int, np.ndarray]:
+        """Row -> the pre-PSF light (3, canvas, canvas) of its confuser and its field galaxies, summed, for the hosts
+        that have either: rendered once per distinct host, so a chunk's padding rows (copies of its last host) share
+        their host's light."""
+        key_of_row = hosts[list(KEY)].to_numpy(np.int64)
+        keys, first = np.unique(key_of_row, axis=0, return_index=True)
+        confuser = self._confuser_light(hosts.iloc[first], keys, transmission[first], canvas)
+        field = self._field_light(keys, transmission[first], canvas)
+        light = confuser | field
+        for key in confuser.keys() & field.keys():
+            light[key] = confuser[key] + field[key]
+        return {row: light[key] for row, key in enumerate(map(tuple, key_of_row)) if key in light}
+
+    def _confuser_light(
+        self, rows: pd.DataFrame, keys: np.ndarray, transmission: np.ndarray, canvas: int
+    ) -> dict[tuple, np.ndarray]:
+        """Key -> its confuser's pre-PSF light for the distinct hosts ``rows`` (with ``keys`` (N, 3) and
+        ``transmission`` (N, 3)) of a confuser class (darkhalo.surveys.confusers), each from its own generator."""
         if not self.confuser_rates:
             return {}
-        keys, first = np.unique(hosts[list(KEY)].to_numpy(np.int64), axis=0, return_index=True)
-        rows = hosts.iloc[first]
         classes = draw_classes(self.seed, keys, self.confuser_rates)
         e1, e2 = pixel_ellipticity(rows["SHAPE_E1"].to_numpy(np.float64), rows["SHAPE_E2"].to_numpy(np.float64))
         shape_r, sersic, flux = (
@@ -205,10 +224,21 @@ class MockCutoutProvider:
         )
         light = {}
         for i in np.flatnonzero(classes != confusers.PLAIN):
-            host = HostLight(shape_r[i], sersic[i], e1[i], e2[i], flux[i], transmission[first[i]])
+            host = HostLight(shape_r[i], sersic[i], e1[i], e2[i], flux[i], transmission[i])
             light[tuple(keys[i])] = render(self.seed, keys[i].tolist(), classes[i], host, canvas).light
-        key_of_row = map(tuple, hosts[list(KEY)].to_numpy(np.int64))
-        return {row: light[key] for row, key in enumerate(key_of_row) if key in light}
+        return light
+
+    def _field_light(self, keys: np.ndarray, transmission: np.ndarray, canvas: int) -> dict[tuple, np.ndarray]:
+        """Key -> its field galaxies' pre-PSF light (darkhalo.surveys.field_galaxies) for the distinct hosts with
+        ``keys`` (N, 3) and ``transmission`` (N, 3) that have any, each from its own generator."""
+        if self.field is None:
+            return {}
+        light = {}
+        for key, dimming in zip(keys.tolist(), transmission, strict=True):
+            galaxies = field_galaxies.draw(self.seed, key, self.field, dimming, canvas)
+            if len(galaxies.x):
+                light[tuple(key)] = field_galaxies.light(galaxies, canvas)
+        return light
 
     def _draws(self, key: list[int], size: int) -> _Draws:
         """A host's draws from its generator, seeded by (seed, key): so it does not depend on its batch.
@@ -234,7 +264,7 @@ def _add_neighbours(
     extra: dict[int, np.ndarray],
 ) -> None:
     """Add to ``light`` (N, 3, S, S) the neighbours' light, dimmed by the host's ``transmission`` (N, 3),
-    and ``extra`` light (row -> (3, S + 2 MARGIN, S + 2 MARGIN) nanomaggies, a confuser's): lit on the
+    and ``extra`` light (row -> (3, S + 2 MARGIN, S + 2 MARGIN) nanomaggies, ``_extra_light``): lit on the
     stamp plus MARGIN, convolved with the host's kernels, cropped to the stamp."""
     owners = [i for i, d in enumerate(draws) if len(d.neighbours) or i in extra]
     if not owners:
@@ -257,8 +287,12 @@ def _add_neighbours(
             profiles = _profiles(padded[:, :2], padded[:, 5:], canvas, 1)[:k]
             for j in range(3):
                 lit[:, j].index_add_(0, owner[part], profiles * flux[part, j, None, None])
-    rows = _padded_rows(len(owners), NEIGHBOUR_MULTIPLE)
-    light[owners] += fft_convolve_moments(lit[rows, :, None], kernels[owners][rows], MARGIN, PLAIN)[: len(owners)]
+    rows = torch.from_numpy(_padded_rows(len(owners), NEIGHBOUR_MULTIPLE))
+    host = torch.tensor(owners)[rows]
+    # a few canvases at a time stay in cache; a multiple of NEIGHBOUR_MULTIPLE, so bit-identical in any batch
+    parts = zip(rows.split(CONVOLVE_STAMPS["cpu"]), host.split(CONVOLVE_STAMPS["cpu"]), strict=True)
+    convolved = [fft_convolve_moments(lit[slots, :, None], kernels[who], MARGIN, PLAIN) for slots, who in parts]
+    light[owners] += torch.cat(convolved)[: len(owners)]
 
 
 def _correlate(unit: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
