@@ -73,10 +73,11 @@ LESSONS: dict[str, Lesson] = {
         Lesson(
             "L9",
             "no shortcut",
-            "a classifier on the central core pixels alone separates positives from controls no better "
-            "than max(the AUC bound, the same classifier on the ring around the core, where arcs put their "
-            "light); unlensed blobs of an arc's flux are flagged, by the 95 % lower bound of their rate, at "
-            "most the allowed multiple of the controls' FPR at each operating threshold",
+            "a classifier on the central core pixels alone separates positives from controls within the AUC "
+            "bound, or, by the 95 % lower bound of their AUC difference, no further than the same classifier on "
+            "the ring around the core, where arcs put their light; unlensed blobs of an arc's flux are flagged, "
+            "by the 95 % lower bound of their rate, at most the allowed multiple of the controls' FPR at each "
+            "operating threshold",
         ),
         Lesson(
             "L10",

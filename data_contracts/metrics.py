@@ -211,6 +211,9 @@ class Probes(_Record):
 
     core_auc: Rate = Field(description="out-of-fold AUROC of a classifier on the central core pixels alone")
     ring_auc: Rate = Field(description="the same classifier on the ring around the core")
+    core_minus_ring_auc_lower: float = Field(
+        ge=-1, le=1, description="one-sided 95 % lower bound of core_auc - ring_auc (paired bootstrap of the stamps)"
+    )
     blob_flag_rates: dict[str, Rate] = Field(description="share of unlensed blobs flagged at each threshold")
     fpr_at_thresholds: dict[str, Rate] = Field(description="the controls' FPR at each threshold")
     psf_swap: PsfSwap | None = None

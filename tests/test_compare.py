@@ -117,13 +117,14 @@ def test_the_comparison_shows_each_models_probes_as_a_table() -> None:
     probes = Probes(
         core_auc=0.6,
         ring_auc=0.9,
+        core_minus_ring_auc_lower=-0.25,
         fpr_at_thresholds=dict.fromkeys(names, 0.02),
         blob_flag_rates=dict.fromkeys(names, 0.15),
         psf_swap=swap,
     )
     metrics = {"gen1": _metrics(0.5), "gen2": _metrics(3.0).model_copy(update={"probes": probes})}
     text = comparison_markdown(metrics, {"gen1": [], "gen2": []}, "gen2", 600)
-    assert "### gen2: Shortcut probes (core-pixel AUC 0.600, ring AUC 0.900)" in text
+    assert "### gen2: Shortcut probes (core-pixel AUC 0.600, ring AUC 0.900, core - ring >= -0.250 at 95 %)" in text
     assert "| completeness=0.95 | 0.02 | 0.15 | 0.900 → 0.800 (-0.100) |" in text
     assert "{" not in text.split("## Shortcut probes")[1]  # no raw JSON
 

@@ -529,6 +529,7 @@ def _probes(**changes) -> dict:
     probes = {
         "core_auc": 0.6,
         "ring_auc": 0.9,
+        "core_minus_ring_auc_lower": -0.35,
         "blob_flag_rates": {"fpr=0.01": 0.0, "completeness=0.9": 0.0},
         "fpr_at_thresholds": {"fpr=0.01": 0.01, "completeness=0.9": 0.05},
         "n_blobs": 1000,
@@ -540,30 +541,38 @@ def _probes(**changes) -> dict:
 def test_l9_passes_honest_probes() -> None:
     finding = l9_no_shortcut.check(_probes(), L9Thresholds())
     assert finding.passed and finding.n_offending == 0 and finding.id == "L9" and finding.title == "no shortcut"
-    assert finding.measured == {"core_auc": 0.6, "blob_lower_bound_over_fpr": 0.0}
-    assert finding.threshold == {"core_auc": 0.9, "blob_lower_bound_over_fpr": 2.0}
-    assert finding.detail.startswith("core AUC within max(0.7, ring AUC 0.900)") and "(1000 blobs)" in finding.detail
+    assert finding.measured == {"core_auc": 0.6, "core_minus_ring_auc_lower": -0.35, "blob_lower_bound_over_fpr": 0.0}
+    assert finding.threshold == {"core_auc": 0.7, "core_minus_ring_auc_lower": 0.0, "blob_lower_bound_over_fpr": 2.0}
+    assert finding.detail.startswith("core AUC 0.600 within 0.7; ") and "(1000 blobs)" in finding.detail
 
 
-def test_l9_a_core_auc_just_above_the_ring_auc_fails() -> None:
-    """Kills 'L9 with a 0.05 ring slack': core 0.02 above a ring that is itself above max_core_auc."""
-    finding = l9_no_shortcut.check(_probes(core_auc=0.92, ring_auc=0.9), L9Thresholds(max_core_auc=0.7))
-    assert not finding.passed and finding.n_offending == 1
-    assert finding.evidence == ({"probe": "core", "auc": 0.92, "bound": 0.9},)
-    assert finding.detail == "core AUC 0.920 > max(bound, ring AUC) = 0.900"
-    assert l9_no_shortcut.check(_probes(core_auc=0.9, ring_auc=0.9), L9Thresholds(max_core_auc=0.7)).passed
-
-
-def test_l9_the_core_bound_is_max_core_auc_when_the_ring_is_weaker_or_unknown() -> None:
+def test_l9_a_core_above_the_auc_bound_fails_once_its_lower_bound_over_the_ring_is_above_zero() -> None:
+    """Kills 'L9 with a 0.05 slack on the bound' and 'L9 compares the point AUCs': 0.001 above 0 fails, 0 passes,
+    whatever the point AUCs say."""
     t = L9Thresholds(max_core_auc=0.7)
-    assert l9_no_shortcut.check(_probes(core_auc=0.7, ring_auc=0.5), t).passed
-    weak = l9_no_shortcut.check(_probes(core_auc=0.71, ring_auc=0.5), t)
-    assert not weak.passed and weak.threshold["core_auc"] == 0.7
-    nan_ring = l9_no_shortcut.check(_probes(core_auc=0.71, ring_auc=float("nan")), t)
-    assert not nan_ring.passed and nan_ring.threshold["core_auc"] == 0.7
-    assert l9_no_shortcut.check(_probes(core_auc=0.69, ring_auc=float("nan")), t).passed
+    finding = l9_no_shortcut.check(_probes(core_auc=0.92, ring_auc=0.9, core_minus_ring_auc_lower=0.001), t)
+    assert not finding.passed and finding.n_offending == 1
+    assert finding.evidence == ({"probe": "core", "auc": 0.92, "bound": 0.7, "core_minus_ring_auc_lower": 0.001},)
+    assert finding.detail == "core AUC 0.920 > 0.7, beyond the ring AUC 0.900 at 95 % (core - ring >= +0.001)"
+    assert l9_no_shortcut.check(_probes(core_auc=0.92, ring_auc=0.9, core_minus_ring_auc_lower=0.0), t).passed
+    assert l9_no_shortcut.check(_probes(core_auc=0.92, ring_auc=0.8, core_minus_ring_auc_lower=-0.01), t).passed
+    assert not l9_no_shortcut.check(_probes(core_auc=0.85, ring_auc=0.9, core_minus_ring_auc_lower=0.01), t).passed
+
+
+def test_l9_the_core_is_judged_by_max_core_auc_alone_within_it_or_without_the_ring_rule() -> None:
+    t = L9Thresholds(max_core_auc=0.7)
+    assert l9_no_shortcut.check(_probes(core_auc=0.7, core_minus_ring_auc_lower=0.2), t).passed
+    above = l9_no_shortcut.check(_probes(core_auc=0.71, core_minus_ring_auc_lower=0.2), t)
+    assert not above.passed and above.evidence[0]["bound"] == 0.7
+    nan_bound = l9_no_shortcut.check(_probes(core_auc=0.71, core_minus_ring_auc_lower=float("nan")), t)
+    assert not nan_bound.passed and nan_bound.evidence[0]["probe"] == "core"
+    assert l9_no_shortcut.check(_probes(core_auc=0.69, core_minus_ring_auc_lower=float("nan")), t).passed
     nan_core = l9_no_shortcut.check(_probes(core_auc=float("nan")), t)
     assert not nan_core.passed and nan_core.evidence[0]["probe"] == "core"
+    assert nan_core.detail == "core AUC nan is not a number"
+    strict = L9Thresholds(max_core_auc=0.7, core_bound_rises_to_ring=False)
+    assert not l9_no_shortcut.check(_probes(core_auc=0.71), strict).passed  # a bound of -0.35 does not help
+    assert l9_no_shortcut.check(_probes(core_auc=0.7, core_minus_ring_auc_lower=0.2), strict).passed
 
 
 def test_l9_lower_bound_is_the_one_sided_clopper_pearson_bound() -> None:
@@ -623,7 +632,9 @@ def test_l9_missing_probes_or_mismatched_operating_points_fail_with_a_reason() -
 
 def test_l9_every_offending_probe_is_reported() -> None:
     rates = {"fpr=0.01": 0.5, "completeness=0.9": 0.5}
-    finding = l9_no_shortcut.check(_probes(core_auc=0.95, blob_flag_rates=rates), L9Thresholds())
+    finding = l9_no_shortcut.check(
+        _probes(core_auc=0.95, core_minus_ring_auc_lower=0.05, blob_flag_rates=rates), L9Thresholds()
+    )
     assert finding.n_offending == 3 and [row["probe"] for row in finding.evidence] == ["core", "blob", "blob"]
     assert finding.detail.count("; ") == 2
 
@@ -741,10 +752,13 @@ def test_details_join_every_reason() -> None:
     bad = [l8_stamp_integrity.check_recorded(np.array([1]), np.array(["x"], dtype=object))] * 2
     assert l8_stamp_integrity.check(bad).detail == "; ".join([bad[0].detail] * 2)
     assert l8_stamp_integrity.check([bad[0], l8_stamp_integrity.check_point_source(np.r_[0.0], np.r_[1.0], t)]).measured
+    rates = {"fpr=0.01": 0.5, "completeness=0.9": 0.0}
     core = l9_no_shortcut.check(
-        _probes(core_auc=0.95, blob_flag_rates={"fpr=0.01": 0.5, "completeness=0.9": 0.0}), L9Thresholds()
+        _probes(core_auc=0.95, core_minus_ring_auc_lower=0.02, blob_flag_rates=rates), L9Thresholds()
     )
-    assert core.detail.split("; ")[0] == "core AUC 0.950 > max(bound, ring AUC) = 0.900"
+    assert (
+        core.detail.split("; ")[0] == "core AUC 0.950 > 0.7, beyond the ring AUC 0.900 at 95 % (core - ring >= +0.020)"
+    )
 
 
 def test_l8_duplicates_are_judged_on_the_whole_host_config_key() -> None:

@@ -53,6 +53,7 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     probes = Probes(
         core_auc=0.512,
         ring_auc=0.9,
+        core_minus_ring_auc_lower=-0.43,
         fpr_at_thresholds=dict.fromkeys(names, 0.1),
         blob_flag_rates=dict.fromkeys(names, 0.15),
         psf_swap=PsfSwap(n_positives=300, injection_psf="survey", completeness=dict.fromkeys(names, swap)),
@@ -92,7 +93,7 @@ def test_report_is_self_contained_and_shows_unresolved_targets(tmp_path: Path) -
     small = scores[(scores["label"] == 1) & (scores["theta_e"] / scores["psfsize_r"] < 0.5)]
     flagged = int((small["score"] >= metrics.fpr_at_completeness[1].threshold).sum())
     assert f"| [0, 0.5) | {flagged}/{len(small)} |" in markdown  # the stratified table, at completeness 0.95
-    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC 0.900)" in markdown
+    assert "## Shortcut probes (core-pixel AUC 0.512, ring AUC 0.900, core - ring >= -0.430 at 95 %)" in markdown
     assert "| completeness=0.9 | 0.1 | 0.15 | 0.800 → 0.900 (+0.100) |" in markdown
     assert "![roc](plots/roc.png)" in markdown and (tmp_path / "plots" / "roc.png").is_file()
 
@@ -105,7 +106,13 @@ def test_the_report_reads_metrics_json_through_the_model(tmp_path: Path, missing
     metrics = evaluation_metrics(
         scores, min_expected_fp=10, confidence=0.95, bootstrap_samples=0, seed=0, survey_hosts=10**6, prevalence=1e-3
     ).model_dump(mode="json")
-    metrics["probes"] = {"core_auc": 0.5, "ring_auc": 0.6, "blob_flag_rates": {}, "fpr_at_thresholds": {}}
+    metrics["probes"] = {
+        "core_auc": 0.5,
+        "ring_auc": 0.6,
+        "core_minus_ring_auc_lower": -0.2,
+        "blob_flag_rates": {},
+        "fpr_at_thresholds": {},
+    }
     *parents, field = missing
     del functools.reduce(dict.__getitem__, parents, metrics)[field]
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))

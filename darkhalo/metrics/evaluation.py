@@ -36,7 +36,14 @@ from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.lensing.psf import PSF_MODELS
-from darkhalo.metrics.probes import blob_images, core_pixels, flag_rates, probe_auc, psf_swap_completeness, ring_pixels
+from darkhalo.metrics.probes import (
+    blob_images,
+    core_pixels,
+    core_ring_probe,
+    flag_rates,
+    psf_swap_completeness,
+    ring_pixels,
+)
 from darkhalo.metrics.real_recall import (
     AtDepth,
     DepthNoise,
@@ -484,8 +491,7 @@ def evaluate(
         labels = scores["label"].to_numpy()
         metrics["probes"] = {
             "core_size_pix": core_size,
-            "core_auc": probe_auc(streamed.core, labels, spec.seed),
-            "ring_auc": probe_auc(streamed.ring, labels, spec.seed),
+            **core_ring_probe(streamed.core, streamed.ring, labels, spec.seed),
             "n_blobs": len(plan.rows),
             "fpr_floor": 1 / summary.n_neg,
             "blob_flag_rates": flag_rates(streamed.blob_scores, thresholds),

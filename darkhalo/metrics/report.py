@@ -294,7 +294,10 @@ def probe_table(probes: Probes | None) -> dict[str, tuple[list[str], list[list[s
         s = swap.get(name)
         swapped = "—" if s is None else f"{s.survey:.3f} → {s.gaussian:.3f} ({s.change:+.3f})"
         rows.append([name, f"{fpr:.3g}", f"{probes.blob_flag_rates[name]:.3g}", swapped])
-    title = f"Shortcut probes (core-pixel AUC {probes.core_auc:.3f}, ring AUC {probes.ring_auc:.3f})"
+    title = (
+        f"Shortcut probes (core-pixel AUC {probes.core_auc:.3f}, ring AUC {probes.ring_auc:.3f}, "
+        f"core - ring >= {probes.core_minus_ring_auc_lower:+.3f} at 95 %)"
+    )
     return {title: (["operating point", "control FPR", "blob flag rate", "completeness: survey → Gaussian PSF"], rows)}
 
 
