@@ -41,6 +41,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from darkhalo.resampling import Resampled, refusal_reasons, resample
 from darkhalo.surveys.cutout_fits import CutoutFileError, read_cutout_fits
 from data_contracts.real_scores import FILLED_FRACTION_CEILING, MAX_FILLED_FRACTION
 from data_contracts.survey import BANDS, PIXEL_SCALE
@@ -104,6 +105,12 @@ class RealImages:
     names: list[str]
     pixel_scale: float
     max_filled_fraction: float
+
+    def resampled(self, pixel_scale: float, size: int) -> tuple[Resampled, np.ndarray]:
+        """The images on centred ``size`` x ``size`` stamps at ``pixel_scale`` (darkhalo.resampling.resample), and
+        why each is refused under this input's ``max_filled_fraction`` ("" for an image kept)."""
+        done = resample(self.images, self.pixel_scale, pixel_scale, size)
+        return done, refusal_reasons(done.filled_fraction, self.max_filled_fraction)
 
 
 def _band_order(path: Path, field: str, bands: list[str]) -> list[int]:

@@ -21,7 +21,6 @@ from darkhalo.artifacts import atomic_file, write_text
 from darkhalo.metrics.evaluation import model_scorer
 from darkhalo.metrics.report import Gallery, gallery_plot
 from darkhalo.real_inputs import RealImages, RealInputError
-from darkhalo.resampling import refusal_reasons, resample
 from darkhalo.spec import SpecError, StampsSpec, load_spec
 from darkhalo.training.device import resolve_device
 from data_contracts.real_scores import RealScores, RefusedImages
@@ -70,9 +69,8 @@ def score_inputs(target: Target, inputs: list[RealImages]) -> tuple[pd.DataFrame
     score = model_scorer(target.model, resolve_device(target.device), target.batch_size)
     rows, refused, stamps = [], [], []
     for real in inputs:
-        done = resample(real.images, real.pixel_scale, target.pixel_scale, target.size)
+        done, reasons = real.resampled(target.pixel_scale, target.size)
         ids = pd.DataFrame({"input": str(real.source), "name": real.names, "index": np.arange(len(real.names))})
-        reasons = refusal_reasons(done.filled_fraction, real.max_filled_fraction)
         keep = reasons == ""
         refused.append(ids[~keep].assign(reason=reasons[~keep]))
         scored = ids[keep].assign(score=score(done.stamps[keep]), filled_fraction=done.filled_fraction[keep])

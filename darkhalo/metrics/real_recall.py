@@ -29,7 +29,6 @@ from darkhalo.hashing import stream_id
 from darkhalo.metrics.intervals import clopper_pearson
 from darkhalo.metrics.report import Gallery
 from darkhalo.real_inputs import RealInputError, read_input
-from darkhalo.resampling import refusal_reasons, resample
 from darkhalo.spec import RealSet, RealVisibility
 from darkhalo.surveys.noise import sky_noise_sigma
 from data_contracts.metrics import (
@@ -92,8 +91,7 @@ def score_set(real_set: RealSet, score: Callable[[np.ndarray], np.ndarray], size
         visible = None if real_set.visible is None else visible_rows(real_set.visible, real.names)
     except RealInputError as exc:
         raise RealInputError(f"evaluate.real_sets {real_set.name}: {exc}") from None
-    done = resample(real.images, real.pixel_scale, pixel_scale, size)
-    reasons = refusal_reasons(done.filled_fraction, real.max_filled_fraction)
+    done, reasons = real.resampled(pixel_scale, size)
     keep = reasons == ""
     names = [n for n, k in zip(real.names, keep, strict=True) if k]
     refused = [RefusedReal(name=n, reason=r) for n, r in zip(real.names, reasons, strict=True) if r]

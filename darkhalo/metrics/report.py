@@ -403,7 +403,7 @@ def gap_line(name: str, result: RealSetResult, points: Mapping[str, ReportedPoin
     if point is None:
         return None
     real = result.at_points[point].all.rate
-    depth, shift = result.at_depth, result.versus_controls
+    depth, versus = result.at_depth, result.versus_controls
     if depth is not None and point in depth.at_points:
         simulated, deep = points[point].completeness, depth.at_points[point].rate
         sigmas = "/".join(f"{v:.3g}" for v in depth.sky_sigma_real)
@@ -413,11 +413,11 @@ def gap_line(name: str, result: RealSetResult, points: Mapping[str, ReportedPoin
             f"sim-to-real shift {deep - real:+.3f}."
         )
     line = f"{name} at {point}: flag rate {real:.3f} beside the simulated FPR {points[point].fpr:.4g}."
-    if shift is not None:
+    if versus is not None:
         line += (
-            f" Scores against the test controls' (two-sample KS): D = {shift.statistic:.3f}, p = {shift.p_value:.2g}; "
-            f"median {shift.median_real:.3g} ({shift.n_real} real) vs {shift.median_controls:.3g} "
-            f"({shift.n_controls} controls)."
+            f" Scores against the test controls' (two-sample KS): D = {versus.statistic:.3f}, "
+            f"p = {versus.p_value:.2g}; median {versus.median_real:.3g} ({versus.n_real} real) vs "
+            f"{versus.median_controls:.3g} ({versus.n_controls} controls)."
         )
     return line
 

@@ -1,8 +1,8 @@
 """What a host looks like around the stamp's centre (pixel size // 2): its radial profile, colour gradient and
 neighbours, measured alike on real and mock stamps (N, 3, S, S) nanomaggies in BANDS order.
 
-Each band is sky-subtracted by the median of its sky pixels (``darkhalo.surveys.noise.sky_mask``), and a pixel
-belongs to the annulus that holds its centre. Radial profile: the azimuthal mean surface brightness in the
+Each band is sky-subtracted by the median of its sky pixels (``darkhalo.surveys.noise.sky_level_and_sigma``), and a
+pixel belongs to the annulus that holds its centre. Radial profile: the azimuthal mean surface brightness in the
 ``PROFILE_EDGES`` annuli (nanomaggies / arcsec^2) over the host's r flux within ``NORM_RADIUS`` (nanomaggies),
 so arcsec^-2. Colour gradient: the colour (mag) within ``INNER_RADIUS`` minus the colour in the annulus
 ``INNER_RADIUS``-``NORM_RADIUS``. Neighbours: in r, groups of at least ``DETECT_PIXELS`` connected pixels
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from darkhalo.surveys.noise import sky_mask
+from darkhalo.surveys.noise import sky_level_and_sigma
 from data_contracts.survey import BANDS
 
 #: Annulus edges of the radial profile (arcsec).
@@ -45,11 +45,7 @@ def radii(size: int, pixel_scale: float) -> np.ndarray:
 def sky_subtracted(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``images`` (N, 3, S, S) minus each band's sky level, and each band's sky sigma (N, 3), nanomaggies."""
     images = np.asarray(images, dtype=np.float64)
-    level, sigma = np.empty(images.shape[:2]), np.empty(images.shape[:2])
-    for index in np.ndindex(*images.shape[:2]):
-        sky = images[index][sky_mask(images[index])]
-        level[index] = np.median(sky)
-        sigma[index] = 1.4826 * np.median(np.abs(sky - level[index]))
+    level, sigma = sky_level_and_sigma(images)
     return images - level[:, :, None, None], sigma
 
 

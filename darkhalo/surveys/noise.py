@@ -79,11 +79,18 @@ def sky_correlation(images: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def sky_noise_sigma(images: np.ndarray) -> np.ndarray:
-    """Each image's sky noise sigma per band (N, bands), nanomaggies: 1.4826 x the MAD of its sky pixels (sky_mask)."""
-    out = np.empty(images.shape[:2])
-    for index in np.ndindex(*out.shape):
+def sky_level_and_sigma(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's sky level and sky noise sigma per band (N, bands) each, nanomaggies: the median of its sky pixels
+    (sky_mask) and 1.4826 x their MAD."""
+    level, sigma = np.empty(images.shape[:2]), np.empty(images.shape[:2])
+    for index in np.ndindex(*level.shape):
         plane = np.asarray(images[index], dtype=np.float64)
         sky = plane[sky_mask(plane)]
-        out[index] = 1.4826 * np.median(np.abs(sky - np.median(sky)))
-    return out
+        level[index] = np.median(sky)
+        sigma[index] = 1.4826 * np.median(np.abs(sky - level[index]))
+    return level, sigma
+
+
+def sky_noise_sigma(images: np.ndarray) -> np.ndarray:
+    """Each image's sky noise sigma per band (N, bands), nanomaggies (``sky_level_and_sigma``)."""
+    return sky_level_and_sigma(images)[1]

@@ -35,7 +35,6 @@ import pandas as pd
 from darkhalo.artifacts import atomic_file
 from darkhalo.lensing.pixelized import model_psfsize, psfex_by_band
 from darkhalo.real_inputs import read_input
-from darkhalo.resampling import refusal_reasons, resample
 from darkhalo.surveys.bricks import brick_id, brick_name
 from darkhalo.surveys.columns import BANDS, SWEEP_COLUMNS
 from darkhalo.surveys.cutout_fits import cutout_name, sky_invvar, sky_sigma, write_cutout_fits
@@ -233,8 +232,7 @@ def convert_real_input(
     without data than the input allows is left out. Returns the rows, the files and each refusal's reason."""
     real = read_input(source)
     field = min(real.images.shape[2:]) * real.pixel_scale / PIXEL_SCALE
-    done = resample(real.images, real.pixel_scale, PIXEL_SCALE, max(size, math.floor(field)))
-    reasons = refusal_reasons(done.filled_fraction, real.max_filled_fraction)
+    done, reasons = real.resampled(PIXEL_SCALE, max(size, math.floor(field)))
     hosts = (
         RealHost(
             f"{source} [{i}] {name}",

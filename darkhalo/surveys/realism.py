@@ -32,7 +32,6 @@ from darkhalo.lensing.psf import encircled_energy, psf_kernels, psfsize, wing_de
 from darkhalo.metrics.evaluation import model_scorer
 from darkhalo.metrics.operating_points import completeness_at_fpr
 from darkhalo.real_inputs import RealImages, RealInputError
-from darkhalo.resampling import refusal_reasons, resample
 from darkhalo.spec import MockSurvey
 from darkhalo.surveys.cutout_fits import sky_sigma
 from darkhalo.surveys.host_profiles import INNER_RADIUS, NEIGHBOUR_RADIUS, NORM_RADIUS, PROFILE_EDGES, measure_hosts
@@ -168,8 +167,8 @@ def dr10_cutouts(folder: Path) -> RealImages:
 def real_stamps(real: RealImages, pixel_scale: float, size: int) -> np.ndarray:
     """``real``'s images resampled onto ``size`` x ``size`` stamps at ``pixel_scale`` (darkhalo.resampling),
     without those its refusal rule refuses."""
-    done = resample(real.images, real.pixel_scale, pixel_scale, size)
-    return done.stamps[refusal_reasons(done.filled_fraction, real.max_filled_fraction) == ""]
+    done, reasons = real.resampled(pixel_scale, size)
+    return done.stamps[reasons == ""]
 
 
 def mock_lrg_hosts(survey: MockSurvey, seed: int, n_hosts: int, selection: Mapping[str, Any]) -> pd.DataFrame:
