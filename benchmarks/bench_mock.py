@@ -11,8 +11,10 @@ Ratio: one CPU thread, CPU seconds of this process (per core; the machine is sha
 would count other users' work), in short pieces (the mock's batch of ``N_HOSTS``, one host of the
 peer's), each warmed up and its best of ``REPEATS`` kept, in ``ROUNDS`` alternating rounds. The
 mock's wall-clock rate on ``WALL_THREADS`` threads (the stage's machine) is reported too, and the costs of
-correlated sky noise (``survey.noise_correlation``) and of faint field galaxies (``survey.field_galaxies``): the
-same hosts' cutouts with each, timed in the same rounds.
+correlated sky noise (``survey.noise_correlation``), of faint field galaxies (``survey.field_galaxies``) and of the
+sky's own lenses (``survey.sky_lenses``, timed at a prevalence of 1 in ``SKY_LENS_TIMING_SHARE`` hosts so the sample
+holds enough of them; the cost of one lens then gives the cost at 1e-3 and at the embedded sky's 1e-2): the same
+hosts' cutouts with each, timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from lenstronomy.LightModel.light_model import LightModel
 from timing import best_seconds, interleaved
 
 from darkhalo.lensing.psf import psf_kernels
-from darkhalo.spec import FieldGalaxies, MockSurvey, NoiseCorrelation
+from darkhalo.spec import FieldGalaxies, MockSurvey, NoiseCorrelation, SkyLenses
 from darkhalo.surveys.mock import mock_catalog
 from darkhalo.surveys.mock_cutouts import KERNEL_SIZE, PIXEL_SCALE, MockCutoutProvider
+from darkhalo.surveys.sky_lenses import lenses
 
 SIZE = 64
 N_HOSTS = 256  # the injection's default batch_size: one mock call per batch
 REPEATS, ROUNDS = 3, 3
 WALL_THREADS = 2
 TARGET_RATIO = 10
+SKY_LENS_TIMING_SHARE = 10
 
 
 def _peer_calls(hosts, beta: np.ndarray) -> list:
@@ -78,16 +82,22 @@ def main() -> dict:
     provider = MockCutoutProvider(survey, 1)
     correlated = MockCutoutProvider(survey.model_copy(update={"noise_correlation": NoiseCorrelation()}), 1)
     field = MockCutoutProvider(survey.model_copy(update={"field_galaxies": FieldGalaxies()}), 1)
+    lensed = MockCutoutProvider(
+        survey.model_copy(update={"sky_lenses": SkyLenses(prevalence=1 / SKY_LENS_TIMING_SHARE)}), 1
+    )
     beta = provider.cutouts(hosts, SIZE).psf_beta
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        sides = [[lambda p=p: p.cutouts(hosts, SIZE)] for p in (provider, correlated, field)]
-        mock_s, correlated_s, field_s, peer_s = interleaved([*sides, _peer_calls(hosts, beta)], ROUNDS, REPEATS)
+        sides = [[lambda p=p: p.cutouts(hosts, SIZE)] for p in (provider, correlated, field, lensed)]
+        timed = interleaved([*sides, _peer_calls(hosts, beta)], ROUNDS, REPEATS)
+        mock_s, correlated_s, field_s, lensed_s, peer_s = timed
         torch.set_num_threads(WALL_THREADS)
         wall_s = best_seconds(lambda: provider.cutouts(hosts, SIZE), REPEATS, warmup=True)
     finally:
         torch.set_num_threads(threads)
+    n_lenses = int(lenses(1, hosts, lensed.sky_lenses).sum())
+    lens_s = (lensed_s - mock_s) / n_lenses  # CPU seconds of one sky lens
     return {
         "catalog_rows_per_s": round(len(catalog) / catalog_s),
         "hosts": N_HOSTS,
@@ -102,6 +112,9 @@ def main() -> dict:
         "correlated_noise_cost_ratio": round(correlated_s / mock_s, 3),
         "darkhalo_cutouts_per_cpu_s_field_galaxies": round(N_HOSTS / field_s, 1),
         "field_galaxies_cost_ratio": round(field_s / mock_s, 3),
+        "sky_lenses_in_the_hosts": n_lenses,
+        "sky_lens_ms_each": round(1e3 * lens_s, 2),
+        **{f"sky_lenses_cost_ratio_at_{p:g}": round(1 + p * lens_s * N_HOSTS / mock_s, 4) for p in (1e-3, 1e-2)},
         f"darkhalo_cutouts_per_s_{WALL_THREADS}_threads_wall": round(N_HOSTS / wall_s, 1),
     }
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from darkhalo import __version__
+from darkhalo import __version__, layout
 from darkhalo.spec import GenerationSpec, SpecError, load_spec
 from darkhalo.stages import STAGE_NAMES, STAGES
 
@@ -30,6 +30,8 @@ spec_app = typer.Typer(help="Check and show generation specs.", no_args_is_help=
 app.add_typer(spec_app, name="spec")
 survey_app = typer.Typer(help="Make survey data without running a generation.", no_args_is_help=True)
 app.add_typer(survey_app, name="survey")
+grades_app = typer.Typer(help="Bring a grading round's grades back into a run.", no_args_is_help=True)
+app.add_typer(grades_app, name="grades")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -88,7 +90,13 @@ def run(
         run_generation(generation, out_dir, start=start, stop=stop, force=force, console=err)
     run_dir = out_dir / generation.generation
     out.print(f"run folder: {run_dir}")
-    for label, path in (("report", run_dir / "evaluate" / "report.html"), ("audit", run_dir / "audit" / "audit.md")):
+    shown = (
+        ("report", run_dir / "evaluate" / "report.html"),
+        ("search", run_dir / "scan" / "report.md"),
+        ("grading page", run_dir / "scan" / layout.GRADE_PAGE),
+        ("audit", run_dir / "audit" / "audit.md"),
+    )
+    for label, path in shown:
         if path.is_file():
             out.print(f"{label}: {path}")
 
@@ -354,6 +362,38 @@ def score(
     for row in refused.itertuples():
         err.print(f"refused: {row.input} [{row.index}] {row.name}: {row.reason}", highlight=False)
     out.print(f"scored {len(scores)}, refused {len(refused)}: {out_dir / 'scores.parquet'}, {out_dir / 'gallery.html'}")
+
+
+@grades_app.command("import")
+def grades_import(
+    csv_path: Annotated[Path, typer.Argument(help="grades.csv exported from scan/grade.html", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(help="the run folder that was scanned", show_default=False)],
+) -> None:
+    """Check a grading page's export against the run's candidates, write grades/ and print the graded purity."""
+    from darkhalo.grading import GradesError, import_grades
+
+    try:
+        result = import_grades(csv_path, run_dir)
+    except (GradesError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("grade", "candidates", "share", title=f"grades of {run_dir}: {result.n_graded} graded")
+    for grade, count in result.counts.items():
+        table.add_row(grade, str(count), f"{count / result.n_graded:.3f}")
+    out.print(table)
+    low, high = result.purity_interval
+    out.print(
+        f"graded purity (A or B): {result.n_lens_grades}/{result.n_graded} = {result.purity:.3f} "
+        f"[{low:.3f}, {high:.3f}] (95 %, exact)",
+        highlight=False,
+    )
+    if result.sky_lenses_graded is not None:
+        out.print(
+            f"mock sky truth: {result.sky_lenses_graded_lens} of {result.n_lens_grades} graded A or B are sky lenses; "
+            f"{result.sky_lenses_graded_lens} of {result.sky_lenses_graded} graded sky lenses were graded A or B",
+            highlight=False,
+        )
+    out.print(f"wrote {run_dir / layout.GRADES_DIR}")
 
 
 def _version(value: bool) -> None:

@@ -5,6 +5,8 @@ it is skipped; otherwise it runs into a temporary folder, seeing only the spec s
 its artifact's judge (darkhalo.audit.judges) gates what it wrote, the findings go to
 ``contract.json``, and only if no finding blocks is the folder given ``lineage.json`` and renamed
 to ``runs/<generation>/<stage>/``. A stage that fails or is killed leaves nothing at that path.
+The lineage also lists the run artifacts the stage opened (``artifacts_read``, darkhalo.layout), where
+L14 judges who read the mock sky's truth.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
-from darkhalo import __version__
+from darkhalo import __version__, layout
 from darkhalo.artifacts import artifact_files, contained, digest_of, file_sha256, write_json, write_text
 from darkhalo.audit.judges import judge_artifact
 from darkhalo.spark import resolve_master
@@ -167,7 +169,8 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
     started = time.perf_counter()
     try:
         view = SpecView.of(spec, stage.sections, f"stage '{stage.name}'")
-        result: StageResult = module.run(StageContext(view, run_dir, tmp, scratch, console, spec.engine))
+        with layout.recording_reads() as reads:
+            result: StageResult = module.run(StageContext(view, run_dir, tmp, scratch, console, spec.engine))
         gate = judge_artifact(stage.name, tmp, run_dir, spec)
         wall = time.perf_counter() - started
         findings = spec.invariants.judged([*result.findings, *gate])
@@ -186,6 +189,7 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
                 "outputs": outputs,
                 "outputs_digest": digest_of(outputs),
                 "rows": result.rows,
+                "artifacts_read": sorted(reads),
                 "wall_s": round(wall, 3),
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "spark_master": resolve_master(spec.engine),
@@ -205,7 +209,7 @@ def _run_stage(stage: Stage, spec: GenerationSpec, run_dir: Path, force: bool, c
 
 #: Row counts (StageResult.rows keys) of the tables a stage works through row by row: the summary line
 #: gives the first of them a rate. Training shows its rate (images/s) on its per-epoch lines.
-RATED_ROWS = ("catalog", "manifest", "stamps", "scores")
+RATED_ROWS = ("catalog", "manifest", "stamps", "scores", "candidates")
 
 
 def _rows_summary(rows: dict[str, int], wall_s: float) -> str:

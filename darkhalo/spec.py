@@ -187,6 +187,63 @@ class FieldGalaxies(Section):
         return self
 
 
+class SkyLenses(Section):
+    """The mock sky's own strong lenses (darkhalo.surveys.sky_lenses), the scan's ground truth: a galaxy picked by
+    its key at ``prevalence`` gets an SIE + shear lens of a Sersic source about its centre, rendered into its cutout
+    by the injection physics and listed in survey/sky_lenses.parquet. Each parameter is drawn uniform in its range
+    (theta_e and src_reff log-uniform), from the lens's own generator."""
+
+    prevalence: Share = Field(
+        1e-3,
+        description="lenses per catalog galaxy: ~1 detectable galaxy-galaxy lens per 1,000 massive ellipticals at "
+        "ground-based depth (Collett 2015, ApJ 811, 20: ~2,400 in DES)",
+    )
+    theta_e: Range = Field(
+        Range(min=0.8, max=3.0),
+        description='Einstein radius (arcsec) of ground-based discoveries, 0.8-3" (Jacobs et al. 2019, ApJS 243, 17; '
+        'Huang et al. 2020, ApJ 894, 78); smaller ones hide in the 1.3" seeing',
+    )
+    mag_prior: MagPrior = Field(
+        default_factory=lambda: MagPrior(r_min=21.5, r_max=24.5),
+        description="unlensed source r (AB mag, intrinsic, then MW-dimmed), from faint-galaxy number counts: magnified "
+        "~6x (the median), the arcs span r ~19.5-22.5",
+    )
+    src_reff: Range = Field(
+        Range(min=0.1, max=0.5),
+        description='source half-light radius (arcsec): z 1-3 star-forming galaxies, 1-4 kpc, 0.1-0.5" '
+        "(Shibuya et al. 2015, ApJS 219, 15)",
+    )
+    src_e: Range = Field(Range(min=0.0, max=0.5), description="source ellipticity |e| = (1 - q) / (1 + q)")
+    src_n: Range = Field(Range(min=0.5, max=2.0), description="source Sersic index: discs and clumpy star formers")
+    g_minus_r: Range = Field(Range(min=0.2, max=0.8), description="source g - r (mag)")
+    r_minus_z: Range = Field(Range(min=0.0, max=0.6), description="source r - z (mag)")
+    position_max_frac: float = Field(
+        0.5, gt=0, le=2, description="source centre area-uniform within this fraction of theta_E of the lens"
+    )
+    shear: Range = Field(
+        Range(min=0.0, max=0.1),
+        description="external shear modulus, angle uniform: lens models need 0-0.1 (Keeton, Kochanek & Seljak "
+        "1997, ApJ 482, 604)",
+    )
+    lens_q: Range = Field(
+        Range(min=0.5, max=1.0),
+        description="mass axis ratio: the host's light axis ratio, clipped to this range (SLACS mass follows light, "
+        "q 0.5-1: Koopmans et al. 2006, ApJ 649, 599)",
+    )
+
+    @model_validator(mode="after")
+    def _physical(self) -> SkyLenses:
+        for name, low, high in (("theta_e", 0, 100), ("src_reff", 0, 100), ("src_n", 0.2, 10), ("lens_q", 0, 1)):
+            r = getattr(self, name)
+            if not (low < r.min and r.max <= high):
+                raise ValueError(f"{name} [{r.min}, {r.max}] must lie in ({low}, {high}]")
+        for name in ("src_e", "shear"):
+            r = getattr(self, name)
+            if not (r.min >= 0 and r.max < 1):
+                raise ValueError(f"{name} [{r.min}, {r.max}] must lie in [0, 1)")
+        return self
+
+
 class MockSurvey(Section):
     """The embedded, seeded Legacy-Surveys-like sky."""
 
@@ -203,6 +260,9 @@ class MockSurvey(Section):
     )
     field_galaxies: FieldGalaxies | None = Field(
         None, description="faint field galaxies ({} for the calibrated defaults; absent: the catalog's neighbours only)"
+    )
+    sky_lenses: SkyLenses | None = Field(
+        None, description="the sky's own strong lenses ({} for the cited defaults; absent: a sky without lenses)"
     )
 
     @field_validator("ra_range")
@@ -620,6 +680,16 @@ class EvaluateSpec(Section):
         return v
 
 
+class ScanSpec(Section):
+    """The search: every parent host scored, ranked, graded; its result judged at these inspection budgets."""
+
+    hosts_per_task: int = Field(2048, ge=1, le=1_000_000, description="parent hosts cut out and scored per Spark task")
+    budgets_per_million: list[Annotated[int, Field(gt=0, le=1_000_000)]] = Field(
+        [100, 1000, 10_000], min_length=1, description="candidates inspected per million hosts (the top N)"
+    )
+    grade_top: int = Field(200, ge=1, le=20_000, description="top candidates on the grading page")
+
+
 class EngineSpec(Section):
     """Spark and torch placement. DARKHALO_SPARK_MASTER in the environment overrides ``spark_master``."""
 
@@ -657,6 +727,7 @@ class GenerationSpec(Section):
     injection: InjectionSpec = InjectionSpec()
     train: TrainSpec
     evaluate: EvaluateSpec = EvaluateSpec()
+    scan: ScanSpec = ScanSpec()
     invariants: InvariantThresholds = InvariantThresholds()
     engine: EngineSpec = EngineSpec()
     expect: ExpectSpec = ExpectSpec()
@@ -667,6 +738,16 @@ class GenerationSpec(Section):
             raise ValueError("source.brightness: host_relative needs grid.src_dmag")
         if self.source.brightness == "prior" and self.grid.src_dmag is not None:
             raise ValueError("grid.src_dmag is only meaningful with source.brightness: host_relative")
+        return self
+
+    @model_validator(mode="after")
+    def _purity_at_the_sky_prevalence(self) -> GenerationSpec:
+        lenses = getattr(self.survey, "sky_lenses", None)
+        if lenses is not None and lenses.prevalence != self.evaluate.lens_prevalence:
+            raise ValueError(
+                f"evaluate.lens_prevalence ({self.evaluate.lens_prevalence:g}) must equal survey.sky_lenses.prevalence "
+                f"({lenses.prevalence:g}): the scan's expected purity is then the purity its sky shows"
+            )
         return self
 
     def digest(self, *sections: str) -> str:

@@ -1,4 +1,4 @@
-"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L12).
+"""The lessons of the Gen 1 post-mortem (L1-L4) and the invariants added since (L5-L14).
 
 This table is the one place a lesson is written down; each invariant's check lives in
 ``data_contracts.invariants`` under the same id and cites this text.
@@ -99,6 +99,18 @@ LESSONS: dict[str, Lesson] = {
             "every evaluation that prints simulated completeness also prints recall on at least one set of real "
             "lenses at the same thresholds, with its interval; the real-negative flag rate beside the simulated FPR "
             "where a non-lens set is given: the sim-to-real gap is always in view",
+        ),
+        Lesson(
+            "L13",
+            "complete scan",
+            "the search scores every parent-sample host exactly once or lists it as unscored with its reason; "
+            "no host outside the parent sample is a candidate",
+        ),
+        Lesson(
+            "L14",
+            "sealed truth",
+            "the mock sky's own lenses (its truth table) are read by no stage but the scan, which grades the search "
+            "against them, and the audit: no stage that selects, stamps, trains or evaluates records them in its reads",
         ),
     )
 }

@@ -3,11 +3,14 @@ and invariants report the same way), its column dtypes and its Arrow schema (Spa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 import pyarrow
+from pydantic import BaseModel, ValidationError
 
 from data_contracts.findings import Finding, evidence_rows
 
@@ -63,6 +66,26 @@ def schema_finding(contract: Contract, frame: pd.DataFrame, artifact: str) -> Fi
             threshold=0,
             detail=f"{n} schema failure(s); first: column {first['column']}, check {first['check']}, "
             f"row {first['row']}, value {first['value']}",
+            evidence=evidence,
+            n_offending=n,
+        )
+    return Finding(id=f"schema:{artifact}", title=f"{artifact} schema", passed=True, measured=0, threshold=0)
+
+
+def model_finding(model: type[BaseModel], path: Path, artifact: str) -> Finding:
+    """Validate the JSON artifact at ``path`` against a pydantic ``model``; each error is evidence naming its field."""
+    try:
+        model.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        rows = [{"field": ".".join(map(str, e["loc"])) or "(top)", "problem": e["msg"]} for e in exc.errors()]
+        evidence, n = evidence_rows(rows)
+        return Finding(
+            id=f"schema:{artifact}",
+            title=f"{artifact} schema",
+            passed=False,
+            measured=n,
+            threshold=0,
+            detail=f"{n} schema failure(s) in {path.name}; first: {rows[0]['field']}: {rows[0]['problem']}",
             evidence=evidence,
             n_offending=n,
         )

@@ -128,6 +128,14 @@ class L12Thresholds(_Thresholds):
     )
 
 
+class L13Thresholds(_Thresholds):
+    """Complete scan: no thresholds, every parent host is scored once or listed unscored."""
+
+
+class L14Thresholds(_Thresholds):
+    """Sealed truth: no thresholds, the truth table is read by the scan and the audit only."""
+
+
 class InvariantThresholds(BaseModel):
     """The ``invariants`` section of a spec: one entry per lesson, all with defaults."""
 
@@ -145,6 +153,8 @@ class InvariantThresholds(BaseModel):
     L10: L10Thresholds = L10Thresholds()
     L11: L11Thresholds = L11Thresholds()
     L12: L12Thresholds = L12Thresholds()
+    L13: L13Thresholds = L13Thresholds()
+    L14: L14Thresholds = L14Thresholds()
 
     def waiver(self, lesson_id: str) -> str | None:
         """The waiver reason the spec gives for ``lesson_id`` (None for no waiver or no such lesson)."""

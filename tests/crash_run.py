@@ -20,9 +20,9 @@ CHAIN = ("survey", "select", "manifest", "inject", "train")
 
 def tiny_spec() -> GenerationSpec:
     """The embedded recipe shrunk to ~300 hosts, 32x32 stamps and 2 CPU epochs (~1.5 min in all), scoring the
-    small real sets."""
+    small real sets, with 1 sky lens in 20 hosts for the scan to find."""
     data = spec_data("embedded")
-    data["survey"] = {"kind": "mock", "n_objects": 3000}
+    data["survey"] = {"kind": "mock", "n_objects": 3000, "sky_lenses": {"prevalence": 0.05}}
     data["splits"] = {"nside": 128}
     data["grid"]["theta_e_arcsec"] = [1.0, 1.5, 2.0]
     data["stamps"] = {"size": 32}
@@ -30,6 +30,7 @@ def tiny_spec() -> GenerationSpec:
     data["injection"].update(batch_size=64, shard_rows=200)
     data["source"]["mag_prior"].update(r_min=23.0, r_max=25.5)
     data["train"].update(epochs=2, batch_size=32)
+    data["evaluate"]["lens_prevalence"] = 0.05
     data["engine"] = {"device": "cpu"}
     return spec_from_dict(with_small_real_sets(data))
 

@@ -26,9 +26,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from darkhalo import layout
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.cli import app
 from darkhalo.runner import StageFailed, run_generation
-from darkhalo.spec import GenerationSpec, spec_from_dict
+from darkhalo.spec import GenerationSpec, load_spec, spec_from_dict
 from darkhalo.stages import STAGE_NAMES
 from darkhalo.stamps import decode_images, encode_images
 
@@ -190,6 +191,18 @@ def _label_fed(run_dir: Path) -> None:
     path.write_text(json.dumps(record))
 
 
+def _drop_candidate(run_dir: Path) -> None:
+    path = run_dir / "scan" / layout.CANDIDATES
+    pd.read_parquet(path).iloc[:-1].to_parquet(path, index=False)  # the lowest-ranked: the ranks stay whole
+
+
+def _truth_read_by_training(run_dir: Path) -> None:
+    path = run_dir / "train" / "lineage.json"
+    record = json.loads(path.read_text())
+    record["artifacts_read"].append(f"survey/{layout.SKY_LENSES}")
+    path.write_text(json.dumps(record))
+
+
 TAMPERED: dict[str, tuple[Callable[[Path], None], str]] = {
     "a repeated catalog key": (
         lambda r: _parquet(r, "survey", layout.CATALOG, lambda f: pd.concat([f, f.iloc[:1]], ignore_index=True)),
@@ -211,6 +224,8 @@ TAMPERED: dict[str, tuple[Callable[[Path], None], str]] = {
     "a core probe that separates the classes": (lambda r: _metrics(r, _separating_core), "L9"),
     "the real sets removed": (lambda r: _metrics(r, lambda m: m.pop("real_sets")), "L12"),
     "a label-derived model input": (_label_fed, "L10"),
+    "a parent host missing from the scan": (_drop_candidate, "L13"),
+    "the sky's truth read by the trainer": (_truth_read_by_training, "L14"),
 }
 
 
@@ -222,3 +237,29 @@ def test_a_tampered_artifact_fails_the_audit_naming_its_lesson(finished: Path, t
     tamper(run_dir)
     code, audit = _cli_audit(run_dir)
     assert code == 1 and lesson in audit["failed"], audit["failed"]
+
+
+@pytest.mark.parametrize("name", ["a parent host missing from the scan", "the sky's truth read by the trainer"])
+def test_the_scan_judge_fires_only_the_lesson_its_one_corruption_breaks(
+    finished: Path, tmp_path: Path, name: str
+) -> None:
+    run_dir = _copy(finished, tmp_path)
+    tamper, lesson = TAMPERED[name]
+    spec = load_spec(run_dir / "spec.yaml")
+    assert not [f.id for f in judge_artifact("scan", run_dir / "scan", run_dir, spec) if f.blocking]
+    tamper(run_dir)
+    assert [f.id for f in judge_artifact("scan", run_dir / "scan", run_dir, spec) if f.blocking] == [lesson]
+
+
+def test_the_scan_ranks_every_parent_host_once_and_flags_exactly_the_sky_lenses_among_them(finished: Path) -> None:
+    parent = pd.concat(pd.read_parquet(p) for p in layout.parts(finished / "select", layout.PARENT_SAMPLE))
+    candidates = pd.read_parquet(finished / "scan" / layout.CANDIDATES)
+    truth = pd.read_parquet(finished / "survey" / layout.SKY_LENSES)
+    key = ["RELEASE", "BRICKID", "OBJID"]
+    assert len(candidates) == len(parent) and candidates.merge(parent[key], on=key).shape[0] == len(parent)
+    in_sky = candidates.merge(truth[key].assign(truth=True), on=key, how="left")["truth"].notna()
+    assert in_sky.sum() > 0 and (candidates["sky_lens"].astype(bool) == in_sky).all()
+    search = json.loads((finished / "scan" / layout.SEARCH).read_text())
+    assert search["n_sky_lenses"] == int(in_sky.sum()) and search["n_scored"] == len(parent)
+    page = (finished / "scan" / layout.GRADE_PAGE).read_text()
+    assert page.count("data:image/png;base64,") >= 2 * min(len(candidates), 200)

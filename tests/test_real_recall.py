@@ -71,7 +71,7 @@ def _spec(tmp: Path, min_real_lenses: int = 5) -> GenerationSpec:
     data = spec_data()
     data["stamps"] = {"size": SIZE}
     data["psf"] = {"model": "moffat", "moffat_beta": 3.5, "kernel_size_pix": 31}
-    data["evaluate"] = {"min_expected_false_positives": 2, "bootstrap_samples": 0, "probes": False, "real_sets": sets}
+    data["evaluate"].update(min_expected_false_positives=2, bootstrap_samples=0, probes=False, real_sets=sets)
     data["invariants"]["L12"] = {"min_real_lenses": min_real_lenses}
     return spec_from_dict(data)
 

@@ -21,6 +21,7 @@ from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.injection import Rendering, inject_batch
 from darkhalo.metrics.evaluation import model_scorer
 from darkhalo.runner import run_generation
+from darkhalo.scanning import ScanSettings, host_slices, scan_slice
 from darkhalo.spec import GenerationSpec, spec_from_dict
 from darkhalo.stamps import decode_images
 from darkhalo.surveys.known_lenses import BUNDLED
@@ -145,6 +146,28 @@ def test_arcs_in_real_dr10_cutouts_are_scored_and_known_lenses_recalled(converte
     assert lenscat["flagged"] == int((sample["score"] >= threshold).sum())
     assert lenscat["recall_low"] <= lenscat["recall"] <= lenscat["recall_high"]
     assert np.isnan(report.iloc[1]["recall"])  # no SLACS lens has a cutout here: no recall, not 0
+
+
+def test_a_scan_of_real_hosts_scores_those_with_cutouts_and_lists_the_others_with_the_missing_file(
+    converted: Path, tmp_path: Path
+) -> None:
+    """The scan's task on the real survey's folder provider: the six DR10 hosts with cutouts scored as the scorer
+    scores their cutouts, two hosts without one (their rows under other object ids) listed unscored naming the file
+    each lacks."""
+    spec = smoke_spec(converted)
+    hosts = read_catalog(converted / "hosts.parquet")
+    others = hosts.head(2).assign(OBJID=hosts["OBJID"].head(2) + 100_000)
+    part = tmp_path / "part-00000.parquet"
+    pd.concat([hosts, others], ignore_index=True).to_parquet(part, index=False)
+    _train_tiny(*_mock_stamps(spec.stamps.size), tmp_path / "model.pt")
+    settings = ScanSettings(spec.survey, spec.seed, spec.stamps.size, tmp_path / "model.pt", "cpu", 4)
+    scanned = scan_slice(host_slices([part], 100)[0], settings)
+    assert scanned["score"].notna().tolist() == [True] * 6 + [False] * 2
+    cutouts = provider_for(spec.survey, spec.seed).cutouts(hosts, spec.stamps.size).images
+    score = model_scorer(tmp_path / "model.pt", torch.device("cpu"), batch_size=4)
+    assert np.allclose(scanned["score"].head(6), score(cutouts), atol=1e-5)
+    for row in scanned.tail(2).itertuples():
+        assert f"{row.RELEASE}_{row.BRICKID}_{row.OBJID}.fits" in row.reason
 
 
 def test_the_pixelized_psf_injects_into_real_cutouts_with_real_psfex_models(converted: Path) -> None:

@@ -27,7 +27,7 @@ def _run(spec, root: Path, **kwargs):
 
 
 def test_stages_are_registered_in_pipeline_order() -> None:
-    assert STAGE_NAMES == ("survey", "select", "manifest", "inject", "train", "evaluate", "audit")
+    assert STAGE_NAMES == ("survey", "select", "manifest", "inject", "train", "evaluate", "scan", "audit")
 
 
 def test_a_run_installs_outputs_with_contract_and_lineage(spec, tmp_path: Path) -> None:

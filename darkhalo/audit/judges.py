@@ -1,13 +1,12 @@
 """Measure once, judge always: one judging function per artifact, the stage's gate and the audit's.
 
-Each judge reads an artifact as written (a stage's output folder) and returns its contract
-findings against the spec's current thresholds: catalog (schema, key), parent sample (schema, row
-balance), manifest (schema, L1, L2, L5, L6, L11), stamps
-(schema, L3, L7, L8), model inputs (L10), metrics (scores schema, L4, L9, L12). The runner calls a
-stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the
-same judge on the installed folder. What is expensive to measure again (L9's probes need the
-model) is stored by the stage as a measurement (``metrics.json``'s probes) and judged here; no
-verdict is ever read back.
+Each judge reads an artifact as written (a stage's output folder) and returns its contract findings against
+the spec's current thresholds: catalog (schema, key, and the mock sky's truth table), parent sample (schema,
+row balance), manifest (schema, L1, L2, L5, L6, L11), stamps (schema, L3, L7, L8), model inputs (L10), metrics
+(scores schema, L4, L9, L12), the scan (candidates, unscored and search schemas, L13, L14). The runner calls a
+stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the same judge on
+the installed folder. What is expensive to measure again (L9's probes need the model) is stored by the stage
+as a measurement (``metrics.json``'s probes) and judged here; no verdict is ever read back.
 
 Each judge declares the spec sections it reads and sees only those (darkhalo.spec_view).
 """
@@ -32,11 +31,12 @@ from darkhalo.injection import Rendering, convergence_of_rows, host_cutouts, inj
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
 from darkhalo.sparkio import run_tasks
-from darkhalo.spec import GenerationSpec, confuser_classes
+from darkhalo.spec import GenerationSpec, MockSurvey, confuser_classes
 from darkhalo.spec_view import SpecView
 from darkhalo.stamps import N_BANDS, decode_images
 from darkhalo.surveys.provider import CutoutProvider, provider_for
-from data_contracts import catalog, parent_sample, reconciliation
+from data_contracts import catalog, parent_sample, reconciliation, sky_lenses
+from data_contracts.candidates import Candidates, Unscored
 from data_contracts.findings import Finding
 from data_contracts.invariants import (
     l1_unpaired_controls,
@@ -51,10 +51,14 @@ from data_contracts.invariants import (
     l10_no_label_leakage,
     l11_hard_negatives,
     l12_real_recall,
+    l13_complete_scan,
+    l14_sealed_truth,
 )
 from data_contracts.manifest import Manifest
-from data_contracts.schema import column_names, schema_finding
+from data_contracts.schema import column_names, model_finding, schema_finding
 from data_contracts.scores import Scores
+from data_contracts.search import SearchResult
+from data_contracts.sky_lenses import SkyLensTruth
 from data_contracts.stamps import StampRecord
 from data_contracts.survey import BANDS, KEY
 
@@ -107,10 +111,15 @@ class Judge:
 
 
 def judge_catalog(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
-    """Every catalog part's columns, order and dtypes, and a unique sweep key over all of them."""
+    """Every catalog part's columns, order and dtypes, and a unique sweep key over all of them; for a mock sky with
+    sky lenses, its truth table against its contract and every truth row a catalog row."""
     parts = layout.parts(folder, layout.CATALOG)
     keys = pd.concat([pd.read_parquet(p, columns=list(KEY)) for p in parts], ignore_index=True)
-    return [catalog.check_parts({p.name: pq.read_schema(p) for p in parts}), catalog.check_key(keys)]
+    findings = [catalog.check_parts({p.name: pq.read_schema(p) for p in parts}), catalog.check_key(keys)]
+    if isinstance(spec.survey, MockSurvey) and spec.survey.sky_lenses is not None:
+        truth = pd.read_parquet(layout.artifact(folder, layout.SKY_LENSES))
+        findings += [schema_finding(SkyLensTruth, truth, "sky_lenses"), sky_lenses.check_keys(truth, keys)]
+    return findings
 
 
 def judge_parent_sample(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
@@ -387,10 +396,34 @@ def judge_metrics(folder: Path, run_dir: Path, spec: SpecView, sample: int | Non
     return findings
 
 
+# --- the scan: schemas, L13, L14 ------------------------------------------------------------------
+
+
+def judge_scan(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
+    """The candidates' and the unscored hosts' schemas, search.json's, L13 against the installed parent sample and
+    L14 over every installed stage's recorded reads."""
+    candidates = pd.read_parquet(layout.artifact(folder, layout.CANDIDATES))
+    unscored = pd.read_parquet(layout.artifact(folder, layout.UNSCORED))
+    parent_parts = layout.parts(run_dir / "select", layout.PARENT_SAMPLE)
+    parent = pd.concat([pd.read_parquet(p, columns=list(KEY)) for p in parent_parts], ignore_index=True)
+    lineages = {
+        stage.name: json.loads((stage / "lineage.json").read_text())
+        for stage in sorted(run_dir.iterdir())
+        if not stage.name.startswith(".") and (stage / "lineage.json").is_file()
+    }
+    return [
+        schema_finding(Candidates, candidates, "candidates"),
+        schema_finding(Unscored, unscored, "unscored"),
+        model_finding(SearchResult, layout.artifact(folder, layout.SEARCH), "search"),
+        l13_complete_scan.check(parent, candidates, unscored),
+        l14_sealed_truth.check(lineages, f"survey/{layout.SKY_LENSES}"),
+    ]
+
+
 JUDGES: dict[str, Judge] = {
     judge.stage: judge
     for judge in (
-        Judge("survey", (), (), judge_catalog),
+        Judge("survey", (), ("survey",), judge_catalog),
         Judge("select", (), ("selection",), judge_parent_sample),
         Judge(
             "manifest",
@@ -417,6 +450,7 @@ JUDGES: dict[str, Judge] = {
         ),
         Judge("train", ("L10",), ("invariants.L10",), judge_model_inputs),
         Judge("evaluate", ("L4", "L9", "L12"), ("invariants.L9", "invariants.L12"), judge_metrics),
+        Judge("scan", ("L13", "L14"), (), judge_scan),
     )
 }
 

@@ -57,7 +57,11 @@ class Sample:
 
     def at_least(self, threshold: float) -> int:
         """How many stamps score >= ``threshold`` (flagged)."""
-        return self.n - int(self.below[np.searchsorted(self.values, threshold, side="left")])
+        return int(self.flagged(np.asarray(threshold)))
+
+    def flagged(self, thresholds: np.ndarray) -> np.ndarray:
+        """How many stamps score >= each of ``thresholds`` (an array of the same shape)."""
+        return self.n - self.below[np.searchsorted(self.values, thresholds, side="left")]
 
     def kth_highest(self, k: int) -> float:
         """The k-th highest score (1 <= k <= n), ties counted once per stamp."""

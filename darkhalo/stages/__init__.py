@@ -57,8 +57,15 @@ STAGES: tuple[Stage, ...] = (
         description="test-split scores, operating points with intervals, probes, report",
     ),
     Stage(
+        "scan",
+        inputs=("survey", "select", "train", "evaluate"),
+        sections=("seed", "survey", "stamps", "scan", "evaluate"),
+        module="darkhalo.stages.scan",
+        description="the search: every parent host scored and ranked, the top candidates on a grading page",
+    ),
+    Stage(
         "audit",
-        inputs=("survey", "select", "manifest", "inject", "train", "evaluate"),
+        inputs=("survey", "select", "manifest", "inject", "train", "evaluate", "scan"),
         sections=AUDIT_SECTIONS,
         module="darkhalo.stages.audit",
         description="every invariant over every artifact, against the spec",

@@ -34,7 +34,8 @@ from darkhalo.surveys.mock import magnitudes_from_counts
 from data_contracts.confusers import CLASSES, PLAIN
 from data_contracts.survey import PIXEL_SCALE, mag_to_flux
 
-#: The mock sky's random streams (spawn keys): 0 catalog blocks, 1 sky fields, 2 cutouts, 3 confusers, 4 field galaxies.
+#: The mock sky's random streams (spawn keys): 0 catalog blocks, 1 sky fields, 2 cutouts, 3 confusers, 4 field galaxies,
+#: 5 sky lenses.
 STREAM = 3
 MAX_SUBSAMPLING = 11  # sub-pixels per pixel side at most (0.024")
 GAUSSIAN_REACH = 4.0  # sigmas of a compact Gaussian rendered (its weights renormalised to keep the flux)

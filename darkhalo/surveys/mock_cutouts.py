@@ -23,6 +23,11 @@ per-object parameters float64):
 - Field galaxies: when the spec's ``survey.field_galaxies`` asks, every host's canvas also gets the sky's faint
   galaxies that no catalog row holds (darkhalo.surveys.field_galaxies: small round Gaussians at the spec's density,
   r from number counts), summed with its confuser's light.
+- Sky lenses: when the spec's ``survey.sky_lenses`` asks, a host that is one of the sky's own lenses
+  (darkhalo.surveys.sky_lenses: picked by its key) gets its lensed source's light, rendered about the host's centre
+  by the injection physics (darkhalo.lensing.render.render_arcs) through the host's own kernels and added before the
+  noise, so the noise carries the arc's photon term as it does the host's. Each lens is rendered alone, the same call
+  whatever its batch.
 - The PSF is the Legacy Surveys model (``survey``: Moffat core + aureole) whose kernel has the
   host's PSFSIZE (legacypipe's noise-equivalent FWHM), with a Moffat core beta drawn per host
   and band in that band's range (``darkhalo.lensing.psf.CORE_BETA_RANGE``). Like a PSFEx model,
@@ -42,7 +47,7 @@ per-object parameters float64):
 
 Every random draw of a host comes from its own generators seeded by (seed, RELEASE, BRICKID,
 OBJID): a numpy Generator draws its beta, its neighbours and the seed of a torch Generator that
-draws its unit pixel noise; others, its confuser and its field galaxies. So a stamp does not depend on
+draws its unit pixel noise; others, its confuser, its field galaxies and its lens. So a stamp does not depend on
 which other hosts share its batch, nor on the batch's order or the number of torch threads (1 or 2
 tested): the pixel operations are per stamp, and batches are padded to ``BATCH_MULTIPLE`` so that their
 float32 arithmetic is too, bit for bit.
@@ -64,10 +69,10 @@ import torch
 
 from darkhalo.lensing.imaging import PLAIN, bin_pixels, fft_convolve_moments, pixel_offsets
 from darkhalo.lensing.psf import CORE_BETA_RANGE, psf_kernels
-from darkhalo.lensing.render import CONVOLVE_STAMPS, convolve_bands
+from darkhalo.lensing.render import CONVOLVE_STAMPS, convolve_bands, render_arcs
 from darkhalo.lensing.sersic import ellipticity_to_q_phi, sersic_at_scaled_r2, sersic_b, sersic_total_to_ie
 from darkhalo.spec import MockSurvey, confuser_rates
-from darkhalo.surveys import field_galaxies
+from darkhalo.surveys import field_galaxies, sky_lenses
 from darkhalo.surveys.confusers import HostLight, draw_classes, render
 from darkhalo.surveys.mock import draw_population
 from darkhalo.surveys.noise import correlation_kernels
@@ -136,6 +141,7 @@ class MockCutoutProvider:
         self.density = survey.n_objects / area_arcsec2  # objects per arcsec^2
         self.confuser_rates = confuser_rates(survey)
         self.field = survey.field_galaxies
+        self.sky_lenses = survey.sky_lenses
         correlation = survey.noise_correlation
         self.noise_kernels = None if correlation is None else _tensor(correlation_kernels(correlation.x, correlation.y))
 
@@ -177,6 +183,7 @@ class MockCutoutProvider:
         )
         extra = self._extra_light(hosts, transmission, size + 2 * MARGIN)
         _add_neighbours(light, draws, transmission, kernels, extra)
+        self._add_sky_lenses(light, hosts.iloc[:wanted], transmission, kernels)
 
         nea = 1 / kernels.square().sum(dim=(-2, -1)).double()  # (N, 3) pixels
         sigma = 1 / torch.sqrt(torch.from_numpy(depth) * nea)
@@ -239,6 +246,18 @@ class MockCutoutProvider:
             if len(galaxies.x):
                 light[tuple(key)] = field_galaxies.light(galaxies, canvas)
         return light
+
+    def _add_sky_lenses(
+        self, light: torch.Tensor, hosts: pd.DataFrame, transmission: np.ndarray, kernels: torch.Tensor
+    ) -> None:
+        """Add to ``light`` (N, 3, S, S) the arcs of the sky lenses among ``hosts`` (a chunk's rows before its padding),
+        dimmed by their ``transmission`` (N, 3), through their ``kernels``: each rendered alone, the same call whatever
+        its batch."""
+        if self.sky_lenses is None:
+            return
+        for i in np.flatnonzero(sky_lenses.lenses(self.seed, hosts, self.sky_lenses)).tolist():
+            params = sky_lenses.draw(self.seed, hosts.iloc[[i]], transmission[[i]], self.sky_lenses)
+            light[i] += render_arcs(params, kernels[[i]], light.shape[-1]).images[0]
 
     def _draws(self, key: list[int], size: int) -> _Draws:
         """A host's draws from its generator, seeded by (seed, key): so it does not depend on its batch.

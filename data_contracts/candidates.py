@@ -1,0 +1,92 @@
+"""The scan's contracts (pandera): ``candidates.parquet``, one row per parent-sample host scored, ranked by
+score, and ``unscored.parquet``, one row per parent host without a usable cutout, with the reason.
+
+``score`` is the model's logit; ``rank`` 1 is the highest score. ``completeness`` and ``fpr`` are the
+evaluation's simulated completeness and false-positive rate at a threshold equal to the row's score, and
+``purity`` the share of lenses expected above that threshold at the spec's lens prevalence p:
+p c / (p c + (1 - p) fpr). ``known_lens_name`` is the known lens within the selection's radius ("" for none);
+``sky_lens`` is the mock sky's truth (NA on a real survey).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from data_contracts.survey import KEY
+
+
+class ScanHost(pa.DataFrameModel):
+    """Which parent-sample host a row is (its sweep key) and where it is (degrees)."""
+
+    RELEASE: Series[np.int16]
+    BRICKID: Series[np.int32]
+    OBJID: Series[np.int32]
+    RA: Series[np.float64]
+    DEC: Series[np.float64]
+
+
+class Candidates(ScanHost):
+    """A scored parent host, in rank order."""
+
+    score: Series[np.float64]
+    rank: Series[np.int64] = pa.Field(ge=1)
+    completeness: Series[np.float64] = pa.Field(ge=0, le=1)
+    fpr: Series[np.float64] = pa.Field(ge=0, le=1)
+    purity: Series[np.float64] = pa.Field(ge=0, le=1)
+    known_lens: Series[bool]
+    known_lens_name: Series[str]
+    sky_lens: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+
+    @pa.check("score", name="finite")
+    def _finite(cls, score: pd.Series) -> pd.Series:
+        return score.abs() < np.inf
+
+    @pa.dataframe_check(name="ranked")
+    def _ranked(cls, frame: pd.DataFrame) -> bool:
+        ranks = frame["rank"].to_numpy()
+        return bool((ranks == np.arange(1, len(frame) + 1)).all() and (np.diff(frame["score"]) <= 0).all())
+
+    class Config:
+        ordered = True
+        strict = True
+        coerce = False
+        name = "candidates"
+
+
+class Unscored(ScanHost):
+    """A parent host the scan could not score, and why."""
+
+    reason: Series[str] = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        ordered = True
+        strict = True
+        name = "unscored"
+
+
+#: The grades a person gives a candidate on the grading page (A: definite lens, B: probable, C: possible).
+GRADES = ("A", "B", "C", "not_lens")
+#: The grades that count a candidate as a lens in the graded purity.
+LENS_GRADES = ("A", "B")
+
+
+class Grades(pa.DataFrameModel):
+    """A grading round's export: one row per graded candidate (its sweep key, its rank in the scan, the grade)."""
+
+    RELEASE: Series[np.int64]
+    BRICKID: Series[np.int64]
+    OBJID: Series[np.int64]
+    rank: Series[np.int64] = pa.Field(ge=1)
+    grade: Series[str] = pa.Field(isin=GRADES)
+
+    @pa.dataframe_check(name="one_grade_per_candidate")
+    def _unique(cls, frame: pd.DataFrame) -> bool:
+        return not frame.duplicated(list(KEY)).any()
+
+    class Config:
+        ordered = True
+        strict = True
+        name = "grades"
