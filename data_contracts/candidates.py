@@ -15,6 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from data_contracts.real_scores import Ranked
 from data_contracts.survey import KEY
 
 
@@ -28,7 +29,7 @@ class ScanHost(pa.DataFrameModel):
     DEC: Series[np.float64]
 
 
-class Candidates(ScanHost):
+class Candidates(ScanHost, Ranked):
     """A scored parent host, in rank order."""
 
     score: Series[np.float64]
@@ -39,15 +40,6 @@ class Candidates(ScanHost):
     known_lens: Series[bool]
     known_lens_name: Series[str]
     sky_lens: Series[pd.BooleanDtype] = pa.Field(nullable=True)
-
-    @pa.check("score", name="finite")
-    def _finite(cls, score: pd.Series) -> pd.Series:
-        return score.abs() < np.inf
-
-    @pa.dataframe_check(name="ranked")
-    def _ranked(cls, frame: pd.DataFrame) -> bool:
-        ranks = frame["rank"].to_numpy()
-        return bool((ranks == np.arange(1, len(frame) + 1)).all() and (np.diff(frame["score"]) <= 0).all())
 
     class Config:
         ordered = True

@@ -21,23 +21,9 @@ MAX_FILLED_FRACTION = 0.05
 FILLED_FRACTION_CEILING = 0.25
 
 
-class RealImage(pa.DataFrameModel):
-    """Which real image a row is: its input description file, its name and its index in that input."""
-
-    input: Series[str]
-    name: Series[str]
-    index: Series[np.int64] = pa.Field(ge=0)
-
-
-class RealScores(RealImage):
-    """A scored real image, in rank order."""
-
-    score: Series[np.float64]
-    rank: Series[np.int64] = pa.Field(ge=1)
-    filled_fraction: Series[np.float64] = pa.Field(ge=0, le=FILLED_FRACTION_CEILING)
-    flux_ratio_g: Series[np.float64]
-    flux_ratio_r: Series[np.float64]
-    flux_ratio_z: Series[np.float64]
+class Ranked(pa.DataFrameModel):
+    """The checks of a ranked list (a model with ``score`` and ``rank`` columns mixes them in): finite scores,
+    ``rank`` 1, 2, ... down the rows and ``score`` never rising."""
 
     @pa.check("score", name="finite")
     def _finite(cls, score: pd.Series) -> pd.Series:
@@ -47,6 +33,25 @@ class RealScores(RealImage):
     def _ranked(cls, frame: pd.DataFrame) -> bool:
         ranks = frame["rank"].to_numpy()
         return bool((ranks == np.arange(1, len(frame) + 1)).all() and (np.diff(frame["score"]) <= 0).all())
+
+
+class RealImage(pa.DataFrameModel):
+    """Which real image a row is: its input description file, its name and its index in that input."""
+
+    input: Series[str]
+    name: Series[str]
+    index: Series[np.int64] = pa.Field(ge=0)
+
+
+class RealScores(RealImage, Ranked):
+    """A scored real image, in rank order."""
+
+    score: Series[np.float64]
+    rank: Series[np.int64] = pa.Field(ge=1)
+    filled_fraction: Series[np.float64] = pa.Field(ge=0, le=FILLED_FRACTION_CEILING)
+    flux_ratio_g: Series[np.float64]
+    flux_ratio_r: Series[np.float64]
+    flux_ratio_z: Series[np.float64]
 
     @pa.dataframe_check(name="one_row_per_image")
     def _unique(cls, frame: pd.DataFrame) -> bool:

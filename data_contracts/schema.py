@@ -56,20 +56,13 @@ def schema_finding(contract: Contract, frame: pd.DataFrame, artifact: str) -> Fi
             }
             for case in exc.failure_cases.to_dict("records")
         ]
-        evidence, n = evidence_rows(rows)
         first = rows[0]
-        return Finding(
-            id=f"schema:{artifact}",
-            title=f"{artifact} schema",
-            passed=False,
-            measured=n,
-            threshold=0,
-            detail=f"{n} schema failure(s); first: column {first['column']}, check {first['check']}, "
-            f"row {first['row']}, value {first['value']}",
-            evidence=evidence,
-            n_offending=n,
+        return _schema_finding(
+            artifact,
+            rows,
+            f"; first: column {first['column']}, check {first['check']}, row {first['row']}, value {first['value']}",
         )
-    return Finding(id=f"schema:{artifact}", title=f"{artifact} schema", passed=True, measured=0, threshold=0)
+    return _schema_finding(artifact, [], "")
 
 
 def model_finding(model: type[BaseModel], path: Path, artifact: str) -> Finding:
@@ -78,15 +71,22 @@ def model_finding(model: type[BaseModel], path: Path, artifact: str) -> Finding:
         model.model_validate_json(path.read_text())
     except ValidationError as exc:
         rows = [{"field": ".".join(map(str, e["loc"])) or "(top)", "problem": e["msg"]} for e in exc.errors()]
-        evidence, n = evidence_rows(rows)
-        return Finding(
-            id=f"schema:{artifact}",
-            title=f"{artifact} schema",
-            passed=False,
-            measured=n,
-            threshold=0,
-            detail=f"{n} schema failure(s) in {path.name}; first: {rows[0]['field']}: {rows[0]['problem']}",
-            evidence=evidence,
-            n_offending=n,
-        )
-    return Finding(id=f"schema:{artifact}", title=f"{artifact} schema", passed=True, measured=0, threshold=0)
+        return _schema_finding(artifact, rows, f" in {path.name}; first: {rows[0]['field']}: {rows[0]['problem']}")
+    return _schema_finding(artifact, [], "")
+
+
+def _schema_finding(artifact: str, rows: list[dict[str, object]], tail: str) -> Finding:
+    """The ``schema:<artifact>`` finding of its failure ``rows`` (it passes on none), its detail ending in ``tail``."""
+    if not rows:
+        return Finding(id=f"schema:{artifact}", title=f"{artifact} schema", passed=True, measured=0, threshold=0)
+    evidence, n = evidence_rows(rows)
+    return Finding(
+        id=f"schema:{artifact}",
+        title=f"{artifact} schema",
+        passed=False,
+        measured=n,
+        threshold=0,
+        detail=f"{n} schema failure(s){tail}",
+        evidence=evidence,
+        n_offending=n,
+    )

@@ -3,7 +3,8 @@ each of the evaluation's operating thresholds, beside what the simulation promis
 
 Recalls count the mock sky's own lenses (``sky_*``, null on a real survey) and the known lenses among the parent
 hosts (``known_*``). Each interval is Clopper-Pearson at the budget's or the point's threshold, binomial in the
-lenses (tests/test_scan.py simulates its coverage at the embedded run's size).
+lenses: at the embedded run's size it covers the population's recall 98.6 % of the time, conservative
+(tests/test_scan.py).
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ def test_a_real_survey_has_no_sky_recall() -> None:
 
 def test_the_top_n_recall_interval_covers_the_population_recall_at_the_embedded_size() -> None:
     """The regime shown: ~3,800 hosts, ~1 % sky lenses, the 10,000-per-million budget. The population's recall at
-    the budget is P(lens score >= t) with t the score quantile that admits the budget's share of all hosts."""
+    the budget is P(lens score >= t) with t the score quantile that admits the budget's share of all hosts. The exact
+    interval is conservative here (0.986 with this seed), never short of 95 %."""
     rng = np.random.default_rng(2)
     n, prevalence, per_million, shift = 3800, 0.01, 10_000, 2.5
     grid = np.linspace(-6, 12, 200_001)
@@ -150,7 +151,7 @@ def test_the_top_n_recall_interval_covers_the_population_recall_at_the_embedded_
         unscored = candidates.head(0)[[*KEY, "RA", "DEC"]].assign(reason="")
         found = search_result(candidates, unscored, {}, pos, neg, [per_million], prevalence).budgets[0].sky
         covered += found.interval[0] <= truth <= found.interval[1]
-    assert 0.93 <= covered / trials <= 0.99, covered / trials
+    assert 0.94 <= covered / trials <= 0.995, covered / trials
 
 
 def test_l13_fires_on_a_missing_a_repeated_and_a_foreign_host_and_passes_the_whole_scan() -> None:
