@@ -1,7 +1,9 @@
 """A tiny real chain (survey -> select -> manifest -> inject -> train) for the crash-safety tests.
 
 Run as a script, ``crash_run.py ROOT STAGE`` runs one stage of ``tiny_spec()`` under ROOT after
-warming Spark, so that a kill timed from the stage's start line lands inside the stage.
+warming Spark, so that a kill timed from the stage's start line lands inside the stage;
+``crash_run.py ROOT FIRST:LAST`` runs the stages from FIRST to LAST (the Spark master from
+DARKHALO_SPARK_MASTER, as for any run).
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ def tiny_spec() -> GenerationSpec:
     return spec_from_dict(with_small_real_sets(data))
 
 
-def main(root: Path, stage: str) -> None:
+def main(root: Path, stages: str) -> None:
     spec = tiny_spec()
-    if stage != "train":
+    first, _, last = stages.partition(":")
+    if first != "train":
         from darkhalo.spark import get_spark
 
         get_spark(spec.engine)
-    run_generation(spec, root, start=stage, stop=stage)
+    run_generation(spec, root, start=first, stop=last or first)
 
 
 if __name__ == "__main__":
