@@ -41,6 +41,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from darkhalo import strict_yaml
 from darkhalo.resampling import Resampled, refusal_reasons, resample
 from darkhalo.surveys.cutout_fits import CutoutFileError, read_cutout_fits
 from data_contracts.real_scores import FILLED_FRACTION_CEILING, MAX_FILLED_FRACTION
@@ -228,7 +229,7 @@ def _description(source: Path) -> Description:
     if not source.is_file():
         raise RealInputError(f"{source}: no such file")
     try:
-        return TypeAdapter(Description).validate_python(yaml.safe_load(source.read_text()))
+        return TypeAdapter(Description).validate_python(strict_yaml.load(source.read_text(), str(source)))
     except yaml.YAMLError as exc:
         raise RealInputError(f"{source}: not YAML ({exc})".replace("\n", " ")) from None
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Generation specs as code: one pydantic model per section, loaded from YAML with ``safe_load``.
+"""Generation specs as code: one pydantic model per section, loaded from strict safe YAML (darkhalo.strict_yaml).
 
 A spec is everything that defines a generation (survey, cuts, grid, controls, splits, stamps, PSF,
 source population, injection, training, evaluation, invariant thresholds, engine). Unknown keys
@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from darkhalo import strict_yaml
 from darkhalo.surveys.noise import kernel_taps
 from data_contracts.confusers import CLASSES as CONFUSER_CLASSES
 from data_contracts.lessons import LESSONS
@@ -768,14 +769,14 @@ class GenerationSpec(Section):
 
 
 def load_spec(path: str | Path) -> GenerationSpec:
-    """Read and validate a spec file (YAML through ``yaml.safe_load``); raises SpecError."""
+    """Read and validate a spec file (safe YAML 1.2, no repeated keys: darkhalo.strict_yaml); raises SpecError."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec ({exc.strerror or exc})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml.load(text, str(path))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     return spec_from_dict(data, source=str(path))

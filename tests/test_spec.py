@@ -174,6 +174,34 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
         load_spec(evil)
 
 
+@pytest.mark.parametrize(
+    ("text", "first", "second"),
+    [
+        ("train:\n  epochs: 4\nseed: 7\ntrain:\n  epochs: 40\n", 1, 4),  # a section given twice
+        ("train:\n  lr: 0.001\n  epochs: 4\n  lr: 0.1\n", 2, 4),  # a key inside a section given twice
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path, text: str, first: int, second: int) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"(?s)twice.yaml: not valid YAML: .*twice \(first on line {first}\)") as e:
+        load_spec(path)
+    assert f'in "{path}", line {second}, column' in str(e.value)
+
+
+def test_plain_scalars_follow_yaml_1_2_not_1_1(tmp_path: Path) -> None:
+    """0777 is decimal, 0o17 octal, yes/no/on/off stay strings: the values a reader of the file sees."""
+    data = yaml.safe_load((SPECS / "embedded.yaml").read_text())
+    del data["seed"], data["description"]
+    text = yaml.safe_dump(data, sort_keys=False)
+    path = tmp_path / "spec.yaml"
+    for seed, value in (("0777", 777), ("0o17", 15), ("0x1F", 31)):
+        path.write_text(f"{text}seed: {seed}\n")
+        assert load_spec(path).seed == value
+    path.write_text(f"{text}seed: 7\ndescription: no\n")
+    assert load_spec(path).description == "no"  # YAML 1.1 reads the boolean False, which no string field takes
+
+
 def test_a_spec_must_be_a_mapping_and_exist(tmp_path: Path) -> None:
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
