@@ -25,8 +25,6 @@ from data_contracts.survey import BANDS, KEY
 
 #: What a provider raises for one host's cutout: the host is listed unscored with the message, the scan goes on.
 CUTOUT_ERRORS = (CutoutFileError, CutoutFetchError, OSError)
-#: What each task returns per host: its key, its score (NaN when unscored) and the reason ("" when scored).
-RESULT_COLUMNS = [*KEY, "score", "reason"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,8 @@ def _scorer(model: Path, device: str, batch_size: int) -> Scorer:
 
 
 def scan_slice(piece: tuple[Path, int, int], settings: ScanSettings) -> pd.DataFrame:
-    """One task: the slice's hosts cut out and scored (RESULT_COLUMNS, in the slice's order)."""
+    """One task: the slice's hosts cut out and scored, in the slice's order: each host's key, its score (NaN when
+    unscored) and the reason ("" when scored)."""
     part, start, end = piece
     hosts = tables.read_table(part).slice(start, end - start).to_pandas()
     provider = provider_for(settings.survey, settings.seed)

@@ -60,7 +60,10 @@ def test_non_finite_pixels_a_provider_lets_through_are_a_reason_not_a_score() ->
     assert reasons.tolist() == ["", "non-finite pixels in band g", ""]
 
 
-def _candidates(scores: np.ndarray, sky: np.ndarray, known: np.ndarray | None = None) -> pd.DataFrame:
+def _candidates(
+    scores: np.ndarray, sky: np.ndarray, known: np.ndarray | None = None, tests: tuple[Sample, Sample] | None = None
+) -> pd.DataFrame:
+    """A ranked candidates frame of ``scores``; its simulated rates from the ``tests`` (positives, controls), or 0."""
     order = np.argsort(-scores, kind="stable")
     n = len(scores)
     frame = pd.DataFrame(
@@ -72,8 +75,8 @@ def _candidates(scores: np.ndarray, sky: np.ndarray, known: np.ndarray | None = 
             "DEC": np.full(n, 2.0),
             "score": scores[order],
             "rank": np.arange(1, n + 1, dtype=np.int64),
-            "completeness": np.zeros(n),
-            "fpr": np.zeros(n),
+            "completeness": np.zeros(n) if tests is None else share_at_least(tests[0], scores[order]),
+            "fpr": np.zeros(n) if tests is None else share_at_least(tests[1], scores[order]),
             "purity": np.full(n, 0.5),
             "known_lens": (np.zeros(n, bool) if known is None else known)[order],
             "known_lens_name": np.array([""] * n, dtype=object),
@@ -108,10 +111,10 @@ def test_the_search_counts_the_sky_lenses_in_the_top_n_and_above_each_operating_
     scores = np.where(sky, rng.normal(3, 1, n), rng.normal(0, 1, n))
     known = np.zeros(n, bool)
     known[[0, 100]] = True
-    candidates = _candidates(scores, sky, known)
     pos, neg = Sample.of(rng.normal(3, 1, 500), "p"), Sample.of(rng.normal(0, 1, 5000), "n")
+    candidates = _candidates(scores, sky, known, (pos, neg))
     unscored = candidates.head(0)[[*KEY, "RA", "DEC"]].assign(reason="")
-    result = search_result(candidates, unscored, {"fpr=0.01": _point(2.33, 0.75, 0.01)}, pos, neg, [100, 1000], 0.002)
+    result = search_result(candidates, unscored, {"fpr=0.01": _point(2.33, 0.75, 0.01)}, [100, 1000], 0.002)
     top = candidates.head(inspected(1000, n))
     assert [b.n_inspected for b in result.budgets] == [2, 20]
     b = result.budgets[1]
@@ -127,8 +130,7 @@ def test_the_search_counts_the_sky_lenses_in_the_top_n_and_above_each_operating_
 def test_a_real_survey_has_no_sky_recall() -> None:
     candidates = _candidates(np.array([3.0, 1.0, 2.0]), np.zeros(3, bool))
     candidates["sky_lens"] = pd.array([pd.NA] * 3, dtype="boolean")
-    pos, neg = Sample.of(np.array([2.0]), "p"), Sample.of(np.array([0.0]), "n")
-    result = search_result(candidates, candidates.head(0).assign(reason=""), {}, pos, neg, [10_000], 0.001)
+    result = search_result(candidates, candidates.head(0).assign(reason=""), {}, [10_000], 0.001)
     assert result.n_sky_lenses is None and result.budgets[0].sky is None and result.budgets[0].sky_purity is None
 
 
@@ -143,13 +145,12 @@ def test_the_top_n_recall_interval_covers_the_population_recall_at_the_embedded_
     t = grid[np.searchsorted(-share, -per_million / 1e6)]
     truth = norm.sf(t - shift)
     covered, trials = 0, 1000
-    pos, neg = Sample.of(np.array([1.0]), "p"), Sample.of(np.array([0.0]), "n")
     for _ in range(trials):
         sky = rng.random(n) < prevalence
         scores = np.where(sky, rng.normal(shift, 1, n), rng.normal(0, 1, n))
         candidates = _candidates(scores, sky)
         unscored = candidates.head(0)[[*KEY, "RA", "DEC"]].assign(reason="")
-        found = search_result(candidates, unscored, {}, pos, neg, [per_million], prevalence).budgets[0].sky
+        found = search_result(candidates, unscored, {}, [per_million], prevalence).budgets[0].sky
         covered += found.interval[0] <= truth <= found.interval[1]
     assert 0.94 <= covered / trials <= 0.995, covered / trials
 

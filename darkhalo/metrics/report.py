@@ -65,7 +65,8 @@ def rgb(image: np.ndarray) -> np.ndarray:
     return np.clip(stretched / top if top > 0 else stretched, 0, 1).transpose(1, 2, 0)
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes (100 dpi, cropped to its content)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
@@ -112,7 +113,7 @@ def roc_plot(curves: Mapping[str, tuple[pd.DataFrame, OperatingPointSummary]]) -
         ax.set_title(f"ROC (AUROC {next(iter(curves.values()))[1].auroc:.4f}, secondary)")
     else:
         ax.set_title("ROC on the same test set; bars: the headline 95 % interval at each FPR target", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _bars(centre: np.ndarray, intervals: Sequence[Sequence[float]], floor: float = 0.0) -> np.ndarray:
@@ -151,7 +152,7 @@ def operating_point_plot(metrics: OperatingPointSummary) -> bytes:
     else:
         title = "no bootstrap: only the exact 95 % intervals at this threshold (grey)"
     ax.set_title(title, fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def stratified_plot(stratified: Mapping[str, Mapping[str, list[StratumBin]]], stratum: str) -> bytes:
@@ -171,7 +172,7 @@ def stratified_plot(stratified: Mapping[str, Mapping[str, list[StratumBin]]], st
     ax.set(xlabel=stratum.replace("_", " "), ylabel="completeness", ylim=(0, 1.02))
     ax.legend(fontsize=7)
     ax.set_title(f"completeness vs {stratum}")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def histogram_plot(scores: pd.DataFrame) -> bytes:
@@ -184,7 +185,7 @@ def histogram_plot(scores: pd.DataFrame) -> bytes:
         ax.hist(values, bins=bins, histtype="step", lw=1.5, label=f"{name} ({len(values)})")
     ax.set(yscale="log", xlabel="score (logit)", ylabel="stamps")
     ax.legend()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confuser_plot(rates: Mapping[str, Mapping[str, ConfuserRate]]) -> bytes:
@@ -208,7 +209,7 @@ def confuser_plot(rates: Mapping[str, Mapping[str, ConfuserRate]]) -> bytes:
     ax.set(yscale="log", ylabel="false-positive rate of the class's controls")
     ax.legend(fontsize=7)
     ax.set_title("FPR by confuser class, 95 % at this threshold", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
@@ -223,7 +224,7 @@ def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
             ax.imshow(rgb(gallery.images[i]), origin="lower")
             ax.set_title(gallery.captions[i], fontsize=5.5)
     fig.suptitle(gallery.title, fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _headline_cell(p: ReportedPoint, bootstrapped: bool) -> str:
@@ -438,7 +439,7 @@ def real_score_plot(
         ax.axvline(points[point].threshold, color=f"C{i + 3}", ls="--", lw=1, label=f"threshold at {point}")
     ax.set(xlabel="score (logit)", ylabel="density", title=f"{name}: scores beside the simulation")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from darkhalo.metrics.intervals import clopper_pearson
 from darkhalo.metrics.operating_points import Sample
-from darkhalo.metrics.report import _png, md_table
+from darkhalo.metrics.report import md_table, png_bytes
 from data_contracts.metrics import ReportedPoint
 from data_contracts.search import BudgetResult, Found, PointResult, SearchResult
 
@@ -42,11 +42,11 @@ def inspected(per_million: int, n_hosts: int) -> int:
     return max(1, round(per_million * n_hosts / 1e6))
 
 
-def found(flags: pd.Series, n: int | None = None, confidence: float = 0.95) -> Found:
+def found(flags: pd.Series, n: int, confidence: float = 0.95) -> Found:
     """Lenses (True rows of ``flags``) in a cut of the ranked list, out of ``n`` in the whole list."""
     k = int(flags.sum())
     if not n:
-        return Found(n=n or 0, n_found=k, recall=None, interval=None)
+        return Found(n=0, n_found=k, recall=None, interval=None)
     return Found(n=n, n_found=k, recall=k / n, interval=list(clopper_pearson(k, n, confidence)))
 
 
@@ -54,15 +54,14 @@ def search_result(
     candidates: pd.DataFrame,
     unscored: pd.DataFrame,
     points: Mapping[str, ReportedPoint],
-    pos: Sample,
-    neg: Sample,
     budgets: Sequence[int],
     prevalence: float,
     confidence: float = 0.95,
     sky_unscored: int | None = None,
 ) -> SearchResult:
-    """The search's result for a ranked ``candidates`` frame (data_contracts.candidates) and its ``unscored`` hosts,
-    against the evaluation's resolved ``points`` and its test scores ``pos`` and ``neg``."""
+    """The search's result for a ranked ``candidates`` frame (data_contracts.candidates, whose simulated rates at each
+    score it quotes at the budgets' thresholds) and its ``unscored`` hosts, against the evaluation's resolved
+    ``points``."""
     truth = candidates["sky_lens"]
     has_truth = bool(truth.notna().all()) and len(candidates) > 0
     sky = truth.fillna(False).astype(bool)
@@ -77,14 +76,15 @@ def search_result(
             continue
         top = slice(0, n)
         k_sky = int(sky.iloc[top].sum())
+        last = candidates.iloc[n - 1]
         rows.append(
             BudgetResult(
                 per_million=per_million,
                 n_inspected=n,
-                threshold=float(scores[n - 1]),
-                sim_completeness=float(share_at_least(pos, scores[n - 1 : n])[0]),
-                sim_fpr=float(share_at_least(neg, scores[n - 1 : n])[0]),
-                expected_purity=float(candidates["purity"].iloc[n - 1]),
+                threshold=float(last["score"]),
+                sim_completeness=float(last["completeness"]),
+                sim_fpr=float(last["fpr"]),
+                expected_purity=float(last["purity"]),
                 sky=found(sky.iloc[top], n_sky, confidence) if has_truth else None,
                 sky_purity=k_sky / n if has_truth else None,
                 sky_purity_interval=list(clopper_pearson(k_sky, n, confidence)) if has_truth else None,
@@ -207,14 +207,13 @@ def search_markdown(result: SearchResult, generation: str) -> str:
     )
 
 
-def search_plot(candidates: pd.DataFrame, pos: Sample) -> bytes:
+def search_plot(candidates: pd.DataFrame) -> bytes:
     """Recall of the sky's lenses (and of known lenses) against candidates inspected, beside the simulated
     completeness at the same thresholds."""
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
     n = np.arange(1, len(candidates) + 1)
-    sim = share_at_least(pos, candidates["score"].to_numpy())
-    ax.plot(n, sim, color="0.5", ls="--", label="simulated completeness at the N-th score")
+    ax.plot(n, candidates["completeness"], color="0.5", ls="--", label="simulated completeness at the N-th score")
     for column, label, colour in (("sky_lens", "sky's own lenses", "C0"), ("known_lens", "known lenses", "C1")):
         flags = candidates[column].fillna(False).astype(bool).to_numpy()
         if flags.any():
@@ -226,4 +225,4 @@ def search_plot(candidates: pd.DataFrame, pos: Sample) -> bytes:
     ax.set_ylabel("recall")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)

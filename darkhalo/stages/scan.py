@@ -76,14 +76,12 @@ def run(ctx: StageContext) -> StageResult:
         candidates,
         unscored,
         metrics.resolved_points(),
-        pos,
-        neg,
         spec.scan.budgets_per_million,
         spec.evaluate.lens_prevalence,
         spec.evaluate.confidence,
         sky_unscored=None if truth is None else int(truth[scanned["score"].isna()].sum()),
     )
-    _write(ctx.out, candidates, unscored, result, pos, ctx.run_dir.name)
+    _write(ctx.out, candidates, unscored, result, ctx.run_dir.name)
     top = candidates.head(spec.scan.grade_top)
     stamps = provider_for(spec.survey, spec.seed).cutouts(_host_rows(parts, top), spec.stamps.size).images
     write_text(ctx.out / layout.GRADE_PAGE, grade_page(top, stamps, f"darkhalo grading: {ctx.run_dir.name}"))
@@ -139,9 +137,7 @@ def _host_rows(parts: list[Path], top: pd.DataFrame) -> pd.DataFrame:
     return top[list(KEY)].merge(rows, on=list(KEY), how="left", validate="one_to_one")
 
 
-def _write(
-    out: Path, candidates: pd.DataFrame, unscored: pd.DataFrame, result: SearchResult, pos: Sample, generation: str
-) -> None:
+def _write(out: Path, candidates: pd.DataFrame, unscored: pd.DataFrame, result: SearchResult, generation: str) -> None:
     """candidates.parquet, unscored.parquet, search.json, report.md and plots/search.png into ``out``."""
     for name, frame in ((layout.CANDIDATES, candidates), (layout.UNSCORED, unscored)):
         with atomic_file(out / name, "wb") as handle:
@@ -149,4 +145,4 @@ def _write(
     write_json(out / layout.SEARCH, result.model_dump(mode="json"))
     write_text(out / "report.md", search_markdown(result, generation))
     with atomic_file(out / "plots" / "search.png", "wb") as handle:
-        handle.write(search_plot(candidates, pos))
+        handle.write(search_plot(candidates))
