@@ -23,7 +23,7 @@ from astropy.visualization import make_lupton_rgb
 from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.metrics.intervals import clopper_pearson
-from data_contracts.candidates import GRADES, LENS_GRADES, Candidates, Grades
+from data_contracts.candidates import GRADES, LENS_GRADES, Candidates, GradedCandidates, Grades
 from data_contracts.survey import KEY
 
 KEY_FIELD = "/".join(KEY)
@@ -37,7 +37,7 @@ BAND_WEIGHTS = np.array([6.0, 3.4, 2.2], dtype=np.float32)
 #: hard saturates its core and lifts features a few sky sigmas above the noise.
 STRETCHES = {"soft": (0.2, 8.0), "hard": (0.05, 3.0)}
 #: The candidates' columns carried into grades.parquet beside the grades.
-CARRIED = ["RA", "DEC", "score", "purity", "known_lens", "known_lens_name", "sky_lens"]
+CARRIED = [c for c in GradedCandidates.to_schema().columns if c not in COLUMNS]
 
 
 class GradesError(ValueError):
@@ -243,6 +243,6 @@ def import_grades(csv_path: Path, run_dir: Path) -> GradingResult:
     )
     out = run_dir / layout.GRADES_DIR
     with atomic_file(out / layout.GRADES_TABLE, "wb") as handle:
-        joined.to_parquet(handle, index=False)
+        GradedCandidates.validate(joined).to_parquet(handle, index=False)
     write_json(out / layout.GRADES_SUMMARY, asdict(result) | {"n_lens_grades": result.n_lens_grades})
     return result

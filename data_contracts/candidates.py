@@ -82,3 +82,25 @@ class Grades(pa.DataFrameModel):
         ordered = True
         strict = True
         name = "grades"
+
+
+class GradedCandidates(Grades):
+    """``grades/grades.parquet``: a grading round's grades in rank order, each with its candidate's position, score,
+    expected purity, known-lens match and, on the mock sky, truth (as in Candidates)."""
+
+    RA: Series[np.float64]
+    DEC: Series[np.float64]
+    score: Series[np.float64]
+    purity: Series[np.float64] = pa.Field(ge=0, le=1)
+    known_lens: Series[bool]
+    known_lens_name: Series[str]
+    sky_lens: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="in_rank_order")
+    def _in_rank_order(cls, frame: pd.DataFrame) -> bool:
+        return bool(frame["rank"].is_monotonic_increasing)
+
+    class Config:
+        ordered = True
+        strict = True
+        name = "graded_candidates"

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from darkhalo import layout
 from darkhalo.cli import app
 from darkhalo.grading import GradesError, grade_page, import_grades
-from data_contracts.candidates import Candidates
+from data_contracts.candidates import Candidates, GradedCandidates
+from data_contracts.schema import schema_finding
 
 HEADER = "RELEASE,BRICKID,OBJID,rank,grade"
 
@@ -81,6 +82,22 @@ def test_graded_purity_interval_and_the_sky_truth(tmp_path: Path) -> None:
     summary = json.loads((run / "grades" / "summary.json").read_text())
     assert summary["counts"] == result.counts and summary["n_lens_grades"] == 4
     assert summary["purity_interval"] == pytest.approx(list(result.purity_interval))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "check"),
+    [("grade", "maybe", "isin"), ("purity", 1.5, "less_than_or_equal_to"), ("rank", None, "in_rank_order")],
+)
+def test_the_written_grades_pass_their_contract_and_each_single_corruption_fails_it(
+    tmp_path: Path, column: str, value: object, check: str
+) -> None:
+    run = write_run(tmp_path / "run", candidates_frame(8, sky_lenses=(2,)))
+    import_grades(grades_csv(tmp_path / "grades.csv", {1: "A", 2: "B", 5: "not_lens"}), run)
+    table = pd.read_parquet(run / "grades" / "grades.parquet")
+    assert schema_finding(GradedCandidates, table, "graded_candidates").passed
+    corrupt = table.iloc[::-1].reset_index(drop=True) if value is None else table.assign(**{column: value})
+    finding = schema_finding(GradedCandidates, corrupt, "graded_candidates")
+    assert not finding.passed and {row["check"].split("(")[0] for row in finding.evidence} == {check}
 
 
 def test_a_real_survey_has_no_truth_to_count(tmp_path: Path) -> None:
