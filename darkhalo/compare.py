@@ -55,7 +55,13 @@ def shared_sky(spec: GenerationSpec) -> dict[str, object]:
 
 
 def check_comparable(baseline: GenerationSpec, corrected: GenerationSpec) -> None:
-    """Refuse a pair whose test skies differ (different seed, survey hosts or splits)."""
+    """Refuse a pair that shares one run folder (the same generation name) or whose test skies differ (different
+    seed, survey hosts or splits)."""
+    if baseline.generation == corrected.generation:
+        raise RunError(
+            f"compare: both specs name the generation {baseline.generation!r}, so both would run in one folder; "
+            "give the two specs different `generation` names"
+        )
     skies = shared_sky(baseline), shared_sky(corrected)
     differing = [s for s in SHARED_SECTIONS if skies[0][s] != skies[1][s]]
     if differing:

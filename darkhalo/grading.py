@@ -23,6 +23,7 @@ from astropy.visualization import make_lupton_rgb
 from darkhalo import layout
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.metrics.intervals import clopper_pearson
+from darkhalo.removal import make_folder
 from data_contracts.candidates import GRADES, LENS_GRADES, Candidates, GradedCandidates, Grades
 from data_contracts.survey import KEY
 
@@ -224,7 +225,8 @@ def read_grades(csv_path: Path, candidates: pd.DataFrame) -> pd.DataFrame:
 
 def import_grades(csv_path: Path, run_dir: Path) -> GradingResult:
     """Check a grading page's export against ``run_dir``'s candidates, write ``grades/grades.parquet`` (the grades in
-    rank order with the candidates' position, score, purity and truth) and ``grades/summary.json``, and summarise."""
+    rank order with the candidates' position, score, purity and truth) and ``grades/summary.json``, and summarise;
+    a ``grades`` folder that is a link leading outside ``run_dir`` is refused (removal.OutsideRunFolder)."""
     source = layout.artifact(run_dir / "scan", layout.CANDIDATES)
     candidates = pd.read_parquet(source, columns=[*KEY, "rank", *CARRIED])
     joined = read_grades(csv_path, candidates).sort_values("rank", ignore_index=True)
@@ -241,7 +243,7 @@ def import_grades(csv_path: Path, run_dir: Path) -> GradingResult:
         sky_lenses_graded=int(sky.sum()) if truth.any() else None,
         sky_lenses_graded_lens=int((sky & lens).sum()) if truth.any() else None,
     )
-    out = run_dir / layout.GRADES_DIR
+    out = make_folder(run_dir / layout.GRADES_DIR, run_dir)
     with atomic_file(out / layout.GRADES_TABLE, "wb") as handle:
         GradedCandidates.validate(joined).to_parquet(handle, index=False)
     write_json(out / layout.GRADES_SUMMARY, asdict(result) | {"n_lens_grades": result.n_lens_grades})

@@ -229,13 +229,28 @@ def _description(source: Path) -> Description:
     if not source.is_file():
         raise RealInputError(f"{source}: no such file")
     try:
-        return TypeAdapter(Description).validate_python(strict_yaml.load(source.read_text(), str(source)))
+        return TypeAdapter(Description).validate_python(strict_yaml.read(source))
     except yaml.YAMLError as exc:
         raise RealInputError(f"{source}: not YAML ({exc})".replace("\n", " ")) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise RealInputError(f"{source}: {field}: {first['msg']}") from None
+
+
+def input_files(source: Path) -> list[Path]:
+    """What ``read_input`` reads: a bare folder, or the description and the npz, FITS cubes or cutout folder it
+    names (relative to it); the files a stage that scores real inputs declares for its lineage."""
+    if source.is_dir():
+        return [source]
+    described = _description(source)
+    if isinstance(described, NpzInput):
+        named = [described.path]
+    elif isinstance(described, FitsCubesInput):
+        named = list(described.files.values())
+    else:
+        named = [described.dir]
+    return [source, *(source.parent / name for name in named)]
 
 
 def read_input(source: Path) -> RealImages:

@@ -7,7 +7,6 @@ its reason instead of a score. The driver (darkhalo.stages.scan) ranks what the 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from darkhalo import tables
-from darkhalo.metrics.evaluation import Scorer, model_scorer
 from darkhalo.spec import SurveySpec
 from darkhalo.surveys.cutout_fits import CutoutFileError
 from darkhalo.surveys.http_cutouts import CutoutFetchError
 from darkhalo.surveys.provider import CutoutProvider, provider_for
-from darkhalo.training.device import resolve_device
+from darkhalo.task_scoring import worker_scorer
 from data_contracts.survey import BANDS, KEY
 
 #: What a provider raises for one host's cutout: the host is listed unscored with the message, the scan goes on.
@@ -76,12 +74,6 @@ def usable_cutouts(provider: CutoutProvider, hosts: pd.DataFrame, size: int) -> 
     return images, reasons
 
 
-@functools.cache
-def _scorer(model: Path, device: str, batch_size: int) -> Scorer:
-    """The model as a scorer, loaded once per worker process."""
-    return model_scorer(model, resolve_device(device), batch_size)
-
-
 def scan_slice(piece: tuple[Path, int, int], settings: ScanSettings) -> pd.DataFrame:
     """One task: the slice's hosts cut out and scored, in the slice's order: each host's key, its score (NaN when
     unscored) and the reason ("" when scored)."""
@@ -92,5 +84,5 @@ def scan_slice(piece: tuple[Path, int, int], settings: ScanSettings) -> pd.DataF
     scores = np.full(len(hosts), np.nan)
     usable = reasons == ""
     if usable.any():
-        scores[usable] = _scorer(settings.model, settings.device, settings.batch_size)(images[usable])
+        scores[usable] = worker_scorer(settings.model, settings.device, settings.batch_size)(images[usable])
     return hosts[list(KEY)].assign(score=scores, reason=reasons.astype(str))

@@ -3,7 +3,7 @@ work spread over Spark tasks that write their own parts (no row passes through t
 
 from __future__ import annotations
 
-import shutil
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhalo.artifacts import atomic_file
+from darkhalo.removal import remove_tree
 from data_contracts.schema import Contract, arrow_schema
 
 if TYPE_CHECKING:
@@ -22,12 +23,26 @@ if TYPE_CHECKING:
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
+#: The characters Hadoop's path globbing gives a meaning to (its GlobPattern), and its escape character.
+_HADOOP_GLOB = re.compile(r"([\\*?\[\]{}])")
+
 
 def spark_schema(contract: Contract | pa.Schema) -> StructType:
     """The Spark schema of a contract (its ``arrow_schema``) or of an Arrow schema; no session needed."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(contract if isinstance(contract, pa.Schema) else arrow_schema(contract))
+
+
+def hadoop_literal(path: Path) -> str:
+    """``path`` as a Hadoop path string that names exactly that file: Hadoop reads a path holding ``* ? [ ] { }``
+    as a glob, so a run folder named ``runs [a]`` would read ``runs a``; each such character is escaped."""
+    return _HADOOP_GLOB.sub(r"\\\1", str(path))
+
+
+def read_parquet(spark: SparkSession, paths: Sequence[Path]) -> DataFrame:
+    """The parquet files ``paths`` (each taken literally, never as a pattern) as one Spark DataFrame."""
+    return spark.read.parquet(*[hadoop_literal(p) for p in paths])
 
 
 def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: int, n_rows: int) -> list[Path]:
@@ -47,7 +62,7 @@ def write_sorted_parquet(frame: DataFrame, out: Path, key: str, rows_per_part: i
         target = out / f"part-{index:05d}.parquet"
         canonical_parquet(path, target)
         written.append(target)
-    shutil.rmtree(staging)
+    remove_tree(staging, out.parent)
     return written
 
 

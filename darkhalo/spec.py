@@ -18,13 +18,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import numpy as np
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,7 +36,7 @@ from darkhalo.surveys.noise import kernel_taps
 from data_contracts.confusers import CLASSES as CONFUSER_CLASSES
 from data_contracts.lessons import LESSONS
 from data_contracts.survey import BANDS, PIXEL_SCALE
-from data_contracts.thresholds import InvariantThresholds
+from data_contracts.thresholds import SPEC_CONFIG, InvariantThresholds
 
 
 class SpecError(ValueError):
@@ -42,9 +44,10 @@ class SpecError(ValueError):
 
 
 class Section(BaseModel):
-    """Base of every spec section: unknown keys are errors and a loaded spec is immutable."""
+    """Base of every spec section (data_contracts.thresholds.SPEC_CONFIG): unknown keys are errors, numbers and
+    booleans are taken only as themselves (never from strings), floats are finite, a loaded spec is immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
 
 class Range(Section):
@@ -58,6 +61,38 @@ class Range(Section):
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
         return self
+
+
+def range_within(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> AfterValidator:
+    """The domain of a Range field: low <= min (low < min if ``open_low``) and max <= high (max < high if
+    ``open_high``), so every value drawn from it is one the renderer and the mock sky can use."""
+    shown = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+    def check(r: Range, info: ValidationInfo) -> Range:
+        above = low < r.min if open_low else low <= r.min
+        below = r.max < high if open_high else r.max <= high
+        if not (above and below):
+            raise ValueError(f"{info.field_name} [{r.min}, {r.max}] must lie in {shown}")
+        return r
+
+    return AfterValidator(check)
+
+
+#: An axis ratio q (minor / major): 0 has no light profile.
+AxisRatioRange = Annotated[Range, range_within(0, 1, open_low=True)]
+#: A modulus drawn uniform: source |e| = (1 - q) / (1 + q), or an external shear; 1 is degenerate.
+ModulusRange = Annotated[Range, range_within(0, 1, open_high=True)]
+#: A Sersic index: the renderer solves b_n for n in (0.2, 10].
+SersicRange = Annotated[Range, range_within(0.2, 10, open_low=True)]
+#: A size in arcsec (Einstein radius, half-light radius, Gaussian sigma): 0 has no profile, 100" is no galaxy's.
+ArcsecRange = Annotated[Range, range_within(0, 100, open_low=True)]
+#: A galaxy colour (mag): beyond +-5 no galaxy lies, and a flux 10^(0.4 x colour) of hundreds of magnitudes
+#: overflows to inf in the renderer.
+ColourRange = Annotated[Range, range_within(-5, 5)]
+#: An r magnitude (AB) a galaxy population is drawn in.
+Magnitude = Annotated[float, Field(gt=15, lt=30)]
+#: d log10 N / dm of galaxy number counts: 10^(slope x m) overflows a float for slopes far above 1.
+CountsSlope = Annotated[float, Field(gt=0, le=1)]
 
 
 # --- survey -------------------------------------------------------------------------------------
@@ -128,10 +163,12 @@ class NoiseCorrelation(Section):
 
     x: tuple[float, float, float] = Field(
         (0.24, 0.27, 0.25),
+        strict=False,
         description="along x (columns), g, r, z; DR10 cutouts 0.24, 0.27, 0.24; DES resampled 0.24, 0.27, 0.27",
     )
     y: tuple[float, float, float] = Field(
         (0.28, 0.31, 0.30),
+        strict=False,
         description="along y (rows), g, r, z; DR10 cutouts 0.32, 0.34, 0.34; DES resampled 0.24, 0.28, 0.26",
     )
 
@@ -154,26 +191,27 @@ class FieldGalaxies(Section):
     density: float = Field(
         120.0,
         ge=0,
+        le=1000,
         description="galaxies per arcmin^2 with r in [r_min, r_max], calibrated: at 120, 500 mock LRG hosts of "
         "specs/embedded.yaml (correlated noise) show 27.8 [13.9, 41.7] neighbours per arcmin^2 "
         "(darkhalo.surveys.host_profiles; median [16 %, 84 %]), the real DR10 cutouts 31.3 [19.5, 55.6] and DES LRG "
         "hosts 27.8 [13.9, 41.7]. The field's counts alone give ~40 (2e4 per deg^2 to r 23, Metcalfe et al. 2001, "
-        "MNRAS 323, 795, at the slope below): the rest is the LRGs' own crowded environment",
+        "MNRAS 323, 795, at the slope below): the rest is the LRGs' own crowded environment; at most 1,000, "
+        "the Hubble Ultra Deep Field's ~900 per arcmin^2 to r 30",
     )
-    r_min: float = Field(21.0, description="brightest r (AB mag): brighter galaxies are the catalog's own rows")
-    r_max: float = Field(25.5, description="faintest r (AB mag): below DR10's depth, they add to the sky")
-    slope: float = Field(
+    r_min: Magnitude = Field(21.0, description="brightest r (AB mag): brighter galaxies are the catalog's own rows")
+    r_max: Magnitude = Field(25.5, description="faintest r (AB mag): below DR10's depth, they add to the sky")
+    slope: CountsSlope = Field(
         0.35,
-        gt=0,
         description="d log N / dm of faint r-band galaxy counts, 0.3-0.4 at r 21-25 (Metcalfe et al. 2001)",
     )
-    g_r: Range = Field(
+    g_r: ColourRange = Field(
         Range(min=0.2, max=1.0),
         description="g - r (mag) of the star-forming galaxies at z 0.3-1 that dominate the faint counts "
         "(Metcalfe et al. 2001)",
     )
-    r_z: Range = Field(Range(min=0.2, max=1.0), description="r - z (mag), as g - r")
-    sigma: Range = Field(
+    r_z: ColourRange = Field(Range(min=0.2, max=1.0), description="r - z (mag), as g - r")
+    sigma: ArcsecRange = Field(
         Range(min=0.1, max=0.4),
         description="Gaussian sigma (arcsec; half-light radius 1.18 sigma): faint galaxies at z 0.5-2 have half-light "
         'radii of 1-4 kpc, 0.1-0.5" (Shibuya et al. 2015, ApJS 219, 15)',
@@ -183,8 +221,6 @@ class FieldGalaxies(Section):
     def _ordered(self) -> FieldGalaxies:
         if not self.r_min < self.r_max:
             raise ValueError(f"r_min ({self.r_min}) must be below r_max ({self.r_max}) (AB mag)")
-        if not self.sigma.min > 0:
-            raise ValueError(f"sigma.min ({self.sigma.min}) must be > 0 (arcsec)")
         return self
 
 
@@ -199,7 +235,7 @@ class SkyLenses(Section):
         description="lenses per catalog galaxy: ~1 detectable galaxy-galaxy lens per 1,000 massive ellipticals at "
         "ground-based depth (Collett 2015, ApJ 811, 20: ~2,400 in DES)",
     )
-    theta_e: Range = Field(
+    theta_e: ArcsecRange = Field(
         Range(min=0.8, max=3.0),
         description='Einstein radius (arcsec) of ground-based discoveries, 0.8-3" (Jacobs et al. 2019, ApJS 243, 17; '
         'Huang et al. 2020, ApJ 894, 78); smaller ones hide in the 1.3" seeing',
@@ -209,40 +245,30 @@ class SkyLenses(Section):
         description="unlensed source r (AB mag, intrinsic, then MW-dimmed), from faint-galaxy number counts: magnified "
         "~6x (the median), the arcs span r ~19.5-22.5",
     )
-    src_reff: Range = Field(
+    src_reff: ArcsecRange = Field(
         Range(min=0.1, max=0.5),
         description='source half-light radius (arcsec): z 1-3 star-forming galaxies, 1-4 kpc, 0.1-0.5" '
         "(Shibuya et al. 2015, ApJS 219, 15)",
     )
-    src_e: Range = Field(Range(min=0.0, max=0.5), description="source ellipticity |e| = (1 - q) / (1 + q)")
-    src_n: Range = Field(Range(min=0.5, max=2.0), description="source Sersic index: discs and clumpy star formers")
-    g_minus_r: Range = Field(Range(min=0.2, max=0.8), description="source g - r (mag)")
-    r_minus_z: Range = Field(Range(min=0.0, max=0.6), description="source r - z (mag)")
+    src_e: ModulusRange = Field(Range(min=0.0, max=0.5), description="source ellipticity |e| = (1 - q) / (1 + q)")
+    src_n: SersicRange = Field(
+        Range(min=0.5, max=2.0), description="source Sersic index: discs and clumpy star formers"
+    )
+    g_minus_r: ColourRange = Field(Range(min=0.2, max=0.8), description="source g - r (mag)")
+    r_minus_z: ColourRange = Field(Range(min=0.0, max=0.6), description="source r - z (mag)")
     position_max_frac: float = Field(
         0.5, gt=0, le=2, description="source centre area-uniform within this fraction of theta_E of the lens"
     )
-    shear: Range = Field(
+    shear: ModulusRange = Field(
         Range(min=0.0, max=0.1),
         description="external shear modulus, angle uniform: lens models need 0-0.1 (Keeton, Kochanek & Seljak "
         "1997, ApJ 482, 604)",
     )
-    lens_q: Range = Field(
+    lens_q: AxisRatioRange = Field(
         Range(min=0.5, max=1.0),
         description="mass axis ratio: the host's light axis ratio, clipped to this range (SLACS mass follows light, "
         "q 0.5-1: Koopmans et al. 2006, ApJ 649, 599)",
     )
-
-    @model_validator(mode="after")
-    def _physical(self) -> SkyLenses:
-        for name, low, high in (("theta_e", 0, 100), ("src_reff", 0, 100), ("src_n", 0.2, 10), ("lens_q", 0, 1)):
-            r = getattr(self, name)
-            if not (low < r.min and r.max <= high):
-                raise ValueError(f"{name} [{r.min}, {r.max}] must lie in ({low}, {high}]")
-        for name in ("src_e", "shear"):
-            r = getattr(self, name)
-            if not (r.min >= 0 and r.max < 1):
-                raise ValueError(f"{name} [{r.min}, {r.max}] must lie in [0, 1)")
-        return self
 
 
 class MockSurvey(Section):
@@ -250,8 +276,8 @@ class MockSurvey(Section):
 
     kind: Literal["mock"]
     n_objects: int = Field(100_000, gt=0, le=100_000_000, description="catalog rows (all types)")
-    ra_range: tuple[float, float] = Field((150.0, 160.0), description="deg, [min, max)")
-    dec_range: tuple[float, float] = Field((0.0, 5.0), description="deg, [min, max)")
+    ra_range: tuple[float, float] = Field((150.0, 160.0), strict=False, description="deg, [min, max)")
+    dec_range: tuple[float, float] = Field((0.0, 5.0), strict=False, description="deg, [min, max)")
     release: int = Field(10000, ge=0, le=32767, description="RELEASE written to every row (DR10 south: 10000)")
     confusers: ConfuserRates | None = Field(
         None, description="confuser populations among the hosts ({} for the cited defaults; absent: smooth hosts only)"
@@ -297,9 +323,9 @@ def confuser_classes(survey: MockSurvey | LegacySurvey) -> tuple[str, ...]:
 class CutoutSource(Section):
     """Where real cutouts come from: a local folder of cutout-service FITS and/or the service."""
 
-    dir: Path | None = Field(None, description="folder of cutout-service FITS files")
+    dir: Path | None = Field(None, strict=False, description="folder of cutout-service FITS files")
     url: str | None = Field(None, description="cutout service base URL (fetched with caching)")
-    cache_dir: Path = Path("cache/cutouts")
+    cache_dir: Path = Field(Path("cache/cutouts"), strict=False, description="where fetched cutouts are kept")
     timeout_s: float = Field(30.0, gt=0, le=600)
     retries: int = Field(3, ge=0, le=20)
     max_bytes: int = Field(50_000_000, gt=0, description="largest response body accepted")
@@ -386,7 +412,7 @@ class DesiLrg(_SelectionBase):
     z_snr_min: float = Field(0.0, ge=0)
     w1_snr_min: float = Field(4.0, ge=0, description="SV-era default; desitarget's main survey uses 0 (ivar > 0)")
     maskbits_veto: tuple[Annotated[int, Field(ge=0, le=31)], ...] = Field(
-        (1, 12, 13), description="MASKBITS bits that must be unset (bright star, galaxy, cluster)"
+        (1, 12, 13), strict=False, description="MASKBITS bits that must be unset (bright star, galaxy, cluster)"
     )
     gaia_g_min: float = Field(18.0, gt=0, lt=30, description="Gaia G == 0 (no match) or > this")
     zfibertot_mag_min: float = Field(17.5, gt=0, lt=30, description="z fibre-total magnitude bright limit")
@@ -508,6 +534,33 @@ class SplitsSpec(Section):
         return v
 
 
+#: Fewest parent hosts a split may expect at most: fewer leave it empty or with one label, and a later stage fails.
+MIN_SPLIT_HOSTS = 10
+#: Sky positions per axis on which a mock sky's share of each split is measured (uniform in RA and sin Dec).
+SHARE_GRID = 256
+
+
+@functools.lru_cache(maxsize=64)
+def split_shares(
+    ra_range: tuple[float, float],
+    dec_range: tuple[float, float],
+    nside: int,
+    seed: int,
+    fractions: tuple[tuple[str, float], ...],
+) -> dict[str, tuple[float, int]]:
+    """Split -> (share of the RA/Dec box's area, HEALPix pixels) that the box's pixels hashed to splits give it,
+    measured on a ``SHARE_GRID`` x ``SHARE_GRID`` grid of positions equally spaced in RA and sin Dec (deg)."""
+    from darkhalo.sky import SPLITS, healpix_of, split_of_pixels  # astropy: only when a mock sky is validated
+
+    cells = (np.arange(SHARE_GRID) + 0.5) / SHARE_GRID
+    ra = ra_range[0] + cells * (ra_range[1] - ra_range[0])
+    sin_dec = np.sin(np.radians(dec_range[0])) + cells * np.diff(np.sin(np.radians(dec_range)))
+    ra_grid, dec_grid = np.meshgrid(ra, np.degrees(np.arcsin(sin_dec)))
+    pixels = healpix_of(ra_grid.ravel(), dec_grid.ravel(), nside)
+    split = split_of_pixels(pixels, seed, dict(fractions))
+    return {name: (float(np.mean(split == name)), len(np.unique(pixels[split == name]))) for name in SPLITS}
+
+
 class StampsSpec(Section):
     """Stamp geometry: (band, y, x) float32 nanomaggies centred on the host, bands g, r, z."""
 
@@ -533,7 +586,7 @@ class PsfSpec(Section):
         2.8, gt=1, le=20, description="Moffat beta of the 'moffat' model and of the 'survey' core"
     )
     kernel_size_pix: int = Field(63, ge=9, le=255, description="kernel side in stamp pixels (odd)")
-    psfex_dir: Path | None = Field(None, description="folder of PSFEx files for 'pixelized'")
+    psfex_dir: Path | None = Field(None, strict=False, description="folder of PSFEx files for 'pixelized'")
 
     @model_validator(mode="after")
     def _pixelized_needs_files(self) -> PsfSpec:
@@ -553,9 +606,9 @@ class MagPrior(Section):
     """Unlensed source r magnitude: uniform, or number counts dN/dm ∝ 10^(slope m), in [r_min, r_max]."""
 
     kind: Literal["uniform", "number_counts"] = "number_counts"
-    r_min: float = Field(22.0, gt=15, lt=30)
-    r_max: float = Field(25.5, gt=15, lt=30)
-    slope: float = Field(0.3, gt=0, le=1)
+    r_min: Magnitude = 22.0
+    r_max: Magnitude = 25.5
+    slope: CountsSlope = 0.3
 
     @model_validator(mode="after")
     def _ordered(self) -> MagPrior:
@@ -569,14 +622,14 @@ class SourceSpec(Section):
 
     brightness: Literal["host_relative", "prior"]
     mag_prior: MagPrior | None = None
-    sersic_n: Range = Range(min=0.5, max=2.0)
-    g_minus_r: Range = Range(min=0.2, max=0.8)
-    r_minus_z: Range = Range(min=0.0, max=0.6)
+    sersic_n: SersicRange = Range(min=0.5, max=2.0)
+    g_minus_r: ColourRange = Range(min=0.2, max=0.8)
+    r_minus_z: ColourRange = Range(min=0.0, max=0.6)
     position_max_frac: float = Field(
         0.5, gt=0, le=2, description="source centre area-uniform within this fraction of theta_E"
     )
     lens_q_from: Literal["host_shape", "prior"] = "host_shape"
-    lens_q: Range = Range(min=0.5, max=1.0)
+    lens_q: AxisRatioRange = Range(min=0.5, max=1.0)
 
     @model_validator(mode="after")
     def _prior_when_needed(self) -> SourceSpec:
@@ -700,6 +753,29 @@ class EngineSpec(Section):
     memory_mb: int = Field(
         1024, ge=16, le=1_048_576, description="MiB of stamps the evaluate stage holds at once (it streams the rest)"
     )
+    train_processes: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="trainer processes under torchrun with DistributedDataParallel (gloo on CPU, NCCL on CUDA); "
+        "1 trains in the run's own process",
+    )
+    score_on: Literal["driver", "executors"] = Field(
+        "driver",
+        description="where the evaluate stage scores its test split: the driver's device, or Spark tasks that "
+        "load the model once per executor",
+    )
+
+    @field_validator("spark_master")
+    @classmethod
+    def _a_master_url(cls, value: str) -> str:
+        from darkhalo.spark import MASTER_URL
+
+        if not MASTER_URL.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL; use local[*], local[N], spark://HOST:PORT, yarn or k8s://HOST:PORT"
+            )
+        return value
 
 
 LessonId = Literal[tuple(LESSONS)]  # type: ignore[valid-type]
@@ -742,12 +818,47 @@ class GenerationSpec(Section):
         return self
 
     @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> GenerationSpec:
+        if self.train.batch_size % self.engine.train_processes:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of engine.train_processes "
+                f"({self.engine.train_processes}): each process steps on an equal share of every batch"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _purity_at_the_sky_prevalence(self) -> GenerationSpec:
         lenses = getattr(self.survey, "sky_lenses", None)
         if lenses is not None and lenses.prevalence != self.evaluate.lens_prevalence:
             raise ValueError(
                 f"evaluate.lens_prevalence ({self.evaluate.lens_prevalence:g}) must equal survey.sky_lenses.prevalence "
                 f"({lenses.prevalence:g}): the scan's expected purity is then the purity its sky shows"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _every_split_gets_hosts(self) -> GenerationSpec:
+        """A mock sky's splits each expect at least ``MIN_SPLIT_HOSTS`` parent hosts: n_objects x the mock's LRG share
+        (the cuts keep mostly LRGs, about 0.1 of all rows: an upper bound) x the split's share of the sky."""
+        if not isinstance(self.survey, MockSurvey):
+            return self
+        from darkhalo.surveys.mock import LRG_FRACTION  # the mock reads its spec section from this module
+
+        sky, splits = self.survey, self.splits
+        fractions = tuple(splits.fractions.model_dump().items())
+        shares = split_shares(sky.ra_range, sky.dec_range, splits.nside, self.seed, fractions)
+        total = sum(pixels for _, pixels in shares.values())
+        few = [
+            f"the {name} split can expect at most {sky.n_objects * LRG_FRACTION * share:.1f} parent hosts "
+            f"({pixels} of the sky's {total} HEALPix pixels at nside {splits.nside}, {share:.3g} of its area, "
+            f"x {sky.n_objects:,} objects x {LRG_FRACTION:g} LRGs)"
+            for name, (share, pixels) in shares.items()
+            if sky.n_objects * LRG_FRACTION * share < MIN_SPLIT_HOSTS
+        ]
+        if few:
+            raise ValueError(
+                f"splits: {'; '.join(few)}; each split needs {MIN_SPLIT_HOSTS}: raise survey.n_objects, widen "
+                "survey.ra_range / dec_range or raise splits.nside"
             )
         return self
 
@@ -772,11 +883,9 @@ def load_spec(path: str | Path) -> GenerationSpec:
     """Read and validate a spec file (safe YAML 1.2, no repeated keys: darkhalo.strict_yaml); raises SpecError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = strict_yaml.read(path)
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec ({exc.strerror or exc})") from exc
-    try:
-        data = strict_yaml.load(text, str(path))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     return spec_from_dict(data, source=str(path))

@@ -1,21 +1,27 @@
-"""The YAML that specs and input descriptions are read as: PyYAML's safe loader with two changes.
+"""The YAML that specs and input descriptions are read as: PyYAML's safe loader with three changes.
 
 - A mapping that repeats a key is refused, naming both lines (PyYAML keeps the last value silently, so a reviewer
   could read one setting while another runs).
 - Plain scalars resolve by the YAML 1.2 core schema, not 1.1's: only true/false are booleans (``yes``, ``no``,
   ``on``, ``off`` stay strings), integers are decimal, ``0o`` octal or ``0x`` hex (``0777`` is 777, ``1_000`` and
   ``1:30`` are strings), floats are decimal with a point or an exponent, or ``.inf``/``.nan``; dates stay strings.
+- Nesting deeper than MAX_DEPTH is refused at its line (PyYAML recurses per level and dies of RecursionError).
+
+``read`` reads a file as UTF-8, refusing invalid bytes at their offset and line; PyYAML refuses NUL and the other
+control characters at their position.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 BOOL, INT, FLOAT, NULL = (f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "null"))
 MERGE = "tag:yaml.org,2002:merge"
@@ -30,10 +36,24 @@ CORE_SCHEMA = (
     ),
     (NULL, r"~|null|Null|NULL|", ["~", "n", "N", ""]),
 )
+#: The deepest nesting of collections accepted; a spec nests four levels.
+MAX_DEPTH = 64
 
 
 class StrictLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader with YAML 1.2 core scalars and duplicate keys refused."""
+    """PyYAML's SafeLoader with YAML 1.2 core scalars, duplicate keys and nesting deeper than MAX_DEPTH refused."""
+
+    depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ComposerError(None, None, f"collections nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         first: dict[Any, Any] = {}
@@ -78,3 +98,16 @@ def load(text: str, source: str = "<string>") -> Any:
     stream = io.StringIO(text)
     stream.name = source
     return yaml.load(stream, Loader=StrictLoader)  # a SafeLoader: no Python objects
+
+
+def read(path: Path) -> Any:
+    """The YAML document in the file ``path``: OSError naming it if unreadable, yaml.YAMLError naming it and the
+    place of what it refuses (invalid UTF-8 by byte offset and line)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = f"invalid UTF-8 (byte 0x{data[exc.start]:02x}: {exc.reason})"
+        raise yaml.YAMLError(f'{bad}\n  in "{path}", byte {exc.start}, line {line}') from None
+    return load(text, str(path))

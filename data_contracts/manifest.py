@@ -8,6 +8,8 @@ nanomaggies; PSFSIZE_* FWHM arcsec. Injection columns are NaN on controls and fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -15,6 +17,7 @@ from pandera.typing import Series
 
 from data_contracts import confusers
 from data_contracts.catalog import HostRow
+from data_contracts.findings import Finding, evidence_rows
 from data_contracts.stamps import StampRow
 
 
@@ -86,3 +89,27 @@ SOURCE_COLUMNS = (
 )
 #: Finite on every positive, NaN on every control.
 INJECTION_COLUMNS = (*(c for c in GRID_COLUMNS if c != Manifest.src_dmag), *SOURCE_COLUMNS)
+
+
+def check_splits(frame: pd.DataFrame, splits: Sequence[str]) -> Finding:
+    """Every split of ``splits`` holds positive and control stamps (``frame``: the manifest's split and label): the
+    trainer needs both labels in train and val, the evaluation both in test, so a manifest without them is refused
+    where it is written and not where the next stage fails."""
+    present = set(zip(frame["split"], frame["label"], strict=True))
+    rows = [
+        {"split": split, "label": name}
+        for split in splits
+        for label, name in ((1, "positive"), (0, "control"))
+        if (split, label) not in present
+    ]
+    evidence, n = evidence_rows(rows)
+    return Finding(
+        id="schema:manifest",
+        title="manifest schema; positives and controls in every split",
+        passed=not rows,
+        measured=n,
+        threshold=0,
+        detail="; ".join(f"the {row['split']} split has no {row['label']} stamps" for row in rows),
+        evidence=evidence,
+        n_offending=n,
+    )

@@ -1,4 +1,4 @@
-"""The parent-sample contract: unique hosts, a usable r-band PSF size, and every row inside its cuts.
+"""The parent-sample contract: at least one host, unique hosts, a usable r-band PSF size, every row inside its cuts.
 
 The cuts are recomputed here in pandas, independently of the stage's Spark SQL, from the spec's
 ``selection`` section given as plain data (``model_dump()``): a row the SQL let through that the
@@ -134,8 +134,12 @@ def schema(selection: Mapping[str, Any]) -> pa.DataFrameSchema:
 
 
 def check(frame: pd.DataFrame, selection: Mapping[str, Any]) -> Finding:
-    """Validate a parent sample; the finding's evidence lists the offending rows and checks."""
-    title = f"parent sample: unique key, PSFSIZE_R > 0, every row inside the {selection['variant']} cuts"
+    """Validate a parent sample; the finding's evidence lists the offending rows and checks. An empty one fails: the
+    manifest stage would have no host to expand."""
+    title = f"parent sample: hosts, unique key, PSFSIZE_R > 0, every row inside the {selection['variant']} cuts"
+    if frame.empty:
+        detail = f"no rows: the {selection['variant']} cuts kept no host"
+        return Finding(FINDING_ID, title, passed=False, measured=0, threshold=1, detail=detail)
     try:
         schema(selection).validate(frame, lazy=True)
     except SchemaErrors as exc:

@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from data_contracts.findings import Finding
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=20)]
+#: The pydantic config of every spec section: unknown keys refused, strict types (a number or a boolean only as
+#: itself, never from a string such as "7" or "yes", nor a boolean as a number), finite floats, immutable. A field
+#: whose YAML form is a list or a string (a tuple, a path) sets ``strict=False`` for its container alone.
+SPEC_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     waiver: Reason | None = Field(
         None, description="why this invariant is waived for this spec (at least 20 characters)"
@@ -42,7 +46,7 @@ class L3Thresholds(_Thresholds):
         0.5, gt=0, lt=1, description="allowed median relative shortfall of the injection PSF's wing light"
     )
     bands: tuple[Literal["g", "r", "z"], ...] = Field(
-        ("r",), min_length=1, description="bands judged (every band's shortfall is shown)"
+        ("r",), min_length=1, strict=False, description="bands judged (every band's shortfall is shown)"
     )
 
 
@@ -72,6 +76,15 @@ class L7Thresholds(_Thresholds):
         500.0, gt=0, description="integrated arc S/N above which an arc is implausibly bright"
     )
     max_bright_share: float = Field(0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _visible_below_bright(self) -> L7Thresholds:
+        if not self.min_visible_snr < self.max_plausible_snr:
+            raise ValueError(
+                f"min_visible_snr ({self.min_visible_snr:g}) must be below max_plausible_snr "
+                f"({self.max_plausible_snr:g}): no arc would be both visible and plausible"
+            )
+        return self
 
 
 class L8Thresholds(_Thresholds):
@@ -108,7 +121,7 @@ class L10Thresholds(_Thresholds):
     """No label leakage: model inputs are pixels plus at most these observing conditions."""
 
     allowed_conditions: tuple[str, ...] = Field(
-        (), description="catalog columns the model may see beside the pixels (observing conditions)"
+        (), strict=False, description="catalog columns the model may see beside the pixels (observing conditions)"
     )
 
 
@@ -139,7 +152,7 @@ class L14Thresholds(_Thresholds):
 class InvariantThresholds(BaseModel):
     """The ``invariants`` section of a spec: one entry per lesson, all with defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     L1: L1Thresholds = L1Thresholds()
     L2: L2Thresholds = L2Thresholds()

@@ -1,7 +1,8 @@
-"""A tiny real chain (survey -> select -> manifest -> inject -> train) for the crash-safety tests.
+"""A tiny real chain (survey -> select -> manifest -> inject -> train -> evaluate -> scan -> audit) for the
+crash-safety tests.
 
 Run as a script, ``crash_run.py ROOT STAGE`` runs one stage of ``tiny_spec()`` under ROOT after
-warming Spark, so that a kill timed from the stage's start line lands inside the stage;
+warming Spark (for a stage that uses it), so that a kill timed from the stage's start line lands inside the stage;
 ``crash_run.py ROOT FIRST:LAST`` runs the stages from FIRST to LAST (the Spark master from
 DARKHALO_SPARK_MASTER, as for any run).
 """
@@ -17,7 +18,13 @@ from darkhalo.runner import run_generation
 from darkhalo.spec import GenerationSpec, spec_from_dict
 
 #: The stages a kill is tried in, in pipeline order.
-CHAIN = ("survey", "select", "manifest", "inject", "train")
+CHAIN = ("survey", "select", "manifest", "inject", "train", "evaluate", "scan", "audit")
+#: The stages that start no Spark session (with the default engine: evaluate scores on the driver).
+WITHOUT_SPARK = ("train", "evaluate")
+#: A runs folder name that Hadoop and glob would read as a pattern, and a sibling folder that the pattern matches:
+#: a run under the first must read nothing of the second.
+LITERAL_RUNS = "runs [a]{b}*?"
+DECOY_RUNS = "runs abc"
 
 
 def tiny_spec() -> GenerationSpec:
@@ -40,7 +47,7 @@ def tiny_spec() -> GenerationSpec:
 def main(root: Path, stages: str) -> None:
     spec = tiny_spec()
     first, _, last = stages.partition(":")
-    if first != "train":
+    if first not in WITHOUT_SPARK:
         from darkhalo.spark import get_spark
 
         get_spark(spec.engine)

@@ -67,12 +67,15 @@ def test_a_run_folder_is_audited_from_its_artifacts(spark, tmp_path: Path, monke
     stages = (PARENT_STAGE, next(s for s in STAGES if s.name == "manifest"))
     run_generation(spec, tmp_path, stages=stages)
     run_dir = tmp_path / spec.generation
-    result = audit_run(run_dir)
+    result = audit_run(run_dir, stages=stages)  # the chain of the two stages that ran: whole
     verdicts = {f.id: f.verdict for f in result.findings}
     assert {verdicts[i] for i in ("L1", "L2", "L3", "L5", "L6")} == {"pass"} and result.passed
     assert "L4" in result.not_evaluated and "L9" in result.not_evaluated
 
-    cli = CliRunner().invoke(app, ["audit", str(run_dir)])
-    assert cli.exit_code == 0, cli.output
-    assert json.loads((run_dir / "audit.json").read_text())["passed"]
-    assert "| L1 |" in (run_dir / "audit.md").read_text()
+    cli = CliRunner().invoke(app, ["audit", str(run_dir)])  # the generation's chain: no survey, inject, ...
+    assert cli.exit_code == 3, cli.output
+    written = json.loads((run_dir / "audit.json").read_text())
+    assert written["failed"] == [] and not written["passed"] and not written["complete"]
+    assert {c["stage"]: c["status"] for c in written["chain"]}["inject"] == "missing"
+    report = (run_dir / "audit.md").read_text()
+    assert "| L1 |" in report and "| inject | missing |" in report

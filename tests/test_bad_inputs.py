@@ -32,9 +32,10 @@ from stamps_factory import toy_stamps, write_shards
 from test_select_stage import SURVEY_AND_SELECT
 
 from darkhalo.artifacts import contained
+from darkhalo.audit.judges import judge_artifact
 from darkhalo.expansion import Expansion, expand_hosts, host_frame
 from darkhalo.metrics.evaluation import load_test_stamps, model_scorer
-from darkhalo.runner import RunError, run_generation
+from darkhalo.runner import RunError, StageFailed, run_generation
 from darkhalo.spec import GenerationSpec, SpecError, load_spec, spec_from_dict
 from darkhalo.stages import StageContext
 from darkhalo.stages import inject as inject_stage
@@ -632,6 +633,64 @@ def test_a_quarantined_row_reconciles_through_the_runner(spark, tmp_path: Path, 
     assert counts["selected"] + counts["rejected_by_cuts"] + counts["quarantined"] == counts["input"]
     parent = pd.read_parquet(out / "parent_sample")
     assert len(parent) == counts["selected"] and parent["FLUX_R"].notna().all()
+
+
+# --- empty stage outputs: refused by the stage's gate, never installed --------------------------------
+
+
+@pytest.mark.spark
+def test_a_selection_that_keeps_no_host_is_refused_by_the_select_gate(spark, tmp_path: Path) -> None:
+    """Cuts no mock galaxy passes (z < 11) leave an empty parent sample: the select stage fails its contract on the
+    parent sample alone, naming the cuts, and nothing is installed for the manifest stage to crash on."""
+    data = spec_data()
+    data["selection"]["z_mag_max"] = 11.0
+    spec = spec_from_dict(data)
+    with pytest.raises(StageFailed) as failure:
+        run_generation(spec, tmp_path, stages=SURVEY_AND_SELECT, console=Console(quiet=True))
+    assert failure.value.stage == "select" and "stage 'select' failed its contract" in str(failure.value)
+    assert [(f.id, f.measured, f.detail) for f in failure.value.findings] == [
+        ("schema:parent_sample", 0, "no rows: the v3_color_relaxed cuts kept no host")
+    ]
+    assert not (tmp_path / spec.generation / "select").exists()
+
+
+def _manifest_folder(tmp: Path, spec: GenerationSpec, keep: Callable[[pd.DataFrame], pd.Series]) -> Path:
+    """manifest/manifest/part-00000.parquet of 300 synthetic parent hosts expanded by ``spec``, rows ``keep``."""
+    folder = tmp / "manifest"
+    (folder / "manifest").mkdir(parents=True)
+    expansion = Expansion.of(spec)
+    rows = expand_hosts(host_frame(synthetic_parent(300, seed=spec.seed), expansion=expansion), expansion=expansion)
+    rows[keep(rows)].to_parquet(folder / "manifest" / "part-00000.parquet", index=False)
+    return folder
+
+
+EMPTIED = {
+    "val": (
+        lambda rows: rows["split"] != "val",
+        "the val split has no positive stamps; the val split has no control stamps",
+    ),
+    "test_controls": (
+        lambda rows: (rows["split"] != "test") | (rows["label"] == 1),
+        "the test split has no control stamps",
+    ),
+}
+
+
+@pytest.mark.parametrize("emptied", list(EMPTIED))
+def test_a_manifest_with_an_empty_split_is_refused_by_its_gate(emptied: str, tmp_path: Path) -> None:
+    """A split (or one label of it) without stamps would crash training or evaluation: the manifest's gate (and
+    audit) fails its schema finding alone, naming the split and label; the whole manifest passes."""
+    data = spec_data()
+    data["splits"] = {"nside": 128}
+    spec = spec_from_dict(data)
+    keep, detail = EMPTIED[emptied]
+
+    def blocking(folder: Path) -> list[tuple[str, str]]:
+        findings = spec.invariants.judged(judge_artifact("manifest", folder, tmp_path, spec))  # the spec's waivers
+        return [(f.id, f.detail) for f in findings if f.blocking]
+
+    assert blocking(_manifest_folder(tmp_path / "whole", spec, lambda rows: rows["split"] != "")) == []
+    assert blocking(_manifest_folder(tmp_path, spec, keep)) == [("schema:manifest", detail)]
 
 
 # --- the cutout service (HTTP) ---------------------------------------------------------------------

@@ -5,14 +5,19 @@ stage in a child process (its own process group: the Spark JVM and Python worker
 waits for the stage's start line, sleeps a seeded random delay within the stage's baseline wall
 time, and sends SIGKILL to the group. Either nothing is then at the stage's final path, or the stage
 was installed before the kill and is whole (and the kill is tried again, 4x sooner, up to
-KILL_ATTEMPTS times); the re-run (in this process) must install outputs whose content hashes equal
-the baseline's.
+KILL_ATTEMPTS times). A trial may kill several times in a row, each child starting on the leftovers
+of the last; the re-run (in this process) must then install outputs whose content hashes equal
+the baseline's. The baseline and the trials run under a runs folder whose name Hadoop and glob read
+as a pattern (crash_run.LITERAL_RUNS), the baseline beside a decoy folder that the pattern matches,
+holding unreadable parts where the stages read theirs: a run reads only its own files.
 
 Content hashes are every artifact file's sha256 (darkhalo.artifacts.artifact_files), except for
 fields that record the wall clock or a run's random ids, which are compared with those fields left
-out: select's Great Expectations result (its run time and ids; its Data Docs HTML is not compared)
-and the training history's timings (history.parquet and each checkpoint's copy of it); checkpoints
-are compared by their tensors. The default run kills once per stage; ``-m slow`` runs four more kills per stage.
+out: select's Great Expectations result (its run time and ids; its Data Docs HTML is not compared),
+the training history's timings (history.parquet and each checkpoint's copy of it) and the audit's
+target (the run folder it judged, in audit.json and audit.md); checkpoints are compared by their
+tensors. The evaluation's and the scan's reports and plots are compared byte for byte. The default
+run kills each stage DEFAULT_KILLS times (11 kills in all); ``-m slow`` runs four more kills per stage.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
-from crash_run import CHAIN, tiny_spec
+from crash_run import CHAIN, DECOY_RUNS, LITERAL_RUNS, tiny_spec
 
 from darkhalo.artifacts import artifact_files
 from darkhalo.runner import run_generation
@@ -47,7 +52,12 @@ TIMING_FIELDS = ("train_s", "val_s", "epoch_s", "images_per_s")
 GE_DOCS = "validation/data_docs/"
 GE_RESULT = "validation/validation_result.json"
 GE_RUN_KEYS = {"validation_id", "run_id", "batch_markers", "checkpoint_id", "validation_time", "id"}
+#: The audit's record of the run folder it judged (a path, different for every copy of a run).
+AUDIT_JSON, AUDIT_MD, AUDIT_TARGET = "audit/audit.json", "audit/audit.md", "target"
 SLOW_TRIALS = 4
+#: Kills in each stage's default trial, one after another: a second one where it costs least (a short
+#: stage, or a child that starts no Spark), the next child starting on the killed one's leftovers.
+DEFAULT_KILLS = dict.fromkeys(CHAIN, 1) | dict.fromkeys(("survey", "train", "evaluate"), 2)
 #: Kills tried per trial; each retry comes 4x sooner when the child finished before the kill.
 KILL_ATTEMPTS = 3
 #: What test tools (possibly in another process) may add to the working directory meanwhile.
@@ -56,9 +66,15 @@ TOOL_CACHES = {".hypothesis", ".pytest_cache", ".ruff_cache"}
 
 @pytest.fixture(scope="module")
 def baseline(spark, tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    """An uninterrupted run of the chain: its run folder and each stage's wall time (s)."""
-    root = tmp_path_factory.mktemp("baseline")
+    """An uninterrupted run of the chain under LITERAL_RUNS beside the decoy: its run folder and each stage's wall
+    time (s)."""
+    top = tmp_path_factory.mktemp("baseline")
+    root = top / LITERAL_RUNS
     spec = tiny_spec()
+    for artifact in ("survey/catalog", "select/parent_sample"):  # what a glob of a Spark read would open instead
+        decoy = top / DECOY_RUNS / spec.generation / artifact / "part-00000.parquet"
+        decoy.parent.mkdir(parents=True)
+        decoy.write_bytes(b"decoy: not parquet")
     cwd_before = set(os.listdir()) - TOOL_CACHES
     outcomes = run_generation(spec, root, stop=CHAIN[-1])
     assert set(os.listdir()) - TOOL_CACHES == cwd_before, "a stage wrote into the working directory"
@@ -84,7 +100,13 @@ def content(stage: str, folder: Path) -> dict[str, str]:
     if stage == "select":
         kept = {k: v for k, v in files.items() if not k.startswith(GE_DOCS)}
         result = json.loads((folder / GE_RESULT).read_text())
-        return kept | {GE_RESULT: hashlib.sha256(json.dumps(_without_run_ids(result)).encode()).hexdigest()}
+        return kept | {GE_RESULT: _json_hash(_without_run_ids(result))}
+    if stage == "audit":
+        run_dir = folder.parent
+        audit = json.loads((run_dir / AUDIT_JSON).read_text())
+        assert audit.pop(AUDIT_TARGET) == str(run_dir)
+        report = (run_dir / AUDIT_MD).read_text().replace(str(run_dir), "<run folder>")
+        return {AUDIT_JSON: _json_hash(audit), AUDIT_MD: hashlib.sha256(report.encode()).hexdigest()}
     if stage != "train":
         return files
     hashes = {"model.pt": files["model.pt"]}
@@ -98,6 +120,10 @@ def content(stage: str, folder: Path) -> dict[str, str]:
         epochs = pd.DataFrame(state["history"]).drop(columns=list(TIMING_FIELDS))
         hashes[f"checkpoints/{path.name}"] = digest.hexdigest() + _frame_hash(epochs)
     return hashes
+
+
+def _json_hash(data: object) -> str:
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
 
 
 def _without_run_ids(value: object) -> object:
@@ -150,27 +176,34 @@ def _copy_upstream(base_dir: Path, run_dir: Path, stage: str) -> None:
         shutil.copytree(base_dir / upstream, run_dir / upstream)
 
 
-def trial(baseline: tuple[Path, dict[str, float]], stage: str, seed: int, tmp_path: Path) -> None:
-    """One kill inside ``stage`` at a seeded random moment, then a re-run equal to the baseline."""
+def trial(baseline: tuple[Path, dict[str, float]], stage: str, seed: int, tmp_path: Path, kills: int = 1) -> None:
+    """``kills`` kills in a row inside ``stage``, each at a seeded random moment, then a re-run equal to the
+    baseline."""
     base_dir, walls = baseline
     spec = tiny_spec()
-    run_dir = tmp_path / spec.generation
+    root = tmp_path / LITERAL_RUNS
+    run_dir = root / spec.generation
+    run_dir.mkdir(parents=True)
     _copy_upstream(base_dir, run_dir, stage)
-    delay = float(np.random.default_rng([seed, CHAIN.index(stage)]).uniform(0, walls[stage]))
-    tries = 1
-    kill_inside(stage, tmp_path, delay)
-    while (run_dir / stage).exists():
-        # Installed before the kill (the child lives on for a moment after its rename into place):
-        # then it is whole. Try again, sooner.
-        assert content(stage, run_dir / stage) == content(stage, base_dir / stage)
-        assert tries < KILL_ATTEMPTS, f"{stage} was installed before every kill (last at {delay:.2f} s)"
-        shutil.rmtree(run_dir / stage)
-        delay /= 4
-        tries += 1
-        kill_inside(stage, tmp_path, delay)
-    print(f"{stage} seed={seed}: killed {delay:.2f} s into the stage (baseline {walls[stage]:.1f} s), try {tries}")
+    for kill in range(kills):
+        delay = float(np.random.default_rng([seed, CHAIN.index(stage), kill]).uniform(0, walls[stage]))
+        tries = 1
+        kill_inside(stage, root, delay)
+        while (run_dir / stage).exists():
+            # Installed before the kill (the child lives on for a moment after its rename into place):
+            # then it is whole. Try again, sooner.
+            assert content(stage, run_dir / stage) == content(stage, base_dir / stage)
+            assert tries < KILL_ATTEMPTS, f"{stage} was installed before every kill (last at {delay:.2f} s)"
+            shutil.rmtree(run_dir / stage)
+            delay /= 4
+            tries += 1
+            kill_inside(stage, root, delay)
+        print(
+            f"{stage} seed={seed} kill {kill + 1}: {delay:.2f} s into the stage (baseline {walls[stage]:.1f} s), "
+            f"try {tries}"
+        )
 
-    outcome = run_generation(spec, tmp_path, start=stage, stop=stage)[0]
+    outcome = run_generation(spec, root, start=stage, stop=stage)[0]
     assert outcome.status == "ran"
     assert content(stage, run_dir / stage) == content(stage, base_dir / stage)
     leftovers = [p.name for p in run_dir.iterdir() if p.name.startswith(".") and p.name not in (".lock", ".failed")]
@@ -194,8 +227,8 @@ def test_another_process_writes_the_same_content_and_one_changed_byte_shows(base
 
 
 @pytest.mark.parametrize("stage", CHAIN)
-def test_a_stage_killed_at_a_random_moment_reruns_to_the_same_outputs(baseline, stage: str, tmp_path: Path) -> None:
-    trial(baseline, stage, seed=0, tmp_path=tmp_path)
+def test_a_stage_killed_at_random_moments_reruns_to_the_same_outputs(baseline, stage: str, tmp_path: Path) -> None:
+    trial(baseline, stage, seed=0, tmp_path=tmp_path, kills=DEFAULT_KILLS[stage])
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def _spec(**psf):
 
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOY_PARENT_ROWS", "60")
+    monkeypatch.setenv("TOY_PARENT_ROWS", "100")  # enough for controls in every split
 
 
 def test_stamps_are_cutouts_plus_arcs_with_their_record(spark, small, tmp_path: Path) -> None:

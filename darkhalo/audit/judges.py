@@ -1,12 +1,13 @@
 """Measure once, judge always: one judging function per artifact, the stage's gate and the audit's.
 
 Each judge reads an artifact as written (a stage's output folder) and returns its contract findings against
-the spec's current thresholds: catalog (schema, key, and the mock sky's truth table), parent sample (schema,
-row balance), manifest (schema, L1, L2, L5, L6, L11), stamps (schema, L3, L7, L8), model inputs (L10), metrics
-(scores schema, L4, L9, L12), the scan (candidates, unscored and search schemas, L13, L14). The runner calls a
-stage's judge on the stage's temporary folder before installing it; ``darkhalo audit`` calls the same judge on
-the installed folder. What is expensive to measure again (L9's probes need the model) is stored by the stage
-as a measurement (``metrics.json``'s probes) and judged here; no verdict is ever read back.
+the spec's current thresholds: catalog (schema, key, and the mock sky's truth table), parent sample (schema, not
+empty, row balance), manifest (schema, both labels in every split, L1, L2, L5, L6, L11), stamps (schema, L3, L7,
+L8), model inputs (L10), metrics (scores schema, L4, L9, L12), the scan (candidates, unscored and search schemas,
+L13, L14). The runner calls a stage's judge on the stage's temporary folder before installing it; ``darkhalo
+audit`` calls the same judge on the installed folder. What is expensive to measure again (L9's probes need the
+model) is stored by the stage as a measurement (``metrics.json``'s probes) and judged here; no verdict is ever
+read back.
 
 Each judge declares the spec sections it reads and sees only those (darkhalo.spec_view).
 """
@@ -30,6 +31,7 @@ from darkhalo import layout
 from darkhalo.injection import Rendering, convergence_of_rows, host_cutouts, injection_kernels, render_rows
 from darkhalo.lensing.psf import wing_deficits
 from darkhalo.lensing.render import point_source_errors
+from darkhalo.sky import SPLITS
 from darkhalo.sparkio import run_tasks
 from darkhalo.spec import GenerationSpec, MockSurvey, confuser_classes
 from darkhalo.spec_view import SpecView
@@ -54,7 +56,7 @@ from data_contracts.invariants import (
     l13_complete_scan,
     l14_sealed_truth,
 )
-from data_contracts.manifest import Manifest
+from data_contracts.manifest import Manifest, check_splits
 from data_contracts.schema import column_names, model_finding, schema_finding
 from data_contracts.scores import Scores
 from data_contracts.search import SearchResult
@@ -142,10 +144,9 @@ def judge_parent_sample(folder: Path, run_dir: Path, spec: SpecView, sample: int
 def judge_manifest(folder: Path, run_dir: Path, spec: SpecView, sample: int | None) -> list[Finding]:
     """The manifest's schema part by part, then L1, L2, L5, L6, L11 over the columns they read."""
     parts = layout.parts(folder, layout.MANIFEST)
-    findings = [_manifest_schema(parts)]
     checked = pd.concat([pd.read_parquet(p, columns=MANIFEST_CHECK_COLUMNS) for p in parts], ignore_index=True)
     return [
-        *findings,
+        _manifest_schema(parts, checked),
         l1_unpaired_controls.check(checked),
         l2_resolvable_injections.check(checked[checked["label"] == 1], spec.invariants.L2),
         l5_sky_disjoint_splits.check(checked),
@@ -165,15 +166,13 @@ def hard_negatives_finding(manifest: pd.DataFrame, spec: SpecView | GenerationSp
     )
 
 
-def _manifest_schema(parts: list[Path]) -> Finding:
-    """The manifest schema, part by part (the first failing part is named)."""
-    finding = None
+def _manifest_schema(parts: list[Path], checked: pd.DataFrame) -> Finding:
+    """The manifest schema, part by part (the first failing part is named), then both labels in every split."""
     for path in parts:
         finding = schema_finding(Manifest, pd.read_parquet(path), "manifest")
         if not finding.passed:
             return Finding(**{**finding.__dict__, "detail": f"{path.name}: {finding.detail}"})
-    assert finding is not None  # layout.parts found at least one part
-    return finding
+    return check_splits(checked, SPLITS)
 
 
 # --- stamps: schema, L3, L7, L8 ------------------------------------------------------------------

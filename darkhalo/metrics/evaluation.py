@@ -11,15 +11,17 @@ it writes come from darkhalo.audit.judges.judge_metrics.
 The test split is never held whole: ``ShardedSplit`` keeps its metadata and reads its stamps a chunk
 at a time (``chunk_rows``, from the engine's ``memory_mb``); a pass over the chunks keeps only
 scores, the probes' core and ring pixels, the blob probe's scores and the positives' scores at each real lens
-set's depth (``DepthPass``), and the galleries read back just their few stamps. Stamps reach the scorer in fixed
-blocks, so every number is the one a one-chunk run gives. The PSF-swap probe re-injects a sample of the test
-positives from their manifest rows with a Gaussian PSF and reports the completeness change at each operating
-threshold.
+set's depth (``SplitPass``), and the galleries read back just their few stamps. Stamps reach the scorer in fixed
+blocks, so every number is the one a one-chunk run gives. The pass can also run one shard per Spark task
+(``SplitPass.shards``, darkhalo.task_scoring), where its scores come back equal to float rounding (a shard's blocks
+start at the shard). The real sets, the PSF-swap probe and the galleries run in the calling process: the PSF swap
+re-injects a sample of the test positives from their manifest rows with a Gaussian PSF and reports the
+completeness change at each operating threshold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,16 @@ class ShardedSplit:
 
     def __len__(self) -> int:
         return len(self.meta)
+
+    def rows_of(self, shard: int) -> np.ndarray:
+        """The rows of ``meta`` (ascending) whose stamps are in ``files[shard]``."""
+        return np.flatnonzero(self.shard_of == shard)
+
+    def shard(self, shard: int) -> ShardedSplit:
+        """The split of ``files[shard]`` alone: its rows of ``meta`` (``rows_of``), renumbered from 0."""
+        rows = self.rows_of(shard)
+        meta = self.meta.iloc[rows].reset_index(drop=True)
+        return ShardedSplit(self.folder, (self.files[shard],), meta, np.zeros(len(rows), dtype=np.int32), self.size)
 
     def pieces(self, rows: int, wanted: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The test stamps (or the ``wanted`` rows of ``meta`` only) in shard order, up to ``rows`` at a time:
@@ -246,6 +258,12 @@ class BlobPlan:
         fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, np.nanmedian(meta["psfsize_r"]))
         return cls(rows, fluxes[rng.integers(0, len(fluxes), len(rows))], fwhm, rendering)
 
+    def among(self, rows: np.ndarray) -> BlobPlan:
+        """The plan's blobs on the controls among ``rows`` (ascending rows of meta), their rows renumbered as
+        positions in ``rows`` (a shard's plan: ``ShardedSplit.shard``)."""
+        kept = np.isin(self.rows, rows)
+        return BlobPlan(np.searchsorted(rows, self.rows[kept]), self.flux[kept], self.fwhm[kept], self.rendering)
+
     def blobs(self, controls: np.ndarray, which: np.ndarray) -> np.ndarray:
         """``controls`` (k, 3, S, S), the stamps of ``rows[which]``, each with its blob added at the centre."""
         psf = self.rendering.psf
@@ -266,12 +284,14 @@ class BlobPlan:
 @dataclass(frozen=True)
 class Streamed:
     """What one pass over the test split keeps: each stamp's score, its core and ring pixels (for the pixel
-    probes; None without probes) and each planned blob's score."""
+    probes; None without probes), each planned blob's score, and each real lens set's name -> its positives at
+    the set's depth."""
 
     scores: np.ndarray
     core: np.ndarray | None
     ring: np.ndarray | None
     blob_scores: np.ndarray | None
+    depth: dict[str, AtDepth]
 
 
 class DepthPass:
@@ -310,40 +330,87 @@ def _by_row(rows: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
     return placed
 
 
-def stream_split(
-    split: ShardedSplit,
-    score: Scorer,
-    chunk: int,
-    *,
-    core: int | None,
-    plan: BlobPlan | None,
-    on_scored: Callable[[int], object],
-    depth: DepthPass | None = None,
-) -> Streamed:
-    """Score every test stamp, ``chunk`` at a time; with ``core`` keep the ``core`` and ring pixels, with ``plan``
-    score its controls with their blobs, with ``depth`` its positives at the real lens sets' depths.
-    ``on_scored(k)`` after each block of test stamps is scored."""
-    stamps = BlockScorer(score, chunk, len(split), split.size, on_scored)
-    blobs = None if plan is None else BlockScorer(score, chunk, len(plan.rows), split.size, lambda k: None)
-    rows, cores, rings = [], [], []
-    for found, images in split.pieces(chunk):
-        stamps.add(found, images)
-        if core is not None:
-            rows.append(found)
-            cores.append(core_pixels(images, core))
-            rings.append(ring_pixels(images, core))
-        if blobs is not None:
-            chosen = np.isin(found, plan.rows)
-            which = np.searchsorted(plan.rows, found[chosen])
-            blobs.add(which, plan.blobs(images[chosen], which))
-        if depth is not None:
+@dataclass(frozen=True)
+class SplitPass:
+    """One pass over the test split ``split``: every stamp scored ``chunk`` at a time; with ``core`` its core and ring
+    pixels kept, with ``plan`` its planned controls scored with their blobs, with ``noises`` its positives scored at
+    each real lens set's depth (in blocks of ``batch_size``, the scorer's batch). ``shards()`` cuts it into one pass
+    per shard (a Spark task each) and ``merged`` puts their results back together."""
+
+    split: ShardedSplit
+    chunk: int
+    batch_size: int
+    core: int | None
+    plan: BlobPlan | None
+    noises: tuple[DepthNoise, ...]
+
+    def run(self, score: Scorer, on_scored: Callable[[int], object] = lambda k: None) -> Streamed:
+        """The pass with ``score``; ``on_scored(k)`` after each block of test stamps is scored."""
+        split, plan, core = self.split, self.plan, self.core
+        stamps = BlockScorer(score, self.chunk, len(split), split.size, on_scored)
+        blobs = None if plan is None else BlockScorer(score, self.chunk, len(plan.rows), split.size, lambda k: None)
+        depth = DepthPass(list(self.noises), split.meta, score, self.batch_size, split.size)
+        rows, cores, rings = [], [], []
+        for found, images in split.pieces(self.chunk):
+            stamps.add(found, images)
+            if core is not None:
+                rows.append(found)
+                cores.append(core_pixels(images, core))
+                rings.append(ring_pixels(images, core))
+            if blobs is not None:
+                chosen = np.isin(found, plan.rows)
+                which = np.searchsorted(plan.rows, found[chosen])
+                blobs.add(which, plan.blobs(images[chosen], which))
             depth.add(found, images)
-    return Streamed(
-        stamps.result(),
-        None if core is None else _by_row(rows, cores),
-        None if core is None else _by_row(rows, rings),
-        None if blobs is None else blobs.result(),
-    )
+        return Streamed(
+            stamps.result(),
+            None if core is None else _by_row(rows, cores),
+            None if core is None else _by_row(rows, rings),
+            None if blobs is None else blobs.result(),
+            depth.result(),
+        )
+
+    def _shard_indices(self) -> list[int]:
+        """The shards that hold test stamps, in file order."""
+        return np.unique(self.split.shard_of).tolist()
+
+    def shards(self) -> list[SplitPass]:
+        """The pass cut into one pass per shard that holds test stamps, each over its shard's rows only."""
+        parts = []
+        for i in self._shard_indices():
+            plan = None if self.plan is None else self.plan.among(self.split.rows_of(i))
+            parts.append(replace(self, split=self.split.shard(i), plan=plan))
+        return parts
+
+    def merged(self, parts: Sequence[Streamed]) -> Streamed:
+        """What ``run`` keeps, from the results of ``shards()``'s passes (in their order): each row's values put
+        back at its row of the split, each blob's at its place in the plan, each positive's at its place among
+        the positives."""
+        rows = [self.split.rows_of(i) for i in self._shard_indices()]
+        positives = np.flatnonzero(self.split.meta["label"].to_numpy() == 1)
+        at_positives = [np.flatnonzero(np.isin(positives, r)) for r in rows]
+        depth = {
+            noise.name: AtDepth(
+                noise,
+                _by_row(at_positives, [p.depth[noise.name].own_sigma for p in parts]),
+                _by_row(at_positives, [p.depth[noise.name].scores for p in parts]),
+            )
+            for noise in self.noises
+        }
+        blobs = None
+        if self.plan is not None:
+            blobs = _by_row([np.flatnonzero(np.isin(self.plan.rows, r)) for r in rows], [p.blob_scores for p in parts])
+        return Streamed(
+            _by_row(rows, [p.scores for p in parts]),
+            None if self.core is None else _by_row(rows, [p.core for p in parts]),
+            None if self.core is None else _by_row(rows, [p.ring for p in parts]),
+            blobs,
+            depth,
+        )
+
+
+#: Runs the passes of ``SplitPass.shards()`` elsewhere (each with its own scorer) and returns their results in order.
+ShardRunner = Callable[[list[SplitPass]], list[Streamed]]
 
 
 def psf_swap(
@@ -447,15 +514,18 @@ def evaluate(
     manifest: Path | None = None,
     on_scored: Callable[[int], object] = lambda k: None,
     memory_mb: int = EngineSpec().memory_mb,
+    run_shards: ShardRunner | None = None,
 ) -> dict[str, Any]:
     """Everything after the model: scores, metrics with the probes' measurements and the real sets' rates at the
     operating thresholds, and the report, written into ``out`` (judged afterwards by
     darkhalo.audit.judges.judge_metrics). Returns the metrics as written to metrics.json.
 
     The split is read ``chunk_rows`` stamps at a time (``memory_mb``: engine.memory_mb, ``evaluate.batch_size``);
-    ``on_scored(k)`` is told each time k more test stamps are scored (a progress bar). ``run_dir`` holds the
-    select stage the report links to; with ``manifest`` (the manifest stage's folder) the probes include
-    the PSF swap."""
+    ``on_scored(k)`` is told each time k more test stamps are scored (a progress bar). With ``run_shards`` the pass
+    over the split runs there, one pass per shard (Spark tasks with their own scorer:
+    darkhalo.task_scoring.score_on_executors), and ``on_scored`` is not told; ``score`` still scores the real sets
+    and the PSF swap. ``run_dir`` holds the select stage the report links to; with ``manifest`` (the manifest
+    stage's folder) the probes include the PSF swap."""
     settings = spec.evaluate
     chunk = chunk_rows(memory_mb, split.size, settings.batch_size)
     rendering = Rendering.of(spec)
@@ -463,9 +533,9 @@ def evaluate(
     plan = BlobPlan.of(split.meta, rendering) if settings.probes else None
     real = [score_set(s, score, spec.stamps.size, spec.stamps.pixel_scale) for s in settings.real_sets]
     noises = [noise for r in real if (noise := depth_noise(r, spec.seed)) is not None]
-    depth = DepthPass(noises, split.meta, score, settings.batch_size, split.size)
     core = core_size if settings.probes else None
-    streamed = stream_split(split, score, chunk, core=core, plan=plan, on_scored=on_scored, depth=depth)
+    work = SplitPass(split, chunk, settings.batch_size, core, plan, tuple(noises))
+    streamed = work.run(score, on_scored) if run_shards is None else work.merged(run_shards(work.shards()))
     scores = split.meta.assign(score=streamed.scores)
     with atomic_file(out / layout.SCORES, "wb") as handle:
         scores.to_parquet(handle, index=False)
@@ -480,7 +550,7 @@ def evaluate(
     )
     metrics = summary.model_dump(mode="json")
     points = summary.resolved_points()
-    at_depth, controls = depth.result(), streamed.scores[scores["label"].to_numpy() == 0]
+    at_depth, controls = streamed.depth, streamed.scores[scores["label"].to_numpy() == 0]
     confidence = settings.confidence
     metrics["real_sets"] = {
         r.spec.name: set_result(r, points, confidence, controls, at_depth.get(r.spec.name)).model_dump(mode="json")

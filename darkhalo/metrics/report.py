@@ -222,7 +222,7 @@ def gallery_plot(gallery: Gallery, columns: int = 6) -> bytes:
         ax.set_axis_off()
         if i < len(gallery.images):
             ax.imshow(rgb(gallery.images[i]), origin="lower")
-            ax.set_title(gallery.captions[i], fontsize=5.5)
+            ax.set_title(gallery.captions[i], fontsize=5.5, parse_math=False)  # a name may hold a $
     fig.suptitle(gallery.title, fontsize=9)
     return png_bytes(fig)
 

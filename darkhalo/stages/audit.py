@@ -1,5 +1,6 @@
-"""The audit stage: every installed artifact judged again against the spec (darkhalo.audit.audit),
-written as ``audit/audit.json`` and ``audit/audit.md``; its findings are the stage's contract."""
+"""The audit stage: the run folder's chain checked and every installed artifact judged again against the spec
+(darkhalo.audit.audit), written as ``audit/audit.json`` and ``audit/audit.md``; its findings are the stage's
+contract. The runner verified every upstream output before the stage started, so the chain it records is whole."""
 
 from __future__ import annotations
 
@@ -13,5 +14,5 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(
         rows={"findings": len(audit.findings)},
         findings=list(audit.findings),
-        measured={"failed": audit.failed, "not_evaluated": audit.not_evaluated},
+        measured={"failed": audit.failed, "not_evaluated": audit.not_evaluated, "chain": audit.chain_summary()},
     )

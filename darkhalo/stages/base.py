@@ -32,8 +32,9 @@ class Stage:
 
     ``sections`` name spec sections whole (``psf``) or down to a field (``evaluate.batch_size``); the
     stage sees only those and its lineage digest covers exactly those. ``module`` names a module with
-    ``run(ctx) -> StageResult`` and, optionally, ``external_inputs(spec) -> list[Path]`` (files outside
-    the run it reads, for lineage). Its artifact's judge (darkhalo.audit.judges) is its gate.
+    ``run(ctx) -> StageResult`` and, optionally, ``external_inputs(spec) -> list[Path]`` (files and folders
+    outside the run it reads, for lineage: a folder is known by its listing, a path that is absent as absent).
+    Its artifact's judge (darkhalo.audit.judges) is its gate.
     """
 
     name: str

@@ -13,6 +13,7 @@ through the injection PSF).
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,16 @@ from darkhalo import layout, tables
 from darkhalo.injection import Rendering, stamp_shard
 from darkhalo.progress import spark_job
 from darkhalo.sparkio import key_ranges, run_tasks
+from darkhalo.spec import GenerationSpec, LegacySurvey
 from darkhalo.stages.base import StageContext, StageResult
+
+
+def external_inputs(spec: GenerationSpec) -> list[Path]:
+    """Folders outside the run this stage reads: a legacy survey's cutout folder and the PSFEx models of the
+    ``pixelized`` PSF (stamped by their listings, so an added or changed file re-runs the stage)."""
+    survey, psf = spec.survey, spec.psf
+    cutouts = [survey.cutouts.dir] if isinstance(survey, LegacySurvey) and survey.cutouts and survey.cutouts.dir else []
+    return cutouts + ([psf.psfex_dir] if psf.model == "pixelized" and psf.psfex_dir else [])
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -16,7 +16,7 @@ import pandas as pd
 from darkhalo import layout, tables
 from darkhalo.expansion import PARENT_COLUMNS, Expansion, configs_per_host, expand_hosts, host_frame
 from darkhalo.progress import spark_job
-from darkhalo.sparkio import spark_schema, write_sorted_parquet
+from darkhalo.sparkio import read_parquet, spark_schema, write_sorted_parquet
 from darkhalo.stages.base import StageContext, StageResult
 from data_contracts.manifest import Manifest
 
@@ -49,7 +49,7 @@ def run(ctx: StageContext) -> StageResult:
         raise ValueError(f"{files[0].parent}: the parent sample is empty (the selection kept no host)")
 
     spark = ctx.spark()
-    parent = spark.read.parquet(*[str(f) for f in files]).select(*PARENT_COLUMNS)
+    parent = read_parquet(spark, files).select(*PARENT_COLUMNS)
     expansion = Expansion.of(spec)
     expanded = parent.mapInPandas(lambda batches: expand_batches(batches, expansion=expansion), spark_schema(Manifest))
     ctx.console.print(f"  expanding {n_parent:,} parent hosts x {configs_per_host(spec.grid)} configs in Spark")

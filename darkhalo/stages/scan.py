@@ -33,7 +33,7 @@ from darkhalo.metrics.search import (
 from darkhalo.progress import spark_job
 from darkhalo.scanning import ScanSettings, host_slices, scan_slice
 from darkhalo.sparkio import run_tasks
-from darkhalo.spec import MockSurvey
+from darkhalo.spec import GenerationSpec, LegacySurvey, MockSurvey
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.provider import provider_for
 from data_contracts.candidates import Candidates, Unscored
@@ -42,6 +42,12 @@ from data_contracts.search import SearchResult
 from data_contracts.survey import KEY
 
 PARENT_COLUMNS = [*KEY, "RA", "DEC", "KNOWN_LENS", "KNOWN_LENS_NAME"]
+
+
+def external_inputs(spec: GenerationSpec) -> list[Path]:
+    """A legacy survey's cutout folder, which the scan reads for every parent host (stamped by its listing)."""
+    survey = spec.survey
+    return [survey.cutouts.dir] if isinstance(survey, LegacySurvey) and survey.cutouts and survey.cutouts.dir else []
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -86,7 +92,7 @@ def run(ctx: StageContext) -> StageResult:
     stamps = provider_for(spec.survey, spec.seed).cutouts(_host_rows(parts, top), spec.stamps.size).images
     write_text(ctx.out / layout.GRADE_PAGE, grade_page(top, stamps, f"darkhalo grading: {ctx.run_dir.name}"))
     for line in headline(result).splitlines():
-        ctx.console.print(f"  {line}", soft_wrap=True, highlight=False)
+        ctx.console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     return StageResult(
         rows={"candidates": len(candidates), "unscored": len(unscored)},
         measured={"search": result.model_dump(mode="json")},

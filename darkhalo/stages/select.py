@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 from darkhalo import layout, tables
 from darkhalo.artifacts import atomic_file, write_json
 from darkhalo.progress import spark_job
-from darkhalo.sparkio import spark_schema
+from darkhalo.sparkio import read_parquet, spark_schema
 from darkhalo.stages.base import StageContext, StageResult
 from darkhalo.surveys.columns import KEY, SWEEP_COLUMNS
 from darkhalo.surveys.edge_validation import edge_finding, validate_catalog
@@ -131,7 +131,7 @@ def clean_catalog(spark: SparkSession, parts: list[Path], quarantined: pd.DataFr
     A quarantined key is never shared with a clean row (a repeated key quarantines all its rows), so
     dropping by key (null-safe) drops exactly the quarantined rows.
     """
-    catalog = spark.read.parquet(*[str(p) for p in parts]).select(*SWEEP_COLUMNS)
+    catalog = read_parquet(spark, parts).select(*SWEEP_COLUMNS)
     if quarantined.empty:
         return catalog
     key_schema = T.StructType([f for f in spark_schema(Catalog).fields if f.name in KEY])

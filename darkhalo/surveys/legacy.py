@@ -40,7 +40,10 @@ def catalog_paths(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         matched = sorted(glob.glob(pattern))
         if not matched:
-            raise CatalogError(f"{pattern}: no catalog file matches")
+            raise CatalogError(
+                f"{pattern}: no catalog file matches this glob pattern (survey catalog entries are glob patterns: "
+                "write [*], [?] or [[] for a literal *, ? or [)"
+            )
         paths.extend(Path(p) for p in matched)
     return paths
 

@@ -7,10 +7,15 @@ continues from the newest one and produces the same weights and losses as a run 
 interrupted (bitwise on CPU in fp32). The best epoch is the one with the highest val completeness
 at a resolvable FPR, never the one with the best AUROC (L4). A forward pre-hook records what every
 forward call received, so L10 judges what the model was actually fed.
+
+Given sharded stores (darkhalo.training.store.Shard, one per torchrun rank) the same loop trains with
+DistributedDataParallel: each rank steps on its share of every global batch, val logits are gathered so
+every rank computes the same metrics, and rank 0 alone writes the checkpoints (darkhalo.training.distributed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -23,9 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from darkhalo.metrics.operating_points import completeness_at_fpr
 from darkhalo.spec import TrainSpec
@@ -38,7 +45,7 @@ from darkhalo.training.checkpoint import (
     save_checkpoint,
 )
 from darkhalo.training.model import build_model
-from darkhalo.training.store import NORMALISATION, StampStore
+from darkhalo.training.store import NORMALISATION, ONE_PROCESS, Shard, StampStore
 from data_contracts.metrics import sample_needed
 
 FORMAT = 2
@@ -230,7 +237,9 @@ class Trainer:
     spec: TrainSpec
     device: torch.device
     model: nn.Module
-    forward: nn.Module  # the model, compiled when the spec asks
+    forward: nn.Module  # the model, compiled when the spec asks: every call to it is recorded for L10
+    step_forward: nn.Module  # what a training step calls: ``forward``, wrapped in DDP across ranks
+    shard: Shard  # this process's rank among the training processes
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -239,9 +248,12 @@ class Trainer:
     memory_format: torch.memory_format
 
     @classmethod
-    def build(cls, spec: TrainSpec, device: torch.device, seed: int, total_steps: int) -> Trainer:
+    def build(
+        cls, spec: TrainSpec, device: torch.device, seed: int, total_steps: int, shard: Shard = ONE_PROCESS
+    ) -> Trainer:
         """A fresh model (initialised from ``seed``), the spec's optimizer and the per-step schedule over
-        ``total_steps``."""
+        ``total_steps``; across ranks (``shard.world`` > 1) the model is wrapped in DDP and each rank draws its
+        shuffles and augmentations from ``seed + rank``."""
         torch.manual_seed(seed)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         model = build_model(spec.arch).to(device).to(memory_format=memory_format)
@@ -249,15 +261,24 @@ class Trainer:
             model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, fused=device.type == "cuda"
         )
         schedule = partial(_cosine, total=total_steps) if spec.schedule == "cosine" else _constant
+        forward = torch.compile(model) if spec.compile else model
+        if shard.world > 1:
+            step_forward: nn.Module = DistributedDataParallel(
+                forward, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        else:
+            step_forward = forward
         return cls(
             spec=spec,
             device=device,
             model=model,
-            forward=torch.compile(model) if spec.compile else model,
+            forward=forward,
+            step_forward=step_forward,
+            shard=shard,
             optimizer=optimizer,
             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=loss_function(spec),
-            generator=torch.Generator(device=device).manual_seed(seed),
+            generator=torch.Generator(device=device).manual_seed(seed + shard.rank),
             bf16=uses_bf16(spec, device),
             memory_format=memory_format,
         )
@@ -266,7 +287,7 @@ class Trainer:
         """One optimizer step on a batch already on the device; returns the (detached) batch loss."""
         images = images.contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.forward(images).squeeze(1)
+            logits = self.step_forward(images).squeeze(1)
         loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -290,13 +311,14 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """``steps`` full batches in a fresh seeded order, augmented by ``table`` on the device.
 
-    Returns the epoch's mean train loss, the learning rate it ended at and its throughput;
+    Returns the epoch's mean train loss, the learning rate it ended at and its throughput (all ranks');
     ``on_step`` is called after every optimizer step.
     """
     started = time.perf_counter()
     trainer.model.train()
     order = train.shuffled(trainer.generator)
-    batch = min(trainer.spec.batch_size, len(train))
+    world = trainer.shard.world
+    batch = rank_batch(trainer.spec.batch_size, train.split_size, world)
     loss_sum = torch.zeros((), device=trainer.device)
     for step in range(steps):
         images, labels = train.batch(order[step * batch : (step + 1) * batch])
@@ -304,7 +326,9 @@ def train_one_epoch(
         loss_sum = loss_sum + trainer.step(augment(images, table, trainer.generator), labels)
         if on_step is not None:
             on_step(TrainStep(epoch, step + 1, steps, batch, loss_sum))
-    train_loss = float(loss_sum) / steps  # float() waits for the device
+    if world > 1:
+        dist.all_reduce(loss_sum)  # every rank's batches are the same size: the mean of means is the mean
+    train_loss = float(loss_sum) / steps / world  # float() waits for the device
     train_s = time.perf_counter() - started
     if not math.isfinite(train_loss):
         raise FloatingPointError(f"training diverged: epoch {epoch} mean train loss is {train_loss}")
@@ -312,8 +336,31 @@ def train_one_epoch(
         "train_loss": train_loss,
         "lr": trainer.scheduler.get_last_lr()[0],
         "train_s": train_s,
-        "images_per_s": steps * batch / train_s,
+        "images_per_s": steps * batch * world / train_s,
     }
+
+
+def rank_batch(batch_size: int, n_train: int, world: int) -> int:
+    """Stamps each of ``world`` ranks steps on: its share of the global batch (``batch_size``, or the whole split
+    when smaller), which must divide evenly."""
+    batch = min(batch_size, n_train)
+    if batch % world:
+        raise ValueError(
+            f"train.batch_size {batch} does not split over engine.train_processes {world}: use a multiple of {world}"
+        )
+    return batch // world
+
+
+def gathered(values: np.ndarray, store: StampStore) -> np.ndarray:
+    """Every rank's ``values`` (one per row of its shard of ``store``'s split) in split order, on every rank."""
+    if store.shard.world == 1:
+        return values
+    parts: list[tuple[np.ndarray, np.ndarray] | None] = [None] * store.shard.world
+    dist.all_gather_object(parts, (store.split_positions, values))
+    out = np.empty(store.split_size, dtype=values.dtype)
+    for positions, part in parts:  # type: ignore[misc]
+        out[positions] = part
+    return out
 
 
 def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: bool = False) -> np.ndarray:
@@ -331,15 +378,31 @@ def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: b
 
 
 def evaluate(trainer: Trainer, val: StampStore, rule: EpochPickRule) -> dict[str, Any]:
-    """Val loss and ``epoch_metrics`` of the model as it stands, and the time they took."""
+    """Val loss and ``epoch_metrics`` of the model as it stands over the whole val split (every rank's shard), and
+    the time they took."""
     started = time.perf_counter()
-    logits = predict_logits(trainer.forward, val, trainer.spec.batch_size, trainer.bf16)
-    labels = val.labels.cpu()
+    local = predict_logits(trainer.forward, val, trainer.spec.batch_size, trainer.bf16)
+    logits = gathered(local, val)
+    labels = torch.from_numpy(gathered(val.labels.cpu().numpy(), val))
     return {
         "val_loss": float(trainer.loss_fn(torch.from_numpy(logits), labels)),
         **epoch_metrics(logits, labels.numpy(), trainer.spec.select_at_fpr, rule),
         "val_s": time.perf_counter() - started,
     }
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """A finished epoch in one line: losses, val completeness at the selection FPR, throughput, time."""
+    completeness = row["select_completeness"]
+    at_fpr = (
+        f"val completeness {completeness:.3f} at FPR {row['select_fpr']:.3g}"
+        if math.isfinite(completeness)
+        else "val completeness unresolved"
+    )
+    return (
+        f"  epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+        f"{at_fpr}, {row['images_per_s']:,.0f} images/s, {row['epoch_s']:.1f} s"
+    )
 
 
 # --- the training state ---------------------------------------------------------------------------
@@ -348,10 +411,15 @@ def evaluate(trainer: Trainer, val: StampStore, rule: EpochPickRule) -> dict[str
 def training_state(
     trainer: Trainer, args: dict[str, Any], epoch: int, history: list[dict[str, Any]], inputs: ForwardInputs
 ) -> dict[str, Any]:
-    """The checkpoint after ``epoch``: everything an exact resume needs, as tensors and primitives."""
-    rng = {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()}
+    """The checkpoint after ``epoch``: everything an exact resume needs, as tensors and primitives (across ranks,
+    every rank's generator state: each rank calls this, rank 0 saves it)."""
+    rng: dict[str, Any] = {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()}
     if trainer.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
+    if trainer.shard.world > 1:
+        states: list[torch.Tensor | None] = [None] * trainer.shard.world
+        dist.all_gather_object(states, rng["generator"])
+        rng["rank_generators"] = states
     return {
         "format": FORMAT,
         "arch": trainer.spec.arch,
@@ -374,7 +442,8 @@ def resume(trainer: Trainer, path: Path, args: dict[str, Any]) -> dict[str, Any]
     trainer.model.load_state_dict(state["state_dict"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.generator.set_state(state["rng"]["generator"])
+    generators = state["rng"].get("rank_generators", [state["rng"]["generator"]])
+    trainer.generator.set_state(generators[trainer.shard.rank])
     torch.set_rng_state(state["rng"]["torch"])
     if trainer.device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], trainer.device)
@@ -410,6 +479,17 @@ class FitResult:
     device: str
     precision: str
     model_inputs: dict[str, Any]
+    train_stamps: int  # the whole train split's
+    val_stamps: int
+    store_on_device: bool  # the train stamps lived on the compute device (no copy per batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Primitives only (a checkpoint-safe payload): how a training process hands its result back."""
+        return {**dataclasses.asdict(self), "checkpoint_dir": str(self.checkpoint_dir)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitResult:
+        return cls(**{**data, "checkpoint_dir": Path(data["checkpoint_dir"])})
 
 
 def fit(
@@ -427,9 +507,11 @@ def fit(
     ``min_expected_fp`` is the resolvability rule (the evaluate stage's): the best epoch is judged at
     an FPR where the val negatives expect at least that many false positives. ``on_step`` sees every
     optimizer step (darkhalo.training.loop.TrainStep), ``on_epoch`` every finished epoch's history row.
+    Sharded stores (one rank of a torchrun process group) train with DDP; rank 0 writes the checkpoints.
     """
-    if len(train) < 2:
-        raise ValueError(f"need at least 2 train stamps (batch norm), got {len(train)}")
+    shard = train.shard
+    if rank_batch(spec.batch_size, train.split_size, shard.world) < 2:
+        raise ValueError(f"need at least 2 train stamps per step and process (batch norm), got {train.split_size}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     args = {
         **spec.model_dump(mode="json"),
@@ -438,16 +520,18 @@ def fit(
         "train_stamps": train.digest(),
         "val_stamps": val.digest(),
         "device": train.device.type,
+        "processes": shard.world,
     }
-    steps = steps_per_epoch(len(train), spec.batch_size)
-    trainer = Trainer.build(spec, train.device, seed, steps * spec.epochs)
+    steps = steps_per_epoch(train.split_size, spec.batch_size)
+    trainer = Trainer.build(spec, train.device, seed, steps * spec.epochs, shard)
     state: dict[str, Any] = {"epoch": 0, "history": [], "forward_inputs": []}
     latest = latest_checkpoint(checkpoint_dir)
     if latest is not None:
         state = resume(trainer, latest, args)
     history = list(state["history"])
     inputs = ForwardInputs(state["forward_inputs"])  # the calls of the epochs already done, then ours
-    rule = pick_rule(spec.select_at_fpr, val.n_negatives, min_expected_fp)
+    labels = gathered(val.labels.cpu().numpy(), val)
+    rule = pick_rule(spec.select_at_fpr, int((labels == 0).sum()), min_expected_fp)
     table = transform_table(train.images.shape[-1], spec.augment, train.device)
 
     with inputs.recording(trainer.forward):
@@ -456,9 +540,9 @@ def fit(
             row = {"epoch": epoch, **train_one_epoch(trainer, train, table, epoch, steps, on_step)}
             row.update(evaluate(trainer, val, rule), epoch_s=time.perf_counter() - started)
             history.append(row)
-            save_checkpoint(
-                checkpoint_dir / checkpoint_name(epoch), training_state(trainer, args, epoch, history, inputs)
-            )
+            saved = training_state(trainer, args, epoch, history, inputs)  # on every rank: it gathers their RNGs
+            if shard.rank == 0:
+                save_checkpoint(checkpoint_dir / checkpoint_name(epoch), saved)
             if on_epoch is not None:
                 on_epoch(row)
 
@@ -471,6 +555,9 @@ def fit(
         checkpoint_dir=checkpoint_dir,
         device=str(train.device),
         precision="bf16" if trainer.bf16 else "fp32",
+        train_stamps=train.split_size,
+        val_stamps=val.split_size,
+        store_on_device=train.on_device,
         model_inputs={
             "columns_read": list(dict.fromkeys(train.columns_read + val.columns_read)),
             "input_columns": list(dict.fromkeys(train.input_columns + val.input_columns)),

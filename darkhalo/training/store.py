@@ -5,7 +5,8 @@ memory-mapped file in a spill folder, so an epoch is a seeded permutation and a 
 with no DataLoader workers. It asks the shards for ``READ_COLUMNS`` only, so injection parameters,
 arc S/N and other metadata are never read, and it records what it did read (``columns_read``, from
 the schemas of the tables as read) and which of those the model's input tensor was built from
-(``input_columns``): the evidence L10 judges.
+(``input_columns``): the evidence L10 judges. Under distributed training each rank's store holds its ``Shard``
+of the split, disjoint from every other rank's.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhalo import layout, tables
+from darkhalo.hashing import hash64
 from darkhalo.stamps import CORE_COLUMNS, N_BANDS, decode_checked
 
 #: The only shard columns the store asks for: identity, label (the target), split (row choice), pixels.
 READ_COLUMNS: tuple[str, ...] = CORE_COLUMNS
 #: The column the images (the model's input tensor) are decoded from.
 PIXEL_COLUMN = "image"
+
+#: The hash stream that deals stamps to training processes.
+SHARD_STREAM = "train-shard"
 
 #: The per-stamp normalisation's name, recorded in every checkpoint and checked at inference.
 NORMALISATION = "robust_median_mad_clip50"
@@ -57,6 +62,27 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return (centred / sigma).clamp_(-CLIP, CLIP).view_as(images)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Rank ``rank`` of ``world`` training processes. The split's stamps are dealt to the ranks in the order of a
+    hash of their ids, so the shards are disjoint, together hold the whole split, differ in size by at most one,
+    and mix the classes as the split does (stamp ids follow hosts and configs, which a plain stride would not)."""
+
+    rank: int = 0
+    world: int = 1
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """The ascending positions of this shard's stamps among the split's sorted stamp ids ``ids``."""
+        if self.world == 1:
+            return np.arange(ids.size)
+        dealt = np.argsort(hash64(0, ids, stream=SHARD_STREAM), kind="stable")
+        return np.sort(dealt[self.rank :: self.world])
+
+
+#: The one process of a run that is not distributed.
+ONE_PROCESS = Shard()
+
+
 @dataclass
 class StampStore:
     """One split's stamps, normalised, sorted by stamp_id; ``batch(index)`` gives model-ready tensors."""
@@ -67,6 +93,10 @@ class StampStore:
     device: torch.device
     columns_read: tuple[str, ...] = ()  # the shard columns loading read, in the order first read
     input_columns: tuple[str, ...] = ()  # those that ``images`` was built from
+    shard: Shard = ONE_PROCESS  # which rows of the split this store holds
+    split_positions: np.ndarray | None = None  # each row's position in the whole split (sorted); None: the split
+    split_rows: int = 0  # stamps in the whole split (every shard's); 0: this store's own count
+    split_digest: str = ""  # sha256 of the whole split's stamp ids; "": this store's own
 
     def __len__(self) -> int:
         return len(self.stamp_ids)
@@ -77,12 +107,14 @@ class StampStore:
         return self.images.device == self.device
 
     @property
-    def n_negatives(self) -> int:
-        return int((self.labels == 0).sum())
+    def split_size(self) -> int:
+        """Stamps in the whole split, every shard's together."""
+        return self.split_rows or len(self)
 
     def digest(self) -> str:
-        """sha256 of the stamp ids: which stamps (not their pixels) this store holds."""
-        return hashlib.sha256(self.stamp_ids.tobytes()).hexdigest()
+        """sha256 of the whole split's stamp ids: which stamps (not their pixels) the split holds, the same on
+        every shard."""
+        return self.split_digest or _ids_digest(self.stamp_ids)
 
     def shuffled(self, generator: torch.Generator) -> torch.Tensor:
         """A permutation of the rows drawn from ``generator`` (on the generator's device)."""
@@ -96,12 +128,19 @@ class StampStore:
         return self.images[index.cpu()].to(self.device, non_blocking=True), self.labels[index]
 
 
-def load_store(folder: Path, split: str, size: int, device: torch.device, spill: Path | None = None) -> StampStore:
-    """Load the ``split`` rows of an inject stage folder's stamp shards into a StampStore on ``device``.
+def _ids_digest(ids: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+
+def load_store(
+    folder: Path, split: str, size: int, device: torch.device, spill: Path | None = None, shard: Shard = ONE_PROCESS
+) -> StampStore:
+    """Load the ``split`` rows of an inject stage folder's stamp shards (``shard``'s share of them) into a StampStore
+    on ``device``.
 
     ``spill`` is the file (``.npy``) the images are memory-mapped to when they fit neither the
     GPU nor host memory. Raises ValueError naming the file and stamp for missing columns, bad labels, duplicate ids,
-    wrongly sized or non-finite images.
+    wrongly sized or non-finite images (in any shard's rows: every rank checks the whole split).
     """
     files = layout.parts(folder, layout.STAMPS)
     columns_read: dict[str, None] = {}  # an ordered set, filled by the readers
@@ -115,8 +154,11 @@ def load_store(folder: Path, split: str, size: int, device: torch.device, spill:
         raise ValueError(f"stamp_id {sorted_ids[dup[0]]} appears more than once in the '{split}' shards of {folder}")
     destination = np.empty_like(order)
     destination[order] = np.arange(order.size)
+    mine = shard.positions(sorted_ids)
+    slot = np.full(ids.size, -1)  # each sorted position's row in this store (-1: another shard's)
+    slot[mine] = np.arange(mine.size)
 
-    shape = (ids.size, N_BANDS, size, size)
+    shape = (mine.size, N_BANDS, size, size)
     images = _allocate(shape, device, spill)
     start = 0
     for path, count in zip(files, counts, strict=True):
@@ -125,19 +167,26 @@ def load_store(folder: Path, split: str, size: int, device: torch.device, spill:
             rows = slice(start, start + len(chunk_ids))
             if not np.array_equal(chunk_ids, ids[rows]):
                 raise ValueError(f"{path}: rows changed while loading (stamp ids differ between reads)")
-            normed = normalise(torch.from_numpy(chunk).to(device))
-            images[torch.from_numpy(destination[rows]).to(images.device)] = normed.to(images.device)
+            at = slot[destination[rows]]
+            kept = at >= 0
+            if kept.any():
+                normed = normalise(torch.from_numpy(chunk[kept]).to(device))
+                images[torch.from_numpy(at[kept]).to(images.device)] = normed.to(images.device)
             start = rows.stop
         if start - file_start != count:
             raise ValueError(f"{path}: rows changed while loading ({count} '{split}' rows, then {start - file_start})")
-    label_tensor = torch.from_numpy(labels[order].astype(np.float32)).to(device)
+    label_tensor = torch.from_numpy(labels[order][mine].astype(np.float32)).to(device)
     return StampStore(
         images=images,
         labels=label_tensor,
-        stamp_ids=sorted_ids,
+        stamp_ids=sorted_ids[mine],
         device=device,
         columns_read=tuple(columns_read),
         input_columns=(PIXEL_COLUMN,),
+        shard=shard,
+        split_positions=mine,
+        split_rows=ids.size,
+        split_digest=_ids_digest(sorted_ids),
     )
 
 
