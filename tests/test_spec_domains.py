@@ -58,6 +58,13 @@ def _spec_file(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     return path
 
 
+def _file_refused(tmp_path: Path, *edits: tuple[str, str]) -> str:
+    """The SpecError that loading specs/embedded.yaml with ``edits`` (as ``_spec_file``) raises."""
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec_file(tmp_path, *edits))
+    return str(info.value)
+
+
 # --- strict scalars: a number only as a number, a boolean only as a boolean ----------------------------------------
 
 COERCIONS = [
@@ -107,11 +114,9 @@ def test_ints_for_floats_lists_for_tuples_and_strings_for_paths_and_names_still_
 
 
 def test_a_quoted_number_in_a_spec_file_is_a_string_and_refused(tmp_path: Path) -> None:
-    path = _spec_file(tmp_path, ("lr: 1.0e-3", 'lr: "1.0e-3"'), ("seed: 7", "seed: '7'"))
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    assert "seed = '7': Input should be a valid integer" in str(info.value)
-    assert "train.lr = '1.0e-3': Input should be a valid number" in str(info.value)
+    refused = _file_refused(tmp_path, ("lr: 1.0e-3", 'lr: "1.0e-3"'), ("seed: 7", "seed: '7'"))
+    assert "seed = '7': Input should be a valid integer" in refused
+    assert "train.lr = '1.0e-3': Input should be a valid number" in refused
 
 
 # --- NaN and inf: refused wherever a float is taken ------------------------------------------------------------------
@@ -136,11 +141,10 @@ def test_nan_and_inf_are_refused_naming_the_field(path: str, value: object, show
 
 
 def test_yaml_inf_and_nan_are_refused_from_a_file(tmp_path: Path) -> None:
-    path = _spec_file(tmp_path, ("  epochs: 4\n", "  epochs: 4\n  grad_clip: .inf\n"), ("min: 2.0}", "min: .nan}"))
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    assert "train.grad_clip = inf: Input should be a finite number" in str(info.value)
-    assert "evaluate.real_sets[0].visible.min = nan: Input should be a finite number" in str(info.value)
+    grad_clip = ("  epochs: 4\n", "  epochs: 4\n  grad_clip: .inf\n")
+    refused = _file_refused(tmp_path, grad_clip, ("min: 2.0}", "min: .nan}"))
+    assert "train.grad_clip = inf: Input should be a finite number" in refused
+    assert "evaluate.real_sets[0].visible.min = nan: Input should be a finite number" in refused
 
 
 # --- domains: inverted ranges, priors outside what the renderer and the mock sky can draw ---------------------------
