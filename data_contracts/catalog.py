@@ -17,7 +17,7 @@ import pandera.pandas as pa
 import pyarrow
 from pandera.typing import Series
 
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, evidence_rows, offending_finding
 from data_contracts.schema import arrow_schema
 from data_contracts.survey import KEY
 
@@ -125,13 +125,6 @@ def _normal(arrow_type: pyarrow.DataType) -> pyarrow.DataType:
 def check_key(keys: pd.DataFrame) -> Finding:
     """(RELEASE, BRICKID, OBJID) is unique over ``keys`` (the key columns of every part)."""
     repeated = keys[keys.duplicated(list(KEY), keep=False)].drop_duplicates()
-    evidence, n_repeated = evidence_rows(repeated.astype(object).to_dict("records"))
-    return Finding(
-        id="schema:catalog:key",
-        title="(RELEASE, BRICKID, OBJID) is unique",
-        passed=n_repeated == 0,
-        measured=n_repeated,
-        threshold=0,
-        evidence=evidence,
-        n_offending=n_repeated,
+    return offending_finding(
+        "schema:catalog:key", "(RELEASE, BRICKID, OBJID) is unique", repeated.astype(object).to_dict("records")
     )

@@ -74,6 +74,26 @@ def evidence_rows(rows: list[dict[str, Any]]) -> tuple[tuple[dict[str, Any], ...
     return tuple(rows[:MAX_EVIDENCE_ROWS]), len(rows)
 
 
+def offending_finding(
+    finding_id: str, title: str, rows: list[dict[str, Any]], detail: str = "", count: int | None = None
+) -> Finding:
+    """A zero-tolerance check's finding from its offending rows: it passes when there are none; measured and
+    n_offending are their number (``count`` when ``rows`` holds only the first of them), the evidence the first
+    MAX_EVIDENCE_ROWS."""
+    evidence, n = evidence_rows(rows)
+    n = n if count is None else count
+    return Finding(
+        id=finding_id,
+        title=title,
+        passed=n == 0,
+        measured=n,
+        threshold=0,
+        detail=detail,
+        evidence=evidence,
+        n_offending=n,
+    )
+
+
 def problems_finding(
     lesson_id: str, title: str, problems: list[str], measured: Any, threshold: Any, passed_detail: str
 ) -> Finding:

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, offending_finding
 from data_contracts.survey import KEY
 
 
@@ -61,14 +61,9 @@ def check_keys(truth: pd.DataFrame, catalog_keys: pd.DataFrame) -> Finding:
         .merge(catalog_keys[key].astype(np.int64).drop_duplicates(), on=key, how="left", indicator=True)
     )
     stray = joined.loc[joined["_merge"] == "left_only", key]
-    evidence, n = evidence_rows(stray.astype(object).to_dict("records"))
-    return Finding(
-        id="schema:sky_lenses:key",
-        title="every sky lens is a catalog row",
-        passed=n == 0,
-        measured=n,
-        threshold=0,
-        detail=f"{len(truth)} truth row(s) joined on {', '.join(key)}",
-        evidence=evidence,
-        n_offending=n,
+    return offending_finding(
+        "schema:sky_lenses:key",
+        "every sky lens is a catalog row",
+        stray.astype(object).to_dict("records"),
+        f"{len(truth)} truth row(s) joined on {', '.join(key)}",
     )

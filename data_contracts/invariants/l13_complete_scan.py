@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding
+from data_contracts.findings import MAX_EVIDENCE_ROWS, Finding, offending_finding
 from data_contracts.lessons import LESSONS
 from data_contracts.survey import KEY
 
@@ -30,16 +30,8 @@ def check(parent: pd.DataFrame, candidates: pd.DataFrame, unscored: pd.DataFrame
         }
         for row in bad.head(MAX_EVIDENCE_ROWS).to_dict("records")
     ]
-    evidence, n = tuple(rows), len(bad)
-    n_parent = int((~foreign).sum())
-    return Finding(
-        id="L13",
-        title=LESSONS["L13"].title,
-        passed=n == 0,
-        measured=n,
-        threshold=0,
-        detail=f"{n} of {n_parent:,} parent hosts scanned other than once or not parent hosts; "
-        f"{len(candidates):,} scored, {len(unscored):,} unscored",
-        evidence=evidence,
-        n_offending=n,
+    detail = (
+        f"{len(bad)} of {int((~foreign).sum()):,} parent hosts scanned other than once or not parent hosts; "
+        f"{len(candidates):,} scored, {len(unscored):,} unscored"
     )
+    return offending_finding("L13", LESSONS["L13"].title, rows, detail, count=len(bad))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, offending_finding
 from data_contracts.lessons import LESSONS
 
 #: The stages allowed to read the truth: the scan grades the search against it, the audit judges it.
@@ -29,15 +29,8 @@ def check(lineages: Mapping[str, Mapping[str, Any]], truth: str) -> Finding:
             rows.append({"stage": stage, "problem": "its lineage records no reads (run it again)"})
         elif truth in reads:
             rows.append({"stage": stage, "problem": f"read {truth}"})
-    evidence, n = evidence_rows(rows)
-    return Finding(
-        id="L14",
-        title=LESSONS["L14"].title,
-        passed=n == 0,
-        measured=n,
-        threshold=0,
-        detail=f"{n} of {len(set(lineages) - READERS)} stages other than {' and '.join(sorted(READERS))} read "
-        f"{truth} or record no reads",
-        evidence=evidence,
-        n_offending=n,
+    detail = (
+        f"{len(rows)} of {len(set(lineages) - READERS)} stages other than {' and '.join(sorted(READERS))} read "
+        f"{truth} or record no reads"
     )
+    return offending_finding("L14", LESSONS["L14"].title, rows, detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from data_contracts import survey
-from data_contracts.findings import Finding, evidence_rows
+from data_contracts.findings import Finding, offending_finding
 from data_contracts.lessons import LESSONS
 
 KEY = list(survey.KEY)
@@ -18,14 +18,5 @@ def check(manifest: pd.DataFrame) -> Finding:
         counts = manifest.groupby(group)["split"].agg(lambda s: sorted(set(s)))
         for key, splits in counts[counts.map(len) > 1].items():
             rows.append({"kind": name, "key": str(key), "splits": ",".join(splits)})
-    evidence, n = evidence_rows(rows)
-    return Finding(
-        id="L5",
-        title=LESSONS["L5"].title,
-        passed=n == 0,
-        measured=n,
-        threshold=0,
-        detail=f"{n} hosts or sky pixels span more than one split",
-        evidence=evidence,
-        n_offending=n,
-    )
+    detail = f"{len(rows)} hosts or sky pixels span more than one split"
+    return offending_finding("L5", LESSONS["L5"].title, rows, detail)
