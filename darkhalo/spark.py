@@ -53,13 +53,19 @@ def _master_source() -> str:
     return MASTER_ENV if os.environ.get(MASTER_ENV) else "engine.spark_master"
 
 
+def master_url_problem(master: str) -> str | None:
+    """Why Spark would not accept ``master`` as a master URL (one sentence naming it and the forms it takes), or
+    None; ``spec check`` and the session's start both ask."""
+    if MASTER_URL.fullmatch(master):
+        return None
+    return f"{master!r} is not a Spark master URL; use local[*], local[N], spark://HOST:PORT, yarn or k8s://HOST:PORT"
+
+
 def check_master_url(master: str) -> None:
     """Refuse a master URL that Spark would not accept (SparkError naming it and where it came from)."""
-    if not MASTER_URL.fullmatch(master):
-        raise SparkError(
-            f"{_master_source()}: {master!r} is not a Spark master URL; "
-            "use local[*], local[N], spark://HOST:PORT, yarn or k8s://HOST:PORT"
-        )
+    problem = master_url_problem(master)
+    if problem is not None:
+        raise SparkError(f"{_master_source()}: {problem}")
 
 
 def check_java() -> None:

@@ -769,12 +769,11 @@ class EngineSpec(Section):
     @field_validator("spark_master")
     @classmethod
     def _a_master_url(cls, value: str) -> str:
-        from darkhalo.spark import MASTER_URL
+        from darkhalo.spark import master_url_problem
 
-        if not MASTER_URL.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a Spark master URL; use local[*], local[N], spark://HOST:PORT, yarn or k8s://HOST:PORT"
-            )
+        problem = master_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

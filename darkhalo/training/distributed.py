@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,13 +103,13 @@ def train_in_processes(job: Job, processes: int, on_line: Callable[[str], None])
         "darkhalo.training.distributed",
         str(job_file),
     ]
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, errors="replace"
     ) as child:
         assert child.stdout is not None
         for line in child.stdout:
-            tail = [*tail[-TAIL_LINES + 1 :], line.rstrip()]
+            tail.append(line.rstrip())
             on_line(line.rstrip())
     if child.returncode != 0:
         failed = [(rank, path.read_text()) for rank in range(processes) if (path := _error_path(job, rank)).is_file()]

@@ -377,16 +377,14 @@ def predict_logits(model: nn.Module, store: StampStore, batch_size: int, bf16: b
     return torch.cat(out).cpu().numpy()
 
 
-def evaluate(trainer: Trainer, val: StampStore, rule: EpochPickRule) -> dict[str, Any]:
-    """Val loss and ``epoch_metrics`` of the model as it stands over the whole val split (every rank's shard), and
-    the time they took."""
+def evaluate(trainer: Trainer, val: StampStore, labels: np.ndarray, rule: EpochPickRule) -> dict[str, Any]:
+    """Val loss and ``epoch_metrics`` of the model as it stands over the whole val split (every rank's shard, whose
+    ``labels`` are given in split order), and the time they took."""
     started = time.perf_counter()
-    local = predict_logits(trainer.forward, val, trainer.spec.batch_size, trainer.bf16)
-    logits = gathered(local, val)
-    labels = torch.from_numpy(gathered(val.labels.cpu().numpy(), val))
+    logits = gathered(predict_logits(trainer.forward, val, trainer.spec.batch_size, trainer.bf16), val)
     return {
-        "val_loss": float(trainer.loss_fn(torch.from_numpy(logits), labels)),
-        **epoch_metrics(logits, labels.numpy(), trainer.spec.select_at_fpr, rule),
+        "val_loss": float(trainer.loss_fn(torch.from_numpy(logits), torch.from_numpy(labels))),
+        **epoch_metrics(logits, labels, trainer.spec.select_at_fpr, rule),
         "val_s": time.perf_counter() - started,
     }
 
@@ -530,7 +528,7 @@ def fit(
         state = resume(trainer, latest, args)
     history = list(state["history"])
     inputs = ForwardInputs(state["forward_inputs"])  # the calls of the epochs already done, then ours
-    labels = gathered(val.labels.cpu().numpy(), val)
+    labels = gathered(val.labels.cpu().numpy(), val)  # the whole val split's, in split order: once per fit
     rule = pick_rule(spec.select_at_fpr, int((labels == 0).sum()), min_expected_fp)
     table = transform_table(train.images.shape[-1], spec.augment, train.device)
 
@@ -538,7 +536,7 @@ def fit(
         for epoch in range(state["epoch"] + 1, spec.epochs + 1):
             started = time.perf_counter()
             row = {"epoch": epoch, **train_one_epoch(trainer, train, table, epoch, steps, on_step)}
-            row.update(evaluate(trainer, val, rule), epoch_s=time.perf_counter() - started)
+            row.update(evaluate(trainer, val, labels, rule), epoch_s=time.perf_counter() - started)
             history.append(row)
             saved = training_state(trainer, args, epoch, history, inputs)  # on every rank: it gathers their RNGs
             if shard.rank == 0:
