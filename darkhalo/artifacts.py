@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from darkhalo.errors import naming
+from darkhalo.removal import within
 
 #: What a stage's output was checked against and what it measured (findings, row counts).
 CONTRACT = "contract.json"
@@ -93,9 +94,8 @@ def digest_of(files: dict[str, str]) -> str:
 
 def contained(root: Path, relative: str | Path) -> Path:
     """``root / relative``, refusing any path that would land outside ``root`` (``..``, absolute, links)."""
-    root_resolved = root.resolve()
     target = (root / relative).resolve()
-    if target != root_resolved and root_resolved not in target.parents:
+    if not within(target, root.resolve()):
         raise ValueError(f"path {str(relative)!r} escapes {root}")
     return target
 

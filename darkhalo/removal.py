@@ -17,13 +17,17 @@ class OutsideRunFolder(ValueError):
     """A path darkhalo would write into or remove from that lies, or leads through a link, outside the run folder."""
 
 
+def within(path: Path, root: Path) -> bool:
+    """``path`` is ``root`` or lies under it, as the two are given (resolve them first to follow links)."""
+    return path == root or root in path.parents
+
+
 def _check_inside(path: Path, root: Path) -> None:
     """Refuse ``path`` unless it is ``root`` or under it, both as written and with its links resolved."""
-    written, base = Path(os.path.abspath(path)), Path(os.path.abspath(root))
-    if written != base and base not in written.parents:
+    if not within(Path(os.path.abspath(path)), Path(os.path.abspath(root))):
         raise OutsideRunFolder(f"{path}: not inside the run folder {root}")
-    real, real_base = path.resolve(), root.resolve()
-    if real != real_base and real_base not in real.parents:
+    real = path.resolve()
+    if not within(real, root.resolve()):
         raise OutsideRunFolder(
             f"{path} leads through a symbolic link to {real}, outside the run folder {root}: darkhalo writes and "
             "deletes only inside the run folder; remove the link, or put the whole runs folder on that disk"
